@@ -1,0 +1,25 @@
+//! runner-dispatch: one ephemeral GitHub Actions runner per queued job, on Azure.
+//!
+//! The crate is laid out along the pipeline: [`webhook`] accepts and parses GitHub
+//! deliveries, [`pools`] chooses a pool, [`message`] is the queue contract,
+//! [`provision`] turns a request into a runner (idempotently), [`reconcile`] repairs
+//! what webhooks missed, and [`server`] / [`functions_host`] expose it all over the
+//! two transports (standalone HTTP and the Azure Functions custom handler).
+
+pub mod azure;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod duration;
+pub mod events;
+pub mod functions_host;
+pub mod github;
+pub mod message;
+pub mod pools;
+pub mod provision;
+pub mod reconcile;
+pub mod secret;
+pub mod server;
+pub mod spool;
+pub mod telemetry;
+pub mod webhook;

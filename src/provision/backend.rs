@@ -1,0 +1,140 @@
+//! The compute seam: one trait that the Batch, ACI and dry-run backends implement.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::config::Pool;
+use crate::secret::Secret;
+
+/// A value in the runner's environment: secrets must go where the platform hides them
+/// (ACI `secureValue`), never in plain settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvValue {
+    Plain(String),
+    Secret(Secret),
+}
+
+/// The job a runner is made for; it lands in tags and names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobInfo {
+    pub job_id: u64,
+    pub run_id: u64,
+    /// `owner/name`.
+    pub repository: String,
+    /// The job's own `created_at` from GitHub (deterministic: never "now").
+    pub job_created_at: Option<String>,
+}
+
+/// Everything a backend needs to create one runner.
+#[derive(Debug, Clone)]
+pub struct ComputeRequest {
+    /// `<prefix>-<job id>`: compute name and runner name.
+    pub name: String,
+    pub job: JobInfo,
+    /// Runner variables (`RUNNER_JITCONFIG`, ...) then the pool's `env`, in a stable order.
+    pub env: Vec<(String, EnvValue)>,
+}
+
+/// Lifecycle of a container group or task, as far as cleanup cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComputeState {
+    /// Created, waiting for a node or pulling the image.
+    Pending,
+    Running,
+    /// Exited with success.
+    Succeeded,
+    /// Exited with failure, or failed to start.
+    Failed,
+    Unknown(String),
+}
+
+impl ComputeState {
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        matches!(self, ComputeState::Succeeded | ComputeState::Failed)
+    }
+}
+
+/// One existing container group or task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputeInfo {
+    pub name: String,
+    pub state: ComputeState,
+    pub created_at: Option<OffsetDateTime>,
+    /// From tags (ACI) or the task id.
+    pub job_id: Option<u64>,
+    pub repository: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// 409 / `TaskExists`: another worker created it; success.
+    AlreadyExists,
+}
+
+/// A failed backend or GitHub step, classified for the queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvisionError {
+    /// Try again later (throttling, quota, capacity, 5xx, timeouts, cap reached).
+    #[error("{reason}")]
+    Retryable { reason: String, retry_after: Option<Duration> },
+    /// Retrying will not help (bad image, forbidden, invalid request).
+    #[error("{reason}")]
+    Permanent { reason: String },
+}
+
+impl ProvisionError {
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        ProvisionError::Retryable { reason: reason.into(), retry_after: None }
+    }
+
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        ProvisionError::Permanent { reason: reason.into() }
+    }
+
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ProvisionError::Retryable { .. })
+    }
+}
+
+impl From<crate::github::GitHubError> for ProvisionError {
+    fn from(e: crate::github::GitHubError) -> Self {
+        match e {
+            crate::github::GitHubError::RateLimited { retry_after } => {
+                ProvisionError::Retryable { reason: e.to_string(), retry_after: Some(retry_after) }
+            }
+            ref other if other.is_retryable() => ProvisionError::retryable(other.to_string()),
+            other => ProvisionError::permanent(other.to_string()),
+        }
+    }
+}
+
+/// One kind of compute. Implementations are thin REST clients; the algorithm lives in
+/// [`super::Provisioner`].
+#[async_trait]
+pub trait ComputeBackend: Send + Sync {
+    /// `aci`, `batch` or `dry-run`.
+    fn kind(&self) -> &'static str;
+
+    /// The compute with this name in the pool, in any state.
+    async fn find(&self, pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError>;
+
+    /// Creates the compute. Must not update an existing one.
+    async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError>;
+
+    /// Deletes it; a missing one is success.
+    async fn delete(&self, pool: &Pool, name: &str) -> Result<(), ProvisionError>;
+
+    /// Every compute of this pool that runner-dispatch created.
+    async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError>;
+
+    /// How many runners of the pool exist now, for `max_runners`; `None` when the
+    /// backend caps itself (Batch autoscale). May be cached for a few seconds.
+    async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError>;
+}

@@ -1,0 +1,135 @@
+//! A backend that creates nothing: it records and prints the request it would send,
+//! with secrets redacted. Used by `demo` and `serve --dry-run`.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::backend::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError};
+use crate::config::Pool;
+
+/// A request the dry-run backend received, as it would have been sent (secrets redacted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    pub pool: String,
+    pub name: String,
+    pub body: serde_json::Value,
+}
+
+/// Records creates and deletes; remembers names so duplicates are seen as existing.
+#[derive(Debug, Default)]
+pub struct DryRunBackend {
+    created: Mutex<BTreeMap<String, RecordedRequest>>,
+    deleted: Mutex<Vec<String>>,
+    print: bool,
+}
+
+impl DryRunBackend {
+    /// `print`: also write each request to stdout.
+    #[must_use]
+    pub fn new(print: bool) -> Self {
+        Self { print, ..Self::default() }
+    }
+
+    #[must_use]
+    pub fn created(&self) -> Vec<RecordedRequest> {
+        self.created.lock().map(|c| c.values().cloned().collect()).unwrap_or_default()
+    }
+
+    #[must_use]
+    pub fn deleted(&self) -> Vec<String> {
+        self.deleted.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+}
+
+/// The request as a redacted JSON document: what a reader of the demo should see.
+#[must_use]
+pub fn redacted_request(pool: &Pool, request: &ComputeRequest) -> serde_json::Value {
+    let env: Vec<serde_json::Value> = request
+        .env
+        .iter()
+        .map(|(k, v)| match v {
+            EnvValue::Plain(p) => json!({ "name": k, "value": p }),
+            EnvValue::Secret(_) => json!({ "name": k, "secureValue": "[redacted]" }),
+        })
+        .collect();
+    json!({
+        "backend": pool.backend.as_str(),
+        "name": request.name,
+        "pool": pool.name,
+        "os": pool.os.as_str(),
+        "image": pool.image,
+        "labels": pool.labels,
+        "batch_pool_id": pool.batch_pool_id,
+        "cpu": pool.cpu,
+        "memory_gb": pool.memory_gb,
+        "job_id": request.job.job_id,
+        "repository": request.job.repository,
+        "tags": pool.tags,
+        "environment": env,
+    })
+}
+
+#[async_trait]
+impl ComputeBackend for DryRunBackend {
+    fn kind(&self) -> &'static str {
+        "dry-run"
+    }
+
+    async fn find(&self, _pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
+        let created = self.created.lock().map_err(|_| ProvisionError::permanent("dry-run state poisoned"))?;
+        Ok(created.get(name).map(|r| ComputeInfo {
+            name: r.name.clone(),
+            state: ComputeState::Pending,
+            created_at: None,
+            job_id: r.body["job_id"].as_u64(),
+            repository: r.body["repository"].as_str().map(str::to_owned),
+            tags: BTreeMap::new(),
+        }))
+    }
+
+    async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
+        let body = redacted_request(pool, request);
+        let mut created = self.created.lock().map_err(|_| ProvisionError::permanent("dry-run state poisoned"))?;
+        if created.contains_key(&request.name) {
+            return Ok(CreateOutcome::AlreadyExists);
+        }
+        if self.print {
+            println!("dry-run: would create {} {}:\n{}", pool.backend.as_str(), request.name, serde_json::to_string_pretty(&body).unwrap_or_default());
+        }
+        created.insert(request.name.clone(), RecordedRequest { pool: pool.name.clone(), name: request.name.clone(), body });
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn delete(&self, _pool: &Pool, name: &str) -> Result<(), ProvisionError> {
+        if let Ok(mut c) = self.created.lock() {
+            c.remove(name);
+        }
+        if let Ok(mut d) = self.deleted.lock() {
+            d.push(name.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
+        let created = self.created.lock().map_err(|_| ProvisionError::permanent("dry-run state poisoned"))?;
+        Ok(created
+            .values()
+            .filter(|r| r.pool == pool.name)
+            .map(|r| ComputeInfo {
+                name: r.name.clone(),
+                state: ComputeState::Pending,
+                created_at: None,
+                job_id: r.body["job_id"].as_u64(),
+                repository: r.body["repository"].as_str().map(str::to_owned),
+                tags: BTreeMap::new(),
+            })
+            .collect())
+    }
+
+    async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
+        Ok(Some(self.list(pool).await?.len()))
+    }
+}

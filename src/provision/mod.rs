@@ -1,0 +1,338 @@
+//! Turning a runner request into a runner, idempotently and safely after partial failure.
+//! The compute name `<prefix>-<job id>` is the idempotency key; the JIT runner name (the
+//! same string) is the lock between workers.
+
+pub mod backend;
+pub mod dry_run;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::config::{Backend, CheckJobQueued, Pool, PoolsConfig, RunnerScope, TokenMode};
+use crate::events;
+use crate::github::{GitHubError, JobContext, JobState, RunnerDeletion, RunnerRegistry, RunnerTarget};
+use crate::message::RunnerMessage;
+use crate::pools::choose_pool;
+
+pub use backend::{
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError,
+};
+
+/// Jobs older than this are given up: GitHub cancels a job no runner took in 24 h.
+pub const MAX_JOB_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Under `check_job_queued = "stale"`, a job older than this is checked with GitHub first.
+pub const STALE_AFTER: Duration = Duration::from_secs(120);
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvisionOutcome {
+    /// A new runner was requested from the backend.
+    Created { backend: &'static str },
+    /// The compute already existed (duplicate delivery, or another worker won).
+    AlreadyExists,
+    /// GitHub says no runner is needed any more.
+    Skipped { reason: String },
+}
+
+/// The backends, one per kind; a pool uses the one its `backend` names.
+#[derive(Clone)]
+pub struct Backends {
+    pub aci: Arc<dyn ComputeBackend>,
+    pub batch: Arc<dyn ComputeBackend>,
+}
+
+impl Backends {
+    /// Both kinds served by one backend (the dry-run).
+    #[must_use]
+    pub fn single(backend: Arc<dyn ComputeBackend>) -> Self {
+        Self { aci: backend.clone(), batch: backend }
+    }
+
+    #[must_use]
+    pub fn for_pool(&self, pool: &Pool) -> &Arc<dyn ComputeBackend> {
+        match pool.backend {
+            Backend::Aci => &self.aci,
+            Backend::Batch => &self.batch,
+        }
+    }
+}
+
+/// Runs the provisioning algorithm and cleanup against GitHub and the backends.
+pub struct Provisioner {
+    pub pools: Arc<PoolsConfig>,
+    pub github: Arc<dyn RunnerRegistry>,
+    pub backends: Backends,
+}
+
+impl Provisioner {
+    #[must_use]
+    pub fn new(pools: Arc<PoolsConfig>, github: Arc<dyn RunnerRegistry>, backends: Backends) -> Self {
+        Self { pools, github, backends }
+    }
+
+    /// The pool named in the message, or, if it was renamed or removed since, the pool
+    /// the job's labels choose now.
+    fn pool_for(&self, msg: &RunnerMessage) -> Option<Arc<Pool>> {
+        self.pools
+            .pool(&msg.pool)
+            .filter(|p| p.enabled)
+            .cloned()
+            .or_else(|| choose_pool(&self.pools, &msg.labels, Some(&msg.repository)))
+    }
+
+    /// Where the job's runner registers, from `runner_scope`.
+    #[must_use]
+    pub fn job_context(&self, msg: &RunnerMessage) -> JobContext {
+        let (owner, repo) = msg.repository.split_once('/').unwrap_or((msg.owner.as_str(), ""));
+        let target = match self.pools.github.runner_scope {
+            RunnerScope::Org => RunnerTarget::Org { org: msg.owner.clone() },
+            RunnerScope::Repo => RunnerTarget::Repo { owner: owner.to_owned(), repo: repo.to_owned() },
+            RunnerScope::Enterprise => {
+                RunnerTarget::Enterprise { enterprise: self.pools.github.enterprise.clone().unwrap_or_default() }
+            }
+        };
+        JobContext {
+            target,
+            repository: msg.repository.clone(),
+            owner: msg.owner.clone(),
+            installation_id: msg.installation_id,
+        }
+    }
+
+    /// Provisions one runner for `msg`. `attempt` is 1 for the first delivery of the message.
+    ///
+    /// # Errors
+    /// Retryable (the queue brings the message back) or permanent (report it as failed).
+    pub async fn provision(&self, msg: &RunnerMessage, attempt: u32) -> Result<ProvisionOutcome, ProvisionError> {
+        let pool = self.pool_for(msg).ok_or_else(|| {
+            ProvisionError::permanent(format!("pool {:?} no longer exists and no other pool fits the job", msg.pool))
+        })?;
+        let age = job_age(msg);
+        if age.is_some_and(|a| a > MAX_JOB_AGE) {
+            return Err(ProvisionError::permanent(
+                "job is older than 24 h; GitHub has cancelled it".to_owned(),
+            ));
+        }
+        let name = pool.runner_name(msg.job_id);
+        let backend = self.backends.for_pool(&pool);
+        let job = self.job_context(msg);
+
+        // 1. Compute with this name exists (any state): done.
+        if backend.find(&pool, &name).await?.is_some() {
+            return Ok(ProvisionOutcome::AlreadyExists);
+        }
+
+        // 2. Does the job still need a runner?
+        let check = match self.pools.github.check_job_queued {
+            CheckJobQueued::Always => true,
+            CheckJobQueued::Never => false,
+            CheckJobQueued::Stale => attempt > 1 || age.is_some_and(|a| a > STALE_AFTER),
+        };
+        if check {
+            if let Some(reason) = self.job_no_longer_needs_a_runner(&job, msg.job_id).await {
+                return Ok(ProvisionOutcome::Skipped { reason });
+            }
+        }
+
+        // Pool cap (soft): over it is a deferral, never a drop.
+        if let Some(max) = pool.max_runners {
+            if let Some(active) = backend.active_count(&pool).await? {
+                if active >= max as usize {
+                    return Err(ProvisionError::Retryable {
+                        reason: format!("pool {} is at max_runners ({active}/{max})", pool.name),
+                        retry_after: None,
+                    });
+                }
+            }
+        }
+
+        // 3. Credentials for exactly this runner.
+        let (env, runner_id) = self.runner_env(&pool, &job, &name, attempt).await?;
+        let Some(env) = env else {
+            // A live registration with our name exists: another worker's runner is up.
+            return Ok(ProvisionOutcome::AlreadyExists);
+        };
+
+        // 4. Create the compute.
+        let request = ComputeRequest {
+            name: name.clone(),
+            job: JobInfo {
+                job_id: msg.job_id,
+                run_id: msg.run_id,
+                repository: msg.repository.clone(),
+                job_created_at: msg.job_created_at.clone(),
+            },
+            env,
+        };
+        match backend.create(&pool, &request).await {
+            Ok(CreateOutcome::Created) => {
+                events::runner_requested(msg, &pool, backend.kind(), attempt);
+                Ok(ProvisionOutcome::Created { backend: backend.kind() })
+            }
+            Ok(CreateOutcome::AlreadyExists) => Ok(ProvisionOutcome::AlreadyExists),
+            Err(e) => {
+                // 5. Don't leave an offline registration behind; the next attempt
+                // (if any) generates a fresh one.
+                if let Some(id) = runner_id {
+                    if let Err(de) = self.github.delete_runner(&job, id).await {
+                        tracing::warn!(event = "registration_delete_failed", job_id = msg.job_id, runner_name = %name, error = %de, "could not delete the registration of a runner whose compute failed");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `Some(reason)` when GitHub says the job is done or taken by a runner not ours.
+    /// Fails open: when GitHub cannot answer, provision anyway.
+    async fn job_no_longer_needs_a_runner(&self, job: &JobContext, job_id: u64) -> Option<String> {
+        match self.github.job_state(job, job_id).await {
+            Ok(JobState::Completed) => Some("job already completed".into()),
+            Ok(JobState::InProgress { runner_name }) => {
+                let ours = runner_name.as_deref().and_then(|n| self.pools.job_id_of_runner(n));
+                match ours {
+                    // One of our runners made for another job took it: that job now needs one.
+                    Some(_) => None,
+                    None => Some(format!(
+                        "job already running on {}",
+                        runner_name.as_deref().unwrap_or("another runner")
+                    )),
+                }
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(event = "job_check_failed", job_id, error = %e, "could not check the job with GitHub; provisioning anyway");
+                None
+            }
+        }
+    }
+
+    /// The runner's environment. `Ok((None, _))` means a healthy registration with this
+    /// name already exists (nothing to create).
+    async fn runner_env(
+        &self,
+        pool: &Pool,
+        job: &JobContext,
+        name: &str,
+        attempt: u32,
+    ) -> Result<(Option<Vec<(String, EnvValue)>>, Option<u64>), ProvisionError> {
+        let n = &pool.env_names;
+        let mut env = Vec::new();
+        let mut runner_id = None;
+        match self.pools.github.token_mode {
+            TokenMode::Jit => {
+                let group = pool.runner_group_id.unwrap_or(1);
+                let jit = match self.github.generate_jit_config(job, name, &pool.labels, group).await {
+                    Ok(j) => j,
+                    Err(GitHubError::Conflict(_)) => {
+                        if attempt <= 1 {
+                            return Err(ProvisionError::retryable(format!(
+                                "runner name {name} is already registered; another worker may be mid-flight"
+                            )));
+                        }
+                        match self.github.find_runner(job, name).await? {
+                            Some(r) if r.online || r.busy => return Ok((None, None)),
+                            Some(r) => {
+                                // A crash between JIT and create left it offline: replace it.
+                                match self.github.delete_runner(job, r.id).await? {
+                                    RunnerDeletion::Busy => return Ok((None, None)),
+                                    RunnerDeletion::Deleted | RunnerDeletion::NotFound => {}
+                                }
+                                self.github.generate_jit_config(job, name, &pool.labels, group).await?
+                            }
+                            None => self.github.generate_jit_config(job, name, &pool.labels, group).await?,
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                runner_id = Some(jit.runner_id);
+                env.push((n.jitconfig.clone(), EnvValue::Secret(jit.encoded_jit_config)));
+            }
+            TokenMode::Registration => {
+                let token = self.github.registration_token(job).await?;
+                env.push((n.url.clone(), EnvValue::Plain(self.github.runner_url(job))));
+                env.push((n.token.clone(), EnvValue::Secret(token.token)));
+                env.push((n.name.clone(), EnvValue::Plain(name.to_owned())));
+                env.push((n.labels.clone(), EnvValue::Plain(pool.labels.join(","))));
+                if let Some(g) = pool.runner_group_id {
+                    env.push((n.group.clone(), EnvValue::Plain(g.to_string())));
+                }
+                env.push((n.ephemeral.clone(), EnvValue::Plain("1".into())));
+            }
+        }
+        for (k, v) in &pool.env {
+            env.push((k.clone(), EnvValue::Plain(v.clone())));
+        }
+        Ok((Some(env), runner_id))
+    }
+
+    /// Cleans up after a completed job: deletes the compute of the runner that ran it
+    /// (when it is ours), and the compute made for this job if its runner never got a job
+    /// (a runner of ours that is busy, perhaps with another queued job, is left alone).
+    /// Returns the names deleted.
+    ///
+    /// # Errors
+    /// Retryable backend or GitHub failures (the queue retries).
+    pub async fn cleanup(&self, msg: &RunnerMessage) -> Result<Vec<String>, ProvisionError> {
+        let Some(pool) = self.pool_for(msg) else {
+            return Ok(Vec::new());
+        };
+        events::job_completed(msg, &pool);
+        let job = self.job_context(msg);
+        let mut deleted = Vec::new();
+        let own = pool.runner_name(msg.job_id);
+        if let Some(ran_on) = msg.ran_on.as_deref().filter(|n| self.pools.job_id_of_runner(n).is_some()) {
+            let owner_pool = self.pool_of_runner(ran_on).unwrap_or_else(|| pool.clone());
+            let backend = self.backends.for_pool(&owner_pool);
+            if backend.find(&owner_pool, ran_on).await?.is_some() {
+                backend.delete(&owner_pool, ran_on).await?;
+                deleted.push(ran_on.to_owned());
+            }
+            if ran_on == own {
+                return Ok(deleted);
+            }
+        }
+        let backend = self.backends.for_pool(&pool);
+        if backend.find(&pool, &own).await?.is_none() {
+            return Ok(deleted);
+        }
+        match self.github.find_runner(&job, &own).await? {
+            Some(r) if r.busy => return Ok(deleted),
+            Some(r) => {
+                if self.github.delete_runner(&job, r.id).await? == RunnerDeletion::Busy {
+                    return Ok(deleted);
+                }
+            }
+            None => {}
+        }
+        backend.delete(&pool, &own).await?;
+        deleted.push(own);
+        Ok(deleted)
+    }
+
+    /// The pool whose prefix a runner name carries (several pools may share a prefix:
+    /// the first one with that prefix serves, as they share backend naming).
+    fn pool_of_runner(&self, runner_name: &str) -> Option<Arc<Pool>> {
+        self.pools
+            .pools
+            .iter()
+            .find(|p| {
+                runner_name
+                    .strip_prefix(p.name_prefix.as_str())
+                    .and_then(|r| r.strip_prefix('-'))
+                    .is_some_and(|d| d.parse::<u64>().is_ok())
+            })
+            .cloned()
+    }
+}
+
+/// How long ago GitHub created the job.
+#[must_use]
+pub fn job_age(msg: &RunnerMessage) -> Option<Duration> {
+    let created = events::parse_time(msg.job_created_at.as_deref())?;
+    let age = OffsetDateTime::now_utc() - created;
+    age.try_into().ok()
+}

@@ -1,0 +1,184 @@
+//! Accepting a GitHub delivery: size, content type, signature, event, allowlist, pool.
+//! Transport-free: both the standalone route and the Functions envelope call [`accept`].
+
+pub mod event;
+pub mod signature;
+
+use serde_json::json;
+
+use crate::config::PoolsConfig;
+use crate::events;
+use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
+use crate::pools::choose_pool;
+use crate::secret::Secret;
+
+pub use event::{EventError, WorkflowJobEvent, parse_workflow_job};
+pub use signature::{SignatureError, sign, verify_signature};
+
+/// Largest body accepted (413 beyond). `workflow_job` payloads are a few KiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Request headers, looked up case-insensitively (the Functions host keeps the received case).
+#[derive(Debug, Clone, Default)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    #[must_use]
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+impl From<&axum::http::HeaderMap> for Headers {
+    fn from(map: &axum::http::HeaderMap) -> Self {
+        Self(
+            map.iter()
+                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
+                .collect(),
+        )
+    }
+}
+
+/// What to answer GitHub and what to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookOutcome {
+    /// The status GitHub sees.
+    pub status: u16,
+    /// A short JSON body saying why.
+    pub body: serde_json::Value,
+    pub provision: Option<RunnerMessage>,
+    pub cleanup: Option<RunnerMessage>,
+}
+
+impl WebhookOutcome {
+    fn reply(status: u16, result: &str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({ "result": result, "detail": detail.into() }),
+            provision: None,
+            cleanup: None,
+        }
+    }
+}
+
+/// Decides what a delivery means. Never fails: every input gets a status.
+/// No work is done before the signature is verified, beyond the size and content-type checks.
+#[must_use]
+pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: &[u8]) -> WebhookOutcome {
+    let delivery = headers.get("x-github-delivery").unwrap_or("-").to_owned();
+    if body.len() > MAX_BODY_BYTES {
+        return refuse(413, "too_large", format!("body over {MAX_BODY_BYTES} bytes"), &delivery);
+    }
+    if let Some(ct) = headers.get("content-type") {
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return refuse(415, "unsupported_media_type", "set the webhook content type to application/json", &delivery);
+        }
+    }
+    if let Err(e) = verify_signature(secrets, headers.get("x-hub-signature-256"), body) {
+        return refuse(401, "bad_signature", e.to_string(), &delivery);
+    }
+    let event = headers.get("x-github-event").unwrap_or("");
+    match event {
+        "ping" => return WebhookOutcome::reply(200, "pong", "webhook configured"),
+        "workflow_job" => {}
+        "" => return refuse(400, "bad_request", "missing X-GitHub-Event header", &delivery),
+        other => return WebhookOutcome::reply(200, "ignored", format!("event {other} is not handled")),
+    }
+    let job = match parse_workflow_job(body) {
+        Ok(j) => j,
+        Err(e) => return refuse(400, "bad_request", e.to_string(), &delivery),
+    };
+    let kind = match job.action.as_str() {
+        "queued" => MessageKind::Provision,
+        "completed" => MessageKind::Cleanup,
+        "in_progress" => {
+            events::job_started(&job, &delivery);
+            return WebhookOutcome::reply(200, "ignored", "action in_progress needs no runner");
+        }
+        other => return WebhookOutcome::reply(200, "ignored", format!("action {other} needs no runner")),
+    };
+    if let Err(reason) = check_allowed(pools, &job) {
+        events::refused(&job, &delivery, &reason);
+        return WebhookOutcome::reply(403, "forbidden", reason);
+    }
+    let Some(pool) = choose_pool(pools, &job.labels, Some(&job.repository)) else {
+        events::no_pool(&job, &delivery);
+        return WebhookOutcome::reply(
+            200,
+            "no_pool",
+            format!("no pool fits labels [{}] in {}", job.labels.join(", "), job.repository),
+        );
+    };
+    let message = RunnerMessage {
+        v: MESSAGE_VERSION,
+        kind,
+        job_id: job.job_id,
+        run_id: job.run_id,
+        repository: job.repository.clone(),
+        owner: job.owner.clone(),
+        installation_id: job.installation_id,
+        labels: job.labels.clone(),
+        pool: pool.name.clone(),
+        runner_name: pool.runner_name(job.job_id),
+        delivery_id: delivery.clone(),
+        job_created_at: job.created_at.clone(),
+        ran_on: if kind == MessageKind::Cleanup { job.runner_name.clone() } else { None },
+        job_started_at: if kind == MessageKind::Cleanup { job.started_at.clone() } else { None },
+        origin: None,
+    };
+    events::webhook_accepted(&job, &pool, &delivery);
+    let mut out = WebhookOutcome::reply(
+        202,
+        "accepted",
+        match kind {
+            MessageKind::Provision => format!("runner {} requested in pool {}", message.runner_name, pool.name),
+            MessageKind::Cleanup => format!("cleanup of job {} queued", job.job_id),
+        },
+    );
+    match kind {
+        MessageKind::Provision => out.provision = Some(message),
+        MessageKind::Cleanup => out.cleanup = Some(message),
+    }
+    out
+}
+
+fn refuse(status: u16, result: &str, detail: impl Into<String>, delivery: &str) -> WebhookOutcome {
+    let detail = detail.into();
+    tracing::warn!(event = "webhook_refused", status, result, delivery_id = delivery, reason = %detail, "webhook refused");
+    WebhookOutcome::reply(status, result, detail)
+}
+
+/// Owner, repository, visibility and installation allowlists.
+///
+/// # Errors
+/// The reason, for the 403 body and the log.
+pub fn check_allowed(pools: &PoolsConfig, job: &WorkflowJobEvent) -> Result<(), String> {
+    let gh = &pools.github;
+    let owner = job.owner.to_ascii_lowercase();
+    if !gh.allowed_owners.iter().any(|o| *o == owner) {
+        return Err(format!("owner {} is not in github.allowed_owners", job.owner));
+    }
+    if !gh.allowed_repositories.is_empty() && !gh.allowed_repositories.iter().any(|g| g.matches(&job.repository)) {
+        return Err(format!("repository {} is not in github.allowed_repositories", job.repository));
+    }
+    if job.public && !gh.allow_public_repositories {
+        return Err(format!(
+            "repository {} is public and github.allow_public_repositories is false",
+            job.repository
+        ));
+    }
+    if !gh.allowed_installation_ids.is_empty() {
+        match job.installation_id {
+            Some(id) if gh.allowed_installation_ids.contains(&id) => {}
+            Some(id) => return Err(format!("installation {id} is not in github.allowed_installation_ids")),
+            None => return Err("delivery has no installation and github.allowed_installation_ids is set".into()),
+        }
+    }
+    Ok(())
+}
