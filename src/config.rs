@@ -78,7 +78,7 @@ pub enum CheckJobQueued {
     Never,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
     Aci,
     Batch,

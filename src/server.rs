@@ -1,1 +1,253 @@
-//! TODO
+//! The HTTP server: one router serving both transports over the same handlers.
+//! Standalone: `POST /api/github-webhook` (raw GitHub request) into a durable in-process
+//! queue. Azure Functions custom handler: the envelope routes `/github-webhook`,
+//! `/provision-runner`, `/cleanup-runner` and `/reconcile`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::config::PoolsConfig;
+use crate::functions_host::{
+    InvocationReply, bindings, parse_http_invocation, parse_queue_invocation,
+};
+use crate::message::{FailedMessage, MessageKind, RunnerMessage, decode_message};
+use crate::provision::{ProvisionError, ProvisionOutcome, Provisioner};
+use crate::reconcile::Reconciler;
+use crate::secret::Secret;
+use crate::spool::{AttemptResult, StandaloneQueue};
+use crate::webhook::{self, Headers, MAX_BODY_BYTES};
+
+/// A provisioning attempt that runs longer than this is abandoned and retried.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// Default for `RUNNER_DISPATCH_MAX_ATTEMPTS`; keep equal to host.json `maxDequeueCount`.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 60;
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub secrets: Vec<Secret>,
+    pub pools: Arc<PoolsConfig>,
+    pub provisioner: Arc<Provisioner>,
+    pub reconciler: Arc<Reconciler>,
+    /// Present in standalone mode: where the raw webhook route puts work.
+    pub queue: Option<StandaloneQueue>,
+    /// The attempt at which a still-failing request is given up.
+    pub max_attempts: u32,
+}
+
+/// The router for both transports.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(health))
+        .route("/healthz", get(health))
+        .route("/api/github-webhook", post(raw_webhook))
+        .route("/github-webhook", post(host_webhook))
+        .route("/provision-runner", post(host_provision))
+        .route("/cleanup-runner", post(host_cleanup))
+        .route("/reconcile", post(host_reconcile))
+        // Envelopes carry the body as an escaped JSON string: allow room beyond the
+        // webhook cap so oversize deliveries still get a proper 413 from `accept`.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES * 3))
+        .with_state(state)
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// Standalone: the raw GitHub request. Work is spooled durably before the 202.
+async fn raw_webhook(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let outcome = webhook::accept(&state.secrets, &state.pools, &Headers::from(&headers), &body);
+    let Some(queue) = &state.queue else {
+        if outcome.provision.is_some() || outcome.cleanup.is_some() {
+            return json_response(
+                503,
+                &json!({"result":"unavailable","detail":"this route queues work only in standalone mode; under the Functions host use /api/github-webhook of the Function App"}),
+            );
+        }
+        return json_response(outcome.status, &outcome.body);
+    };
+    for message in [outcome.provision.clone(), outcome.cleanup.clone()].into_iter().flatten() {
+        match queue.enqueue(message) {
+            Ok(true) => {}
+            Ok(false) => {
+                return json_response(202, &json!({"result":"accepted","detail":"already queued (duplicate delivery)"}));
+            }
+            Err(e) => {
+                tracing::error!(event = "spool_error", error = %e, "could not spool a request; answering 503 so the delivery shows as failed and reconcile redelivers it");
+                return json_response(503, &json!({"result":"unavailable","detail":"could not store the request; it will be redelivered"}));
+            }
+        }
+    }
+    json_response(outcome.status, &outcome.body)
+}
+
+/// Host: the `github-webhook` envelope. Always 200 to the host; GitHub's status is in `Outputs.res`.
+async fn host_webhook(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let mut reply = InvocationReply::new();
+    match parse_http_invocation(&body) {
+        Ok(req) => {
+            let outcome = webhook::accept(&state.secrets, &state.pools, &req.headers, &req.body);
+            reply.http_response(outcome.status, &outcome.body);
+            if let Some(m) = outcome.provision {
+                reply.log(format!("runner requested: job {} pool {} runner {}", m.job_id, m.pool, m.runner_name));
+                reply.queue(bindings::RUNNER_REQUEST, vec![to_value(&m)]);
+            }
+            if let Some(m) = outcome.cleanup {
+                reply.log(format!("cleanup queued: job {} pool {}", m.job_id, m.pool));
+                reply.queue(bindings::RUNNER_CLEANUP, vec![to_value(&m)]);
+            }
+        }
+        Err(e) => {
+            tracing::warn!(event = "envelope_invalid", error = %e, "github-webhook invocation unreadable");
+            reply.http_response(400, &json!({"result":"bad_request","detail":"unreadable invocation"}));
+        }
+    }
+    json_response(200, &serde_json::to_value(&reply).unwrap_or(Value::Null))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Runs one attempt of a queued message through the shared handlers.
+pub async fn process_message(state: &AppState, message: RunnerMessage, attempt: u32) -> AttemptResult {
+    let work = async {
+        match message.kind {
+            MessageKind::Provision => state.provisioner.provision(&message, attempt).await.map(|o| {
+                match &o {
+                    ProvisionOutcome::Created { .. } => {}
+                    ProvisionOutcome::AlreadyExists => tracing::info!(event = "runner_exists", job_id = message.job_id, runner_name = %message.runner_name, "runner already exists; nothing to do"),
+                    ProvisionOutcome::Skipped { reason } => tracing::info!(event = "runner_skipped", job_id = message.job_id, runner_name = %message.runner_name, reason = %reason, "job needs no runner"),
+                }
+            }),
+            MessageKind::Cleanup => state.provisioner.cleanup(&message).await.map(|deleted| {
+                if !deleted.is_empty() {
+                    tracing::info!(event = "runner_cleaned", job_id = message.job_id, deleted = %deleted.join(","), "compute of a finished job deleted");
+                }
+            }),
+        }
+    };
+    let result = tokio::time::timeout(ATTEMPT_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| Err(ProvisionError::retryable("attempt timed out")));
+    match result {
+        Ok(()) => AttemptResult::Done,
+        Err(ProvisionError::Retryable { reason, retry_after }) => AttemptResult::Retry { reason, after: retry_after },
+        Err(ProvisionError::Permanent { reason }) => AttemptResult::GiveUp { reason },
+    }
+}
+
+async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Response {
+    let mut reply = InvocationReply::new();
+    let invocation = match parse_queue_invocation(body) {
+        Ok(i) => i,
+        Err(e) => {
+            // Nothing to retry: the host gave us no message. Say so loudly.
+            tracing::error!(event = "envelope_invalid", error = %e, "queue invocation unreadable");
+            reply.log(format!("unreadable invocation: {e}"));
+            return json_response(200, &to_value(&reply));
+        }
+    };
+    let attempt = invocation.dequeue_count;
+    let message = match decode_message(&invocation.message) {
+        Ok(m) if m.kind == expected => m,
+        Ok(m) => {
+            tracing::error!(event = "message_misrouted", job_id = m.job_id, "message of the wrong kind on this queue; dropped to the failed queue");
+            if expected == MessageKind::Provision {
+                reply.queue(bindings::FAILED, vec![to_value(&FailedMessage { request: m, reason: "message of kind cleanup on runner-requests".into(), attempts: attempt })]);
+            }
+            return json_response(200, &to_value(&reply));
+        }
+        Err(e) => {
+            let raw: String = invocation.message.to_string().chars().take(2000).collect();
+            tracing::error!(event = "message_invalid", error = %e, "queue message unreadable; moved to the failed queue");
+            if expected == MessageKind::Provision {
+                reply.queue(bindings::FAILED, vec![json!({"v":1,"reason":e.to_string(),"attempts":attempt,"raw":raw})]);
+            }
+            reply.log(format!("unreadable message: {e}"));
+            return json_response(200, &to_value(&reply));
+        }
+    };
+    let result = process_message(state, message.clone(), attempt).await;
+    let give_up = |reply: &mut InvocationReply, reason: String| {
+        crate::events::given_up(&message, &reason, attempt);
+        reply.log(format!("given up: {reason}"));
+        if expected == MessageKind::Provision {
+            reply.queue(bindings::FAILED, vec![to_value(&FailedMessage { request: message.clone(), reason, attempts: attempt })]);
+        }
+    };
+    match result {
+        AttemptResult::Done => {
+            reply.log(format!("job {} done", message.job_id));
+            json_response(200, &to_value(&reply))
+        }
+        AttemptResult::GiveUp { reason } => {
+            give_up(&mut reply, reason);
+            json_response(200, &to_value(&reply))
+        }
+        AttemptResult::Retry { reason, .. } if attempt >= state.max_attempts => {
+            give_up(&mut reply, format!("gave up after {attempt} attempts: {reason}"));
+            json_response(200, &to_value(&reply))
+        }
+        AttemptResult::Retry { reason, .. } => {
+            tracing::info!(event = "retry_scheduled", job_id = message.job_id, runner_name = %message.runner_name, attempt, reason = %reason, "attempt failed; the host will retry after visibilityTimeout");
+            reply.log(format!("retrying: {reason}"));
+            // Non-2xx fails the invocation: the host makes the message visible again.
+            json_response(500, &to_value(&reply))
+        }
+    }
+}
+
+async fn host_provision(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    host_queue(&state, &body, MessageKind::Provision).await
+}
+
+async fn host_cleanup(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    host_queue(&state, &body, MessageKind::Cleanup).await
+}
+
+/// Host timer: the body's shape is not relied upon.
+async fn host_reconcile(State(state): State<Arc<AppState>>, _body: Bytes) -> Response {
+    let report = state.reconciler.run().await;
+    let mut reply = InvocationReply::new();
+    reply.log(format!("reconcile: {}", serde_json::to_string(&report).unwrap_or_default()));
+    let requeue = report.requeue.iter().map(to_value).collect();
+    if let Some(queue) = &state.queue {
+        for m in &report.requeue {
+            if let Err(e) = queue.enqueue(m.clone()) {
+                tracing::error!(event = "spool_error", error = %e, job_id = m.job_id, "could not spool a re-provision request");
+            }
+        }
+    } else {
+        reply.queue(bindings::RUNNER_REQUEST, requeue);
+    }
+    json_response(200, &to_value(&reply))
+}
+
+/// Builds the standalone queue handler over the shared state.
+#[must_use]
+pub fn queue_handler(state: Arc<std::sync::OnceLock<Arc<AppState>>>) -> crate::spool::Handler {
+    Arc::new(move |message, attempt| {
+        let state = state.clone();
+        Box::pin(async move {
+            match state.get() {
+                Some(s) => process_message(s, message, attempt).await,
+                None => AttemptResult::Retry { reason: "server starting".into(), after: Some(Duration::from_millis(200)) },
+            }
+        })
+    })
+}

@@ -1,1 +1,356 @@
-//! TODO
+//! The standalone transport's durable queue: each accepted request is a file in
+//! `--state-dir`, written and fsynced before the webhook answers 202, removed when the
+//! work succeeds or is given up, and replayed at start. Given-up requests land in
+//! `failed/` with their reason (the standalone twin of `runner-requests-failed`).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::message::{FailedMessage, MessageKind, RunnerMessage};
+
+/// One spooled request with its retry state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolItem {
+    pub message: RunnerMessage,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+/// Files under `<state-dir>/pending` and `<state-dir>/failed`.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    pending: PathBuf,
+    failed: PathBuf,
+}
+
+/// The spool key of a message: one pending item per kind and runner name, so a
+/// duplicate delivery does not queue the same work twice.
+#[must_use]
+pub fn spool_key(message: &RunnerMessage) -> String {
+    let kind = match message.kind {
+        MessageKind::Provision => "provision",
+        MessageKind::Cleanup => "cleanup",
+    };
+    let safe: String = message
+        .runner_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    format!("{kind}-{safe}")
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    // Directory fsync makes the rename durable on Linux; not available everywhere.
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(name))?;
+    fsync_dir(dir)
+}
+
+impl Spool {
+    /// Opens (creating) the spool under `state_dir`.
+    ///
+    /// # Errors
+    /// The directories cannot be created.
+    pub fn open(state_dir: &Path) -> std::io::Result<Self> {
+        let pending = state_dir.join("pending");
+        let failed = state_dir.join("failed");
+        fs::create_dir_all(&pending)?;
+        fs::create_dir_all(&failed)?;
+        Ok(Self { pending, failed })
+    }
+
+    /// Writes the item durably. Returns `false` when an item with this key is already pending.
+    ///
+    /// # Errors
+    /// Disk errors: the caller must not acknowledge the request.
+    pub fn put_new(&self, item: &SpoolItem) -> std::io::Result<bool> {
+        let key = spool_key(&item.message);
+        if self.pending.join(format!("{key}.json")).exists() {
+            return Ok(false);
+        }
+        self.update(item)?;
+        Ok(true)
+    }
+
+    /// Rewrites the item (after an attempt).
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn update(&self, item: &SpoolItem) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(item).map_err(std::io::Error::other)?;
+        write_durably(&self.pending, &format!("{}.json", spool_key(&item.message)), &bytes)
+    }
+
+    /// Removes a finished item.
+    ///
+    /// # Errors
+    /// Disk errors other than "already gone".
+    pub fn remove(&self, key: &str) -> std::io::Result<()> {
+        match fs::remove_file(self.pending.join(format!("{key}.json"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => fsync_dir(&self.pending),
+        }
+    }
+
+    /// Moves a given-up item to `failed/` with its reason.
+    ///
+    /// # Errors
+    /// Disk errors.
+    pub fn fail(&self, key: &str, failed: &FailedMessage) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(failed).map_err(std::io::Error::other)?;
+        write_durably(&self.failed, &format!("{key}.json"), &bytes)?;
+        self.remove(key)
+    }
+
+    /// Every pending item (for replay at start and the shutdown report). Unreadable files
+    /// are reported and skipped, never deleted.
+    #[must_use]
+    pub fn pending(&self) -> Vec<SpoolItem> {
+        let Ok(entries) = fs::read_dir(&self.pending) else { return Vec::new() };
+        let mut items: Vec<(std::time::SystemTime, SpoolItem)> = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+                Ok(item) => {
+                    let mtime = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                    items.push((mtime, item));
+                }
+                Err(e) => tracing::error!(event = "spool_unreadable", path = %path.display(), error = %e, "spool file unreadable; left in place"),
+            }
+        }
+        items.sort_by_key(|(t, _)| *t);
+        items.into_iter().map(|(_, i)| i).collect()
+    }
+
+    /// Given-up items.
+    #[must_use]
+    pub fn failed(&self) -> Vec<FailedMessage> {
+        let Ok(entries) = fs::read_dir(&self.failed) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|e| fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect()
+    }
+}
+
+/// What one attempt of a queued item came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    Done,
+    Retry { reason: String, after: Option<Duration> },
+    GiveUp { reason: String },
+}
+
+/// Runs one attempt of an item; implemented by the server over the shared handlers.
+pub type Handler =
+    Arc<dyn Fn(RunnerMessage, u32) -> std::pin::Pin<Box<dyn std::future::Future<Output = AttemptResult> + Send>> + Send + Sync>;
+
+/// The longest a retry waits, whatever an upstream's `Retry-After` says.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// Retry delay after `attempts` failed attempts: 2, 4, 8 ... seconds, at most `max`.
+#[must_use]
+pub fn backoff(attempts: u32, base: Duration, max: Duration) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(max)
+}
+
+/// Tuning of the in-process queue.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self { concurrency: 8, max_attempts: 60, backoff_base: Duration::from_secs(2), backoff_max: Duration::from_secs(60) }
+    }
+}
+
+/// The in-process queue: a spool plus a bounded pool of workers.
+#[derive(Clone)]
+pub struct StandaloneQueue {
+    spool: Spool,
+    tx: mpsc::UnboundedSender<SpoolItem>,
+    inflight: Arc<Semaphore>,
+    options: QueueOptions,
+}
+
+impl StandaloneQueue {
+    /// Starts the workers and replays what the spool holds.
+    #[must_use]
+    pub fn start(spool: Spool, options: QueueOptions, handler: Handler) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<SpoolItem>();
+        let inflight = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let queue = Self { spool: spool.clone(), tx: tx.clone(), inflight: inflight.clone(), options: options.clone() };
+        let replay = spool.pending();
+        if !replay.is_empty() {
+            tracing::info!(event = "spool_replay", count = replay.len(), "replaying spooled requests");
+        }
+        for item in replay {
+            let _ = tx.send(item);
+        }
+        tokio::spawn(async move {
+            while let Some(item) = rx.recv().await {
+                let Ok(permit) = inflight.clone().acquire_owned().await else { break };
+                let spool = spool.clone();
+                let handler = handler.clone();
+                let tx = tx.clone();
+                let options = options.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    run_one(item, &spool, &handler, &tx, &options).await;
+                });
+            }
+        });
+        queue
+    }
+
+    /// Spools the message durably, then schedules it. `Ok(false)`: already queued.
+    ///
+    /// # Errors
+    /// The spool write failed: the request must not be acknowledged.
+    pub fn enqueue(&self, message: RunnerMessage) -> std::io::Result<bool> {
+        let item = SpoolItem { message, attempts: 0 };
+        if !self.spool.put_new(&item)? {
+            return Ok(false);
+        }
+        self.tx.send(item).map_err(|_| std::io::Error::other("queue stopped"))?;
+        Ok(true)
+    }
+
+    #[must_use]
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Waits until no attempt is running, up to `timeout`. Returns whether it drained.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let all = u32::try_from(self.options.concurrency.max(1)).unwrap_or(u32::MAX);
+        tokio::time::timeout(timeout, self.inflight.acquire_many(all)).await.is_ok()
+    }
+}
+
+async fn run_one(
+    mut item: SpoolItem,
+    spool: &Spool,
+    handler: &Handler,
+    tx: &mpsc::UnboundedSender<SpoolItem>,
+    options: &QueueOptions,
+) {
+    let key = spool_key(&item.message);
+    item.attempts += 1;
+    let attempt = item.attempts;
+    let result = handler(item.message.clone(), attempt).await;
+    let give_up = |reason: String| FailedMessage { request: item.message.clone(), reason, attempts: attempt };
+    match result {
+        AttemptResult::Done => {
+            if let Err(e) = spool.remove(&key) {
+                tracing::error!(event = "spool_error", key, error = %e, "could not remove a finished request from the spool");
+            }
+        }
+        AttemptResult::GiveUp { reason } => {
+            crate::events::given_up(&item.message, &reason, attempt);
+            if let Err(e) = spool.fail(&key, &give_up(reason)) {
+                tracing::error!(event = "spool_error", key, error = %e, "could not record a given-up request");
+            }
+        }
+        AttemptResult::Retry { reason, after } => {
+            if attempt >= options.max_attempts {
+                let reason = format!("gave up after {attempt} attempts: {reason}");
+                crate::events::given_up(&item.message, &reason, attempt);
+                if let Err(e) = spool.fail(&key, &give_up(reason)) {
+                    tracing::error!(event = "spool_error", key, error = %e, "could not record a given-up request");
+                }
+                return;
+            }
+            if let Err(e) = spool.update(&item) {
+                tracing::error!(event = "spool_error", key, error = %e, "could not record the attempt count");
+            }
+            let delay = after.unwrap_or_else(|| backoff(attempt, options.backoff_base, options.backoff_max)).min(MAX_RETRY_DELAY);
+            tracing::info!(event = "retry_scheduled", job_id = item.message.job_id, runner_name = %item.message.runner_name, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %reason, "attempt failed; will retry");
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(item);
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MESSAGE_VERSION;
+
+    fn msg(job: u64) -> RunnerMessage {
+        RunnerMessage {
+            v: MESSAGE_VERSION,
+            kind: MessageKind::Provision,
+            job_id: job,
+            run_id: 1,
+            repository: "o/r".into(),
+            owner: "o".into(),
+            installation_id: None,
+            labels: vec!["linux".into()],
+            pool: "p".into(),
+            runner_name: format!("ghr-{job}"),
+            delivery_id: "d".into(),
+            job_created_at: None,
+            ran_on: None,
+            job_started_at: None,
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn items_survive_a_reopen_and_duplicates_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let spool = Spool::open(dir.path()).expect("open");
+        assert!(spool.put_new(&SpoolItem { message: msg(1), attempts: 0 }).expect("put"));
+        assert!(!spool.put_new(&SpoolItem { message: msg(1), attempts: 0 }).expect("dup"));
+        let reopened = Spool::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.pending().len(), 1);
+        reopened
+            .fail("provision-ghr-1", &FailedMessage { request: msg(1), reason: "r".into(), attempts: 2 })
+            .expect("fail");
+        assert!(reopened.pending().is_empty());
+        assert_eq!(reopened.failed()[0].reason, "r");
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let b = |n| backoff(n, Duration::from_secs(2), Duration::from_secs(60));
+        assert_eq!(b(1), Duration::from_secs(2));
+        assert_eq!(b(2), Duration::from_secs(4));
+        assert_eq!(b(10), Duration::from_secs(60));
+    }
+}
