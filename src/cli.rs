@@ -163,7 +163,9 @@ fn check_config(pools_only: bool) -> ExitCode {
         match Settings::from_env() {
             Ok(s) => {
                 if matches!(s.github_auth, GitHubAuth::None) {
-                    eprintln!("warning: GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY or GITHUB_TOKEN: none set; only dry-run provisioning will work");
+                    eprintln!(
+                        "warning: GITHUB_APP_ID/GITHUB_APP_PRIVATE_KEY or GITHUB_TOKEN: none set; only dry-run provisioning will work"
+                    );
                 }
                 if let Some(p) = &pools {
                     for problem in crate::wiring::azure_setting_problems(&s, p) {
@@ -183,7 +185,11 @@ fn check_config(pools_only: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(p) = pools {
-        println!("ok: {} pool(s): {}", p.pools.len(), p.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "));
+        println!(
+            "ok: {} pool(s): {}",
+            p.pools.len(),
+            p.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
     }
     ExitCode::SUCCESS
 }
@@ -198,11 +204,7 @@ fn route(labels: &[String], repository: Option<&str>) -> ExitCode {
     };
     let lines = explain_route(&pools, labels, repository);
     let chosen = lines.iter().find(|l| l.chosen).map(|l| l.pool.clone());
-    println!(
-        "job labels [{}]{}",
-        labels.join(", "),
-        repository.map(|r| format!(" in {r}")).unwrap_or_default()
-    );
+    println!("job labels [{}]{}", labels.join(", "), repository.map(|r| format!(" in {r}")).unwrap_or_default());
     for (line, pool) in lines.iter().zip(&pools.pools) {
         let verdict = match (&line.verdict, line.chosen) {
             (Ok(()), true) => "CHOSEN".to_owned(),
@@ -309,6 +311,19 @@ pub fn build_state(
         let (g, b) = crate::wiring::live_clients(settings, &pools)?;
         (g, b, None)
     };
+    let state = assemble_state(settings, pools, github, backends, queue);
+    Ok(Runtime { state, dry_run: dry })
+}
+
+/// Wires the handlers over any GitHub registry and backends (tests use their own).
+#[must_use]
+pub fn assemble_state(
+    settings: &Settings,
+    pools: Arc<PoolsConfig>,
+    github: Arc<dyn RunnerRegistry>,
+    backends: Backends,
+    queue: Option<(Spool, QueueOptions)>,
+) -> Arc<AppState> {
     let provisioner = Arc::new(Provisioner::new(pools.clone(), github, backends));
     let reconciler = Arc::new(Reconciler::new(provisioner.clone(), settings.hook_scope.is_some()));
     let max_attempts = std::env::var("RUNNER_DISPATCH_MAX_ATTEMPTS")
@@ -318,7 +333,9 @@ pub fn build_state(
         .unwrap_or(DEFAULT_MAX_ATTEMPTS);
     let cell: Arc<OnceLock<Arc<AppState>>> = Arc::new(OnceLock::new());
     let queue = queue.map(|(spool, mut options)| {
-        options.max_attempts = max_attempts;
+        if options.max_attempts == 0 {
+            options.max_attempts = max_attempts;
+        }
         StandaloneQueue::start(spool, options, queue_handler(cell.clone()))
     });
     let state = Arc::new(AppState {
@@ -330,7 +347,7 @@ pub fn build_state(
         max_attempts,
     });
     let _ = cell.set(state.clone());
-    Ok(Runtime { state, dry_run: dry })
+    state
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -342,14 +359,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let host_port = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").ok().filter(|p| !p.is_empty());
     let dry_run = args.dry_run || matches!(settings.github_auth, GitHubAuth::None);
     if dry_run && !args.dry_run {
-        tracing::warn!(event = "dry_run", "no GitHub credentials configured: running in dry-run mode, nothing will be created");
+        tracing::warn!(
+            event = "dry_run",
+            "no GitHub credentials configured: running in dry-run mode, nothing will be created"
+        );
     }
     let (addr, queue): (SocketAddr, _) = match &host_port {
         Some(port) => (format!("127.0.0.1:{port}").parse()?, None),
         None => {
             let spool = Spool::open(&args.state_dir)
                 .map_err(|e| anyhow::anyhow!("cannot open --state-dir {}: {e}", args.state_dir.display()))?;
-            (args.listen.parse().map_err(|e| anyhow::anyhow!("--listen {}: {e}", args.listen))?, Some((spool, QueueOptions::default())))
+            (
+                args.listen.parse().map_err(|e| anyhow::anyhow!("--listen {}: {e}", args.listen))?,
+                Some((spool, QueueOptions::default())),
+            )
         }
     };
     let runtime = build_state(&settings, pools.clone(), dry_run, queue, true)?;
@@ -380,9 +403,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown_signal()).await?;
     if let Some(q) = &state.queue {
         let drained = q.drain(Duration::from_secs(20)).await;
         let pending = q.spool().pending();

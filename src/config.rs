@@ -305,11 +305,7 @@ impl PoolsConfig {
             all.extend(warnings);
             return Err(ConfigErrors(all));
         }
-        Ok(Self {
-            github,
-            pools: pools.into_iter().map(Arc::new).collect(),
-            warnings,
-        })
+        Ok(Self { github, pools: pools.into_iter().map(Arc::new).collect(), warnings })
     }
 }
 
@@ -455,7 +451,9 @@ impl Walker {
                 for (i, item) in items.iter().enumerate() {
                     match item {
                         Value::String(s) => out.push(s.clone()),
-                        other => self.error(format!("{key}[{i}]"), format!("must be a string, found {}", type_name(other))),
+                        other => {
+                            self.error(format!("{key}[{i}]"), format!("must be a string, found {}", type_name(other)))
+                        }
                     }
                 }
                 Some(out)
@@ -517,7 +515,10 @@ impl Walker {
         let mut out = Vec::new();
         for (i, g) in self.strings(v, key).unwrap_or_default().into_iter().enumerate() {
             if g.matches('/').count() != 1 {
-                self.error(format!("{key}[{i}]"), format!("{g:?} must look like \"owner/repo\" (globs allowed: \"octo-org/api-*\")"));
+                self.error(
+                    format!("{key}[{i}]"),
+                    format!("{g:?} must look like \"owner/repo\" (globs allowed: \"octo-org/api-*\")"),
+                );
                 continue;
             }
             out.push(Glob::new(&g));
@@ -569,9 +570,8 @@ impl Walker {
             }
         };
         let allowed_repositories = self.globs(t.get("allowed_repositories"), "github.allowed_repositories");
-        let allow_public_repositories = self
-            .boolean(t.get("allow_public_repositories"), "github.allow_public_repositories")
-            .unwrap_or(false);
+        let allow_public_repositories =
+            self.boolean(t.get("allow_public_repositories"), "github.allow_public_repositories").unwrap_or(false);
         let allowed_installation_ids = match t.get("allowed_installation_ids") {
             None => Vec::new(),
             Some(Value::Array(items)) => items
@@ -580,7 +580,10 @@ impl Walker {
                 .filter_map(|(i, v)| self.unsigned(Some(v), &format!("github.allowed_installation_ids[{i}]")))
                 .collect(),
             Some(other) => {
-                self.error("github.allowed_installation_ids", format!("must be an array of integers, found {}", type_name(other)));
+                self.error(
+                    "github.allowed_installation_ids",
+                    format!("must be an array of integers, found {}", type_name(other)),
+                );
                 Vec::new()
             }
         };
@@ -588,7 +591,11 @@ impl Walker {
             .choice(
                 t.get("check_job_queued"),
                 "github.check_job_queued",
-                &[("stale", CheckJobQueued::Stale), ("always", CheckJobQueued::Always), ("never", CheckJobQueued::Never)],
+                &[
+                    ("stale", CheckJobQueued::Stale),
+                    ("always", CheckJobQueued::Always),
+                    ("never", CheckJobQueued::Never),
+                ],
             )
             .unwrap_or(CheckJobQueued::Stale);
         GitHubConfig {
@@ -682,7 +689,9 @@ impl Walker {
         let subnet_id = read!(string, "subnet_id");
         let image_pull_identity = read!(string, "image_pull_identity");
         let identity = read!(string, "identity");
-        for (key, value) in [("subnet_id", &subnet_id), ("image_pull_identity", &image_pull_identity), ("identity", &identity)] {
+        for (key, value) in
+            [("subnet_id", &subnet_id), ("image_pull_identity", &image_pull_identity), ("identity", &identity)]
+        {
             if let Some(v) = value {
                 if !v.starts_with("/subscriptions/") {
                     self.error(get(key).1, "must be a full Azure resource id (/subscriptions/...)");
@@ -705,7 +714,10 @@ impl Walker {
         }
         for k in tags.keys() {
             if k.to_ascii_lowercase().starts_with("runner-dispatch") {
-                self.error(format!("{}.{k}", get("tags").1), "tags starting with runner-dispatch are set by runner-dispatch itself");
+                self.error(
+                    format!("{}.{k}", get("tags").1),
+                    "tags starting with runner-dispatch are set by runner-dispatch itself",
+                );
             }
         }
         let mut env = read!(string_map, "env").unwrap_or_default();
@@ -720,7 +732,10 @@ impl Walker {
         let env_names = self.env_names(get("env_names"));
         for k in env.keys() {
             if [&env_names.jitconfig, &env_names.token, &env_names.url, &env_names.name].contains(&k) {
-                self.error(format!("{}.{k}", get("env").1), "is set by runner-dispatch; it cannot be overridden in env");
+                self.error(
+                    format!("{}.{k}", get("env").1),
+                    "is set by runner-dispatch; it cannot be overridden in env",
+                );
             }
         }
         let enabled = read!(boolean, "enabled").unwrap_or(true);
@@ -745,7 +760,10 @@ impl Walker {
         match backend {
             Some(Backend::Batch) => {
                 if batch_pool_id.as_deref().is_none_or(str::is_empty) {
-                    self.error(join(path, "batch_pool_id"), "required for backend = \"batch\": the Azure Batch pool id");
+                    self.error(
+                        join(path, "batch_pool_id"),
+                        "required for backend = \"batch\": the Azure Batch pool id",
+                    );
                 }
                 if github.token_mode == TokenMode::Registration && !allow_readable_tokens {
                     self.error(
@@ -767,7 +785,11 @@ impl Walker {
             }
             None => {}
         }
-        if identity.is_some() && !repositories.is_empty() && !own_runner_group && github.runner_scope != RunnerScope::Repo {
+        if identity.is_some()
+            && !repositories.is_empty()
+            && !own_runner_group
+            && github.runner_scope != RunnerScope::Repo
+        {
             self.error(
                 join(path, "runner_group_id"),
                 "a pool with repositories and an identity needs its own runner_group_id (restricted to those repositories, public repositories off) or runner_scope = \"repo\": GitHub gives a runner any job its runner group admits, so without it jobs of other repositories could use this identity",
@@ -838,7 +860,10 @@ impl Walker {
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for p in pools {
             if let Some(first) = names.insert(p.name.as_str(), p.index) {
-                self.error(format!("pools[{}].name", p.index), format!("{:?} is already the name of pools[{first}]", p.name));
+                self.error(
+                    format!("pools[{}].name", p.index),
+                    format!("{:?} is already the name of pools[{first}]", p.name),
+                );
             }
         }
         // Identities shared across pools: each pool's jobs get the same Azure rights.
@@ -948,13 +973,17 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
         let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut problems = Vec::new();
-        let mut err = |key: &str, message: String| problems.push(ConfigProblem { key: key.into(), message, warning: false });
+        let mut err =
+            |key: &str, message: String| problems.push(ConfigProblem { key: key.into(), message, warning: false });
 
         let webhook_secrets: Vec<Secret> = get("GITHUB_WEBHOOK_SECRET")
             .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Secret::from).collect())
             .unwrap_or_default();
         if webhook_secrets.is_empty() {
-            err("GITHUB_WEBHOOK_SECRET", "required: the webhook secret set on the GitHub App or hook (comma-separated to rotate)".into());
+            err(
+                "GITHUB_WEBHOOK_SECRET",
+                "required: the webhook secret set on the GitHub App or hook (comma-separated to rotate)".into(),
+            );
         }
 
         let installation_id = match get("GITHUB_APP_INSTALLATION_ID") {
@@ -1020,7 +1049,8 @@ impl Settings {
         }
         let hook_target = get("GITHUB_HOOK_REPOSITORY").or_else(|| get("GITHUB_HOOK_OWNER"));
 
-        let resource_manager_url = get("AZURE_RESOURCE_MANAGER_URL").unwrap_or_else(|| "https://management.azure.com".into());
+        let resource_manager_url =
+            get("AZURE_RESOURCE_MANAGER_URL").unwrap_or_else(|| "https://management.azure.com".into());
         let azure = AzureSettings {
             subscription_id: get("AZURE_SUBSCRIPTION_ID"),
             resource_group: get("AZURE_RESOURCE_GROUP"),
@@ -1034,7 +1064,10 @@ impl Settings {
             client_secret: get("AZURE_CLIENT_SECRET").map(Secret::new),
         };
         if azure.batch_account_key.is_some() && azure.batch_account_name.is_none() {
-            err("AZURE_BATCH_ACCOUNT_NAME", "required with AZURE_BATCH_ACCOUNT_KEY (Shared Key signs with the account name)".into());
+            err(
+                "AZURE_BATCH_ACCOUNT_NAME",
+                "required with AZURE_BATCH_ACCOUNT_KEY (Shared Key signs with the account name)".into(),
+            );
         }
         if azure.client_secret.is_some() && (azure.client_id.is_none() || azure.tenant_id.is_none()) {
             err("AZURE_CLIENT_SECRET", "needs AZURE_CLIENT_ID and AZURE_TENANT_ID too (service principal)".into());

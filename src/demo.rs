@@ -63,7 +63,13 @@ pub fn sample_payload(action: &str, job_id: u64, labels: &[&str], owner: &str, r
 pub fn samples() -> Vec<Sample> {
     let linux = sample_payload("queued", 1001, &["self-hosted", "linux", "aci"], "octo-org", "api");
     vec![
-        Sample { case: "Linux job queued", event: "workflow_job", delivery: "demo-1".into(), body: linux.clone(), bad_signature: false },
+        Sample {
+            case: "Linux job queued",
+            event: "workflow_job",
+            delivery: "demo-1".into(),
+            body: linux.clone(),
+            bad_signature: false,
+        },
         Sample {
             case: "Windows job queued",
             event: "workflow_job",
@@ -85,7 +91,13 @@ pub fn samples() -> Vec<Sample> {
             body: sample_payload("queued", 1004, &["self-hosted", "linux"], "octo-org", "api"),
             bad_signature: true,
         },
-        Sample { case: "duplicate delivery of #1", event: "workflow_job", delivery: "demo-1".into(), body: linux, bad_signature: false },
+        Sample {
+            case: "duplicate delivery of #1",
+            event: "workflow_job",
+            delivery: "demo-1".into(),
+            body: linux,
+            bad_signature: false,
+        },
         Sample {
             case: "owner not allowed",
             event: "workflow_job",
@@ -127,7 +139,8 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
         config_path: "(embedded)".into(),
         config_inline: None,
     };
-    let pools = Arc::new(PoolsConfig::parse(EMBEDDED_DEMO_CONFIG).map_err(|e| anyhow::anyhow!("embedded config: {e}"))?);
+    let pools =
+        Arc::new(PoolsConfig::parse(EMBEDDED_DEMO_CONFIG).map_err(|e| anyhow::anyhow!("embedded config: {e}"))?);
     let state_dir = tempfile::tempdir()?;
     let spool = Spool::open(state_dir.path())?;
     let options = QueueOptions { concurrency: 4, ..QueueOptions::default() };
@@ -141,8 +154,18 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
         let _ = axum::serve(listener, app).await;
     });
     let url = format!("http://{addr}/api/github-webhook");
-    println!("runner-dispatch demo: standalone server on {addr}, embedded pools file, dry-run backends (nothing is created)\n");
-    println!("pools: {}", pools.pools.iter().map(|p| format!("{} ({} {}: {})", p.name, p.backend.as_str(), p.os.as_str(), p.labels.join(","))).collect::<Vec<_>>().join("; "));
+    println!(
+        "runner-dispatch demo: standalone server on {addr}, embedded pools file, dry-run backends (nothing is created)\n"
+    );
+    println!(
+        "pools: {}",
+        pools
+            .pools
+            .iter()
+            .map(|p| format!("{} ({} {}: {})", p.name, p.backend.as_str(), p.os.as_str(), p.labels.join(",")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     println!();
 
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
@@ -169,7 +192,9 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
             .created()
             .into_iter()
             .filter(|r| !before_created.contains(&r.name))
-            .map(|r| format!("runner {} requested in pool {} ({})", r.name, r.pool, r.body["backend"].as_str().unwrap_or("")))
+            .map(|r| {
+                format!("runner {} requested in pool {} ({})", r.name, r.pool, r.body["backend"].as_str().unwrap_or(""))
+            })
             .collect();
         effects.extend(backend.deleted().into_iter().skip(before_deleted).map(|n| format!("runner {n} deleted")));
         let effect = if !effects.is_empty() {
@@ -183,12 +208,15 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
     }
     wait_for_queue(&state, Duration::from_secs(10)).await;
 
-    println!("{:<3} {:<26} {:<5} {:<14} {}", "#", "webhook", "HTTP", "answer", "what happened");
+    println!("{:<3} {:<26} {:<5} {:<14} what happened", "#", "webhook", "HTTP", "answer");
     for (n, case, status, answer, effect) in &rows {
         println!("{n:<3} {case:<26} {status:<5} {answer:<14} {effect}");
     }
     let created = backend.created();
-    println!("\nrunners still pending (dry-run): {}", created.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "));
+    println!(
+        "\nrunners still pending (dry-run): {}",
+        created.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
     println!("GitHub calls (dry-run): {}", registry.calls().len());
     for c in registry.calls() {
         println!("  {c}");

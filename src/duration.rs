@@ -25,14 +25,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             'd' => 86_400,
             _ => return Err(format!("unknown unit {c:?} in {text:?}; use s, m, h or d")),
         };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("a number must come before {c:?} in {text:?}"))?;
+        let n: u64 = number.parse().map_err(|_| format!("a number must come before {c:?} in {text:?}"))?;
         number.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("{text:?} is too long"))?;
+        total =
+            n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("{text:?} is too long"))?;
     }
     if !number.is_empty() {
         return Err(format!("{text:?} lacks a unit after {number}; use s, m, h or d"));

@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn reads_the_docs_queue_example() {
-        let body = include_bytes!("../tests/fixtures/azure-functions/custom-handler-request.queue-trigger.docs-example.json");
+        let body =
+            include_bytes!("../tests/fixtures/azure-functions/custom-handler-request.queue-trigger.docs-example.json");
         let q = parse_queue_invocation(body).expect("parses");
         assert_eq!(q.dequeue_count, 1);
         assert_eq!(q.message, Value::String("{ message: \"Message sent\" }".into()));
@@ -169,7 +170,8 @@ mod tests {
 
     #[test]
     fn reads_the_docs_http_example_with_array_headers() {
-        let body = include_bytes!("../tests/fixtures/azure-functions/custom-handler-request.http-trigger.docs-example.json");
+        let body =
+            include_bytes!("../tests/fixtures/azure-functions/custom-handler-request.http-trigger.docs-example.json");
         let r = parse_http_invocation(body).expect("parses");
         assert_eq!(r.method, "POST");
         assert!(!r.body.is_empty());

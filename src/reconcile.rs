@@ -120,7 +120,11 @@ impl Reconciler {
             match github.redeliver(id).await {
                 Ok(()) => {
                     report.redelivered += 1;
-                    tracing::info!(event = "redelivered", github_delivery = id, "asked GitHub to redeliver a failed delivery");
+                    tracing::info!(
+                        event = "redelivered",
+                        github_delivery = id,
+                        "asked GitHub to redeliver a failed delivery"
+                    );
                 }
                 Err(e) => {
                     report.errors += 1;
@@ -195,7 +199,8 @@ impl Reconciler {
                         }
                     }
                 }
-                let registration = runners.get(&target_key).and_then(|(_, l)| l.iter().find(|r| r.name == info.name).cloned());
+                let registration =
+                    runners.get(&target_key).and_then(|(_, l)| l.iter().find(|r| r.name == info.name).cloned());
                 if let Err(e) = self.reap_one(pool, &info, &job, registration, now, report).await {
                     report.errors += 1;
                     tracing::warn!(event = "reconcile_error", step = "reap", runner_name = %info.name, error = %e, "could not clean up a runner");
@@ -209,7 +214,11 @@ impl Reconciler {
             let previous = self.orphans_seen.lock().map(|s| s.clone()).unwrap_or_default();
             for (job, list) in runners.values() {
                 for r in list {
-                    if p.pools.job_id_of_runner(&r.name).is_none() || compute_names.contains(&r.name) || r.online || r.busy {
+                    if p.pools.job_id_of_runner(&r.name).is_none()
+                        || compute_names.contains(&r.name)
+                        || r.online
+                        || r.busy
+                    {
                         continue;
                     }
                     let key = format!("{}/{}", job.target.api_prefix(), r.name);

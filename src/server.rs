@@ -15,9 +15,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::config::PoolsConfig;
-use crate::functions_host::{
-    InvocationReply, bindings, parse_http_invocation, parse_queue_invocation,
-};
+use crate::functions_host::{InvocationReply, bindings, parse_http_invocation, parse_queue_invocation};
 use crate::message::{FailedMessage, MessageKind, RunnerMessage, decode_message};
 use crate::provision::{ProvisionError, ProvisionOutcome, Provisioner};
 use crate::reconcile::Reconciler;
@@ -84,11 +82,17 @@ async fn raw_webhook(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         match queue.enqueue(message) {
             Ok(true) => {}
             Ok(false) => {
-                return json_response(202, &json!({"result":"accepted","detail":"already queued (duplicate delivery)"}));
+                return json_response(
+                    202,
+                    &json!({"result":"accepted","detail":"already queued (duplicate delivery)"}),
+                );
             }
             Err(e) => {
                 tracing::error!(event = "spool_error", error = %e, "could not spool a request; answering 503 so the delivery shows as failed and reconcile redelivers it");
-                return json_response(503, &json!({"result":"unavailable","detail":"could not store the request; it will be redelivered"}));
+                return json_response(
+                    503,
+                    &json!({"result":"unavailable","detail":"could not store the request; it will be redelivered"}),
+                );
             }
         }
     }
@@ -166,9 +170,20 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
     let message = match decode_message(&invocation.message) {
         Ok(m) if m.kind == expected => m,
         Ok(m) => {
-            tracing::error!(event = "message_misrouted", job_id = m.job_id, "message of the wrong kind on this queue; dropped to the failed queue");
+            tracing::error!(
+                event = "message_misrouted",
+                job_id = m.job_id,
+                "message of the wrong kind on this queue; dropped to the failed queue"
+            );
             if expected == MessageKind::Provision {
-                reply.queue(bindings::FAILED, vec![to_value(&FailedMessage { request: m, reason: "message of kind cleanup on runner-requests".into(), attempts: attempt })]);
+                reply.queue(
+                    bindings::FAILED,
+                    vec![to_value(&FailedMessage {
+                        request: m,
+                        reason: "message of kind cleanup on runner-requests".into(),
+                        attempts: attempt,
+                    })],
+                );
             }
             return json_response(200, &to_value(&reply));
         }
@@ -187,7 +202,10 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
         crate::events::given_up(&message, &reason, attempt);
         reply.log(format!("given up: {reason}"));
         if expected == MessageKind::Provision {
-            reply.queue(bindings::FAILED, vec![to_value(&FailedMessage { request: message.clone(), reason, attempts: attempt })]);
+            reply.queue(
+                bindings::FAILED,
+                vec![to_value(&FailedMessage { request: message.clone(), reason, attempts: attempt })],
+            );
         }
     };
     match result {
@@ -246,7 +264,9 @@ pub fn queue_handler(state: Arc<std::sync::OnceLock<Arc<AppState>>>) -> crate::s
         Box::pin(async move {
             match state.get() {
                 Some(s) => process_message(s, message, attempt).await,
-                None => AttemptResult::Retry { reason: "server starting".into(), after: Some(Duration::from_millis(200)) },
+                None => {
+                    AttemptResult::Retry { reason: "server starting".into(), after: Some(Duration::from_millis(200)) }
+                }
             }
         })
     })

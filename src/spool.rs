@@ -134,12 +134,17 @@ impl Spool {
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            match fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+            {
                 Ok(item) => {
                     let mtime = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
                     items.push((mtime, item));
                 }
-                Err(e) => tracing::error!(event = "spool_unreadable", path = %path.display(), error = %e, "spool file unreadable; left in place"),
+                Err(e) => {
+                    tracing::error!(event = "spool_unreadable", path = %path.display(), error = %e, "spool file unreadable; left in place")
+                }
             }
         }
         items.sort_by_key(|(t, _)| *t);
@@ -167,8 +172,11 @@ pub enum AttemptResult {
 }
 
 /// Runs one attempt of an item; implemented by the server over the shared handlers.
-pub type Handler =
-    Arc<dyn Fn(RunnerMessage, u32) -> std::pin::Pin<Box<dyn std::future::Future<Output = AttemptResult> + Send>> + Send + Sync>;
+pub type Handler = Arc<
+    dyn Fn(RunnerMessage, u32) -> std::pin::Pin<Box<dyn std::future::Future<Output = AttemptResult> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// The longest a retry waits, whatever an upstream's `Retry-After` says.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(15 * 60);
@@ -184,6 +192,7 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration) -> Duration {
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
     pub concurrency: usize,
+    /// 0: take `RUNNER_DISPATCH_MAX_ATTEMPTS` (default 60).
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -191,7 +200,12 @@ pub struct QueueOptions {
 
 impl Default for QueueOptions {
     fn default() -> Self {
-        Self { concurrency: 8, max_attempts: 60, backoff_base: Duration::from_secs(2), backoff_max: Duration::from_secs(60) }
+        Self {
+            concurrency: 8,
+            max_attempts: 0,
+            backoff_base: Duration::from_secs(2),
+            backoff_max: Duration::from_secs(60),
+        }
     }
 }
 
@@ -295,7 +309,9 @@ async fn run_one(
             if let Err(e) = spool.update(&item) {
                 tracing::error!(event = "spool_error", key, error = %e, "could not record the attempt count");
             }
-            let delay = after.unwrap_or_else(|| backoff(attempt, options.backoff_base, options.backoff_max)).min(MAX_RETRY_DELAY);
+            let delay = after
+                .unwrap_or_else(|| backoff(attempt, options.backoff_base, options.backoff_max))
+                .min(MAX_RETRY_DELAY);
             tracing::info!(event = "retry_scheduled", job_id = item.message.job_id, runner_name = %item.message.runner_name, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %reason, "attempt failed; will retry");
             let tx = tx.clone();
             tokio::spawn(async move {

@@ -35,11 +35,9 @@ pub fn init(format: LogFormat, default_level: &str) {
             .with_env_filter(filter)
             .with_writer(std::io::stdout)
             .try_init(),
-        LogFormat::Pretty => tracing_subscriber::fmt()
-            .compact()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .try_init(),
+        LogFormat::Pretty => {
+            tracing_subscriber::fmt().compact().with_env_filter(filter).with_writer(std::io::stderr).try_init()
+        }
     };
     // A second init (tests) is harmless.
     let _ = result;

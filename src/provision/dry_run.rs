@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::backend::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError};
+use super::backend::{
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError,
+};
 use crate::config::Pool;
 
 /// A request the dry-run backend received, as it would have been sent (secrets redacted).
@@ -97,9 +99,17 @@ impl ComputeBackend for DryRunBackend {
             return Ok(CreateOutcome::AlreadyExists);
         }
         if self.print {
-            println!("dry-run: would create {} {}:\n{}", pool.backend.as_str(), request.name, serde_json::to_string_pretty(&body).unwrap_or_default());
+            println!(
+                "dry-run: would create {} {}:\n{}",
+                pool.backend.as_str(),
+                request.name,
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
         }
-        created.insert(request.name.clone(), RecordedRequest { pool: pool.name.clone(), name: request.name.clone(), body });
+        created.insert(
+            request.name.clone(),
+            RecordedRequest { pool: pool.name.clone(), name: request.name.clone(), body },
+        );
         Ok(CreateOutcome::Created)
     }
 

@@ -112,9 +112,7 @@ impl Provisioner {
         })?;
         let age = job_age(msg);
         if age.is_some_and(|a| a > MAX_JOB_AGE) {
-            return Err(ProvisionError::permanent(
-                "job is older than 24 h; GitHub has cancelled it".to_owned(),
-            ));
+            return Err(ProvisionError::permanent("job is older than 24 h; GitHub has cancelled it".to_owned()));
         }
         let name = pool.runner_name(msg.job_id);
         let backend = self.backends.for_pool(&pool);
@@ -196,10 +194,9 @@ impl Provisioner {
                 match ours {
                     // One of our runners made for another job took it: that job now needs one.
                     Some(_) => None,
-                    None => Some(format!(
-                        "job already running on {}",
-                        runner_name.as_deref().unwrap_or("another runner")
-                    )),
+                    None => {
+                        Some(format!("job already running on {}", runner_name.as_deref().unwrap_or("another runner")))
+                    }
                 }
             }
             Ok(_) => None,

@@ -36,11 +36,7 @@ impl Headers {
 
 impl From<&axum::http::HeaderMap> for Headers {
     fn from(map: &axum::http::HeaderMap) -> Self {
-        Self(
-            map.iter()
-                .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned())))
-                .collect(),
-        )
+        Self(map.iter().filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), v.to_owned()))).collect())
     }
 }
 
@@ -57,12 +53,7 @@ pub struct WebhookOutcome {
 
 impl WebhookOutcome {
     fn reply(status: u16, result: &str, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: json!({ "result": result, "detail": detail.into() }),
-            provision: None,
-            cleanup: None,
-        }
+        Self { status, body: json!({ "result": result, "detail": detail.into() }), provision: None, cleanup: None }
     }
 }
 
@@ -77,7 +68,12 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
     if let Some(ct) = headers.get("content-type") {
         let mime = ct.split(';').next().unwrap_or("").trim();
         if !mime.eq_ignore_ascii_case("application/json") {
-            return refuse(415, "unsupported_media_type", "set the webhook content type to application/json", &delivery);
+            return refuse(
+                415,
+                "unsupported_media_type",
+                "set the webhook content type to application/json",
+                &delivery,
+            );
         }
     }
     if let Err(e) = verify_signature(secrets, headers.get("x-hub-signature-256"), body) {
@@ -161,17 +157,14 @@ fn refuse(status: u16, result: &str, detail: impl Into<String>, delivery: &str) 
 pub fn check_allowed(pools: &PoolsConfig, job: &WorkflowJobEvent) -> Result<(), String> {
     let gh = &pools.github;
     let owner = job.owner.to_ascii_lowercase();
-    if !gh.allowed_owners.iter().any(|o| *o == owner) {
+    if !gh.allowed_owners.contains(&owner) {
         return Err(format!("owner {} is not in github.allowed_owners", job.owner));
     }
     if !gh.allowed_repositories.is_empty() && !gh.allowed_repositories.iter().any(|g| g.matches(&job.repository)) {
         return Err(format!("repository {} is not in github.allowed_repositories", job.repository));
     }
     if job.public && !gh.allow_public_repositories {
-        return Err(format!(
-            "repository {} is public and github.allow_public_repositories is false",
-            job.repository
-        ));
+        return Err(format!("repository {} is public and github.allow_public_repositories is false", job.repository));
     }
     if !gh.allowed_installation_ids.is_empty() {
         match job.installation_id {

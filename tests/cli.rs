@@ -1,0 +1,163 @@
+//! The commands, run as a user runs them: the real binary, its output and exit code.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_runner-dispatch"));
+    for k in [
+        "RUNNER_DISPATCH_CONFIG",
+        "RUNNER_DISPATCH_CONFIG_TOML",
+        "GITHUB_WEBHOOK_SECRET",
+        "GITHUB_APP_ID",
+        "GITHUB_TOKEN",
+        "FUNCTIONS_CUSTOMHANDLER_PORT",
+    ] {
+        c.env_remove(k);
+    }
+    c
+}
+
+fn write(dir: &tempfile::TempDir, text: &str) -> String {
+    let p = dir.path().join("runners.toml");
+    std::fs::write(&p, text).expect("write");
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_key_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = write(
+        &dir,
+        r#"
+[github]
+allowed_owners = []
+token_mode = "magic"
+[[pools]]
+name = "a"
+backend = "aci"
+labels = ["linux"]
+image = ""
+runner_ttl = "forever"
+[[pools]]
+name = "a"
+backend = "batch"
+labels = ["windows"]
+image = "img"
+colour = "blue"
+"#,
+    );
+    let out = bin().args(["check-config", "--pools-only"]).env("RUNNER_DISPATCH_CONFIG", &path).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "github.allowed_owners",
+        "github.token_mode",
+        "pools[0].image",
+        "pools[0].runner_ttl",
+        "pools[1].batch_pool_id",
+        "pools[1].colour",
+    ] {
+        assert!(err.contains(key), "missing {key} in:\n{err}");
+    }
+    assert!(err.contains("problem(s) found"));
+}
+
+#[test]
+fn check_config_accepts_the_example_file_and_names_missing_settings() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/runners.example.toml");
+    let out =
+        bin().args(["check-config", "--pools-only"]).env("RUNNER_DISPATCH_CONFIG", example).output().expect("run");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 2 pool(s)"));
+    let out = bin().args(["check-config"]).env("RUNNER_DISPATCH_CONFIG", example).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GITHUB_WEBHOOK_SECRET"), "{err}");
+}
+
+#[test]
+fn route_explains_the_choice_and_why_not_the_others() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = write(
+        &dir,
+        r#"
+[github]
+allowed_owners = ["o"]
+[[pools]]
+name = "general"
+backend = "aci"
+labels = ["self-hosted", "linux"]
+image = "i"
+[[pools]]
+name = "api-team"
+backend = "aci"
+labels = ["self-hosted", "linux", "x64"]
+image = "i"
+repositories = ["o/api-*"]
+[[pools]]
+name = "win"
+backend = "batch"
+labels = ["self-hosted", "windows"]
+image = "i"
+batch_pool_id = "w"
+"#,
+    );
+    let out = bin()
+        .args(["route", "--labels", "self-hosted,Linux", "--repository", "o/api-gw"])
+        .env("RUNNER_DISPATCH_CONFIG", &path)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("=> pool api-team"), "{text}");
+    assert!(text.lines().any(|l| l.contains("general") && l.contains("loses on precedence")), "{text}");
+    assert!(text.lines().any(|l| l.contains("win") && l.contains("lacks label(s) linux")), "{text}");
+    let out = bin().args(["route", "--labels", "gpu"]).env("RUNNER_DISPATCH_CONFIG", &path).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no pool fits"));
+}
+
+#[test]
+fn demo_runs_offline_and_prints_the_outcome_table_without_secrets() {
+    let out = bin().arg("demo").env("GITHUB_WEBHOOK_SECRET", "must-not-be-used").output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let row = |case: &str| {
+        text.lines().find(|l| l.contains(case)).unwrap_or_else(|| panic!("no row {case}:\n{text}")).to_owned()
+    };
+    assert!(
+        row("Linux job queued").contains("202")
+            && row("Linux job queued").contains("ghr-1001 requested in pool linux-aci")
+    );
+    assert!(row("Windows job queued").contains("windows-batch"));
+    assert!(row("unmatched labels").contains("200"));
+    assert!(row("bad signature").contains("401"));
+    assert!(row("duplicate delivery").contains("already exists"));
+    assert!(row("owner not allowed").contains("403"));
+    assert!(row("Linux job completed").contains("deleted"));
+    assert_eq!(text.matches("generate-jitconfig").count(), 2, "one JIT config per runner:\n{text}");
+    let verbose = bin().args(["demo", "--verbose"]).output().expect("run");
+    let v = String::from_utf8_lossy(&verbose.stdout);
+    assert!(v.contains("\"secureValue\": \"[redacted]\""), "{v}");
+    assert!(!v.contains("dry-run-jit-config"), "the JIT config must be redacted:\n{v}");
+}
+
+#[test]
+fn github_app_manifest_prints_json_with_the_needed_permissions() {
+    let out = bin()
+        .args(["github-app-manifest", "--scope", "org", "--webhook-url", "https://x.example/api/github-webhook"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["default_permissions"]["organization_self_hosted_runners"], "write");
+    assert_eq!(v["hook_attributes"]["url"], "https://x.example/api/github-webhook");
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_webhook_secret_and_says_which_setting() {
+    let out = bin().args(["serve", "--listen", "127.0.0.1:0"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GITHUB_WEBHOOK_SECRET"), "{err}");
+}

@@ -1,0 +1,209 @@
+//! Shared helpers for integration tests: a test pools file, signing, servers on port 0,
+//! and a scripted compute backend for failure paths.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use runner_dispatch::config::{AzureSettings, Backend, GitHubAuth, Pool, PoolsConfig, Settings};
+use runner_dispatch::github::RunnerRegistry;
+use runner_dispatch::github::dry_run::DryRunRegistry;
+use runner_dispatch::provision::dry_run::DryRunBackend;
+use runner_dispatch::provision::{
+    Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError,
+};
+use runner_dispatch::server::{AppState, router};
+use runner_dispatch::spool::{QueueOptions, Spool};
+
+pub const SECRET: &str = "test-webhook-secret";
+
+/// Pools for the octokit fixtures (owner Octocoders, public repositories, label ubuntu-latest).
+pub const POOLS: &str = r#"
+[github]
+allowed_owners = ["Octocoders", "octo-org"]
+allow_public_repositories = true
+check_job_queued = "never"
+
+[[pools]]
+name = "linux"
+backend = "aci"
+labels = ["self-hosted", "linux", "x64", "ubuntu-latest"]
+image = "example.azurecr.io/runner:1"
+
+[[pools]]
+name = "windows"
+backend = "batch"
+os = "windows"
+labels = ["self-hosted", "windows", "x64"]
+image = "example.azurecr.io/runner:ltsc2022"
+batch_pool_id = "win"
+
+[[pools]]
+name = "k8s"
+backend = "aci"
+labels = ["self-hosted", "k8s"]
+image = "example.azurecr.io/runner:1"
+"#;
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+pub fn queued_fixture() -> Vec<u8> {
+    fixture("github-webhooks/workflow_job__queued.payload.json")
+}
+
+/// The queued fixture with a fresh `created_at` (the example's is from 2021, older than
+/// the 24 h give-up limit) and `runner_*` null as in real queued deliveries.
+pub fn fresh_queued(job_id: u64) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&queued_fixture()).expect("json");
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("fmt");
+    v["workflow_job"]["id"] = job_id.into();
+    v["workflow_job"]["created_at"] = now.into();
+    for k in ["runner_id", "runner_name", "runner_group_id", "runner_group_name"] {
+        v["workflow_job"][k] = serde_json::Value::Null;
+    }
+    serde_json::to_vec(&v).expect("ser")
+}
+
+pub fn sign(body: &[u8]) -> String {
+    runner_dispatch::webhook::sign(SECRET.as_bytes(), body)
+}
+
+pub fn settings() -> Settings {
+    Settings {
+        webhook_secrets: vec![SECRET.into()],
+        github_auth: GitHubAuth::None,
+        github_api_url: "http://127.0.0.1:9".into(),
+        hook_scope: None,
+        hook_id: None,
+        hook_target: None,
+        azure: AzureSettings::default(),
+        config_path: "runners.toml".into(),
+        config_inline: None,
+    }
+}
+
+pub fn pools() -> Arc<PoolsConfig> {
+    Arc::new(PoolsConfig::parse(POOLS).expect("test pools parse"))
+}
+
+/// A running server and what it talks to.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub github: Arc<DryRunRegistry>,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Starts the router on 127.0.0.1:0 with the given backend; `state_dir` adds the standalone queue.
+pub async fn spawn_app(backend: Arc<dyn ComputeBackend>, state_dir: Option<&Path>, options: QueueOptions) -> TestApp {
+    let github = Arc::new(DryRunRegistry::new());
+    let registry: Arc<dyn RunnerRegistry> = github.clone();
+    let queue = state_dir.map(|d| (Spool::open(d).expect("spool"), options));
+    let state = runner_dispatch::cli::assemble_state(&settings(), pools(), registry, Backends::single(backend), queue);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = router(state.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.expect("serve");
+    });
+    TestApp { addr, state, github, client: reqwest::Client::new() }
+}
+
+pub async fn spawn_dry_run(state_dir: Option<&Path>) -> (TestApp, Arc<DryRunBackend>) {
+    let backend = Arc::new(DryRunBackend::new(false));
+    let app = spawn_app(backend.clone(), state_dir, fast_queue()).await;
+    (app, backend)
+}
+
+pub fn fast_queue() -> QueueOptions {
+    QueueOptions {
+        concurrency: 4,
+        max_attempts: 3,
+        backoff_base: std::time::Duration::from_millis(10),
+        backoff_max: std::time::Duration::from_millis(50),
+    }
+}
+
+/// A backend whose `create` answers from a script (then `Created`), recording every call.
+#[derive(Default)]
+pub struct ScriptedBackend {
+    pub script: Mutex<VecDeque<Result<CreateOutcome, ProvisionError>>>,
+    pub creates: Mutex<Vec<ComputeRequest>>,
+    pub existing: Mutex<BTreeMap<String, ComputeInfo>>,
+}
+
+impl ScriptedBackend {
+    pub fn with(script: Vec<Result<CreateOutcome, ProvisionError>>) -> Arc<Self> {
+        Arc::new(Self { script: Mutex::new(script.into()), ..Self::default() })
+    }
+
+    pub fn create_count(&self) -> usize {
+        self.creates.lock().expect("lock").len()
+    }
+}
+
+#[async_trait]
+impl ComputeBackend for ScriptedBackend {
+    fn kind(&self) -> &'static str {
+        "scripted"
+    }
+
+    async fn find(&self, _pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
+        Ok(self.existing.lock().expect("lock").get(name).cloned())
+    }
+
+    async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
+        self.creates.lock().expect("lock").push(request.clone());
+        let next = self.script.lock().expect("lock").pop_front().unwrap_or(Ok(CreateOutcome::Created));
+        if matches!(next, Ok(CreateOutcome::Created)) {
+            self.existing.lock().expect("lock").insert(
+                request.name.clone(),
+                ComputeInfo {
+                    name: request.name.clone(),
+                    state: ComputeState::Pending,
+                    created_at: None,
+                    job_id: Some(request.job.job_id),
+                    repository: Some(request.job.repository.clone()),
+                    tags: BTreeMap::from([("pool".to_owned(), pool.name.clone())]),
+                },
+            );
+        }
+        next
+    }
+
+    async fn delete(&self, _pool: &Pool, name: &str) -> Result<(), ProvisionError> {
+        self.existing.lock().expect("lock").remove(name);
+        Ok(())
+    }
+
+    async fn list(&self, _pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
+        Ok(self.existing.lock().expect("lock").values().cloned().collect())
+    }
+
+    async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
+        Ok((pool.backend == Backend::Aci).then(|| self.existing.lock().map(|e| e.len()).unwrap_or(0)))
+    }
+}
+
+/// Waits (bounded) until `f` holds.
+pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    f()
+}
