@@ -184,6 +184,8 @@ pub struct Pool {
     pub runner_group_id: Option<u64>,
     /// True when `runner_group_id` was set on the pool itself, not inherited.
     pub own_runner_group: bool,
+    /// The runner group's name, for `config.sh --runnergroup` in registration mode.
+    pub runner_group_name: String,
     pub runner_ttl: Duration,
     pub runner_boot_timeout: Duration,
     pub runner_idle_timeout: Duration,
@@ -331,6 +333,7 @@ const POOL_KEYS: &[&str] = &[
     "allow_readable_tokens",
     "name_prefix",
     "runner_group_id",
+    "runner_group_name",
     "runner_ttl",
     "runner_boot_timeout",
     "runner_idle_timeout",
@@ -751,6 +754,7 @@ impl Walker {
         }
         let runner_group_id = read!(unsigned, "runner_group_id");
         let own_runner_group = t.contains_key("runner_group_id");
+        let runner_group_name = read!(string, "runner_group_name").unwrap_or_else(|| "Default".into());
         let runner_ttl = read!(duration, "runner_ttl").unwrap_or(Duration::from_secs(6 * 3600));
         let runner_boot_timeout = read!(duration, "runner_boot_timeout").unwrap_or(Duration::from_secs(15 * 60));
         let runner_idle_timeout = read!(duration, "runner_idle_timeout").unwrap_or(Duration::from_secs(10 * 60));
@@ -825,6 +829,7 @@ impl Walker {
             name_prefix,
             runner_group_id,
             own_runner_group,
+            runner_group_name,
             runner_ttl,
             runner_boot_timeout,
             runner_idle_timeout,

@@ -254,9 +254,7 @@ impl Provisioner {
                 env.push((n.token.clone(), EnvValue::Secret(token.token)));
                 env.push((n.name.clone(), EnvValue::Plain(name.to_owned())));
                 env.push((n.labels.clone(), EnvValue::Plain(pool.labels.join(","))));
-                if let Some(g) = pool.runner_group_id {
-                    env.push((n.group.clone(), EnvValue::Plain(g.to_string())));
-                }
+                env.push((n.group.clone(), EnvValue::Plain(pool.runner_group_name.clone())));
                 env.push((n.ephemeral.clone(), EnvValue::Plain("1".into())));
             }
         }

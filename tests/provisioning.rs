@@ -1,0 +1,184 @@
+//! The provisioning algorithm's branches: idempotency, the JIT name lock, the job check,
+//! pool caps, registration mode, cleanup.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use runner_dispatch::config::PoolsConfig;
+use runner_dispatch::github::{GitHubError, JobState};
+use runner_dispatch::message::{MessageKind, RunnerMessage};
+use runner_dispatch::provision::{Backends, EnvValue, ProvisionError, ProvisionOutcome, Provisioner};
+
+fn message(job_id: u64, minutes_old: i64) -> RunnerMessage {
+    let created = time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes_old);
+    RunnerMessage {
+        v: 1,
+        kind: MessageKind::Provision,
+        job_id,
+        run_id: 5,
+        repository: "octo-org/api".into(),
+        owner: "octo-org".into(),
+        installation_id: Some(1),
+        labels: vec!["self-hosted".into(), "linux".into()],
+        pool: "linux".into(),
+        runner_name: format!("ghr-{job_id}"),
+        delivery_id: "d".into(),
+        job_created_at: Some(created.format(&time::format_description::well_known::Rfc3339).expect("fmt")),
+        ran_on: None,
+        job_started_at: None,
+        origin: None,
+    }
+}
+
+fn setup(extra: &str) -> (Provisioner, Arc<FakeGitHub>, Arc<ScriptedBackend>) {
+    let text = POOLS
+        .replace("check_job_queued = \"never\"", extra)
+        .replace("batch_pool_id = \"win\"", "batch_pool_id = \"win\"\nallow_readable_tokens = true");
+    let pools = Arc::new(PoolsConfig::parse(&text).expect("pools"));
+    let gh = Arc::new(FakeGitHub::default());
+    let backend = ScriptedBackend::with(vec![]);
+    (Provisioner::new(pools, gh.clone(), Backends::single(backend.clone())), gh, backend)
+}
+
+#[tokio::test]
+async fn jit_mode_makes_one_call_and_passes_the_config_only_as_a_secret() {
+    let (p, gh, backend) = setup("check_job_queued = \"stale\"");
+    let out = p.provision(&message(1, 0), 1).await.expect("ok");
+    assert_eq!(out, ProvisionOutcome::Created { backend: "scripted" });
+    assert_eq!(
+        gh.calls(),
+        vec!["jit ghr-1 self-hosted,linux,x64,ubuntu-latest 1"],
+        "fresh job: no job check, one call"
+    );
+    let req = backend.creates.lock().expect("lock")[0].clone();
+    assert_eq!(req.env.len(), 1);
+    assert_eq!(req.env[0].0, "RUNNER_JITCONFIG");
+    assert!(matches!(&req.env[0].1, EnvValue::Secret(s) if s.expose() == "jit-secret-ghr-1"));
+    // The same message again: the compute exists, nothing is called or created.
+    assert_eq!(p.provision(&message(1, 0), 1).await.expect("ok"), ProvisionOutcome::AlreadyExists);
+    assert_eq!(backend.create_count(), 1);
+    assert_eq!(gh.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_409_on_the_first_attempt_is_retryable_and_a_stale_offline_registration_is_replaced_later() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    gh.add_runner(77, "ghr-2", false, false); // a crash between JIT and create left this
+    let err = p.provision(&message(2, 0), 1).await.expect_err("first attempt defers");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(backend.create_count(), 0);
+    let out = p.provision(&message(2, 0), 2).await.expect("second attempt recovers");
+    assert_eq!(out, ProvisionOutcome::Created { backend: "scripted" });
+    assert!(gh.calls().contains(&"delete-runner 77".to_owned()), "{:?}", gh.calls());
+    assert_eq!(backend.create_count(), 1);
+}
+
+#[tokio::test]
+async fn a_409_for_an_online_runner_means_another_worker_won() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    gh.add_runner(78, "ghr-3", true, false);
+    let out = p.provision(&message(3, 0), 2).await.expect("ok");
+    assert_eq!(out, ProvisionOutcome::AlreadyExists);
+    assert_eq!(backend.create_count(), 0);
+    assert!(!gh.calls().iter().any(|c| c.starts_with("delete-runner")));
+}
+
+#[tokio::test]
+async fn the_job_check_skips_completed_jobs_and_jobs_taken_by_foreign_runners_only() {
+    let (p, gh, backend) = setup("check_job_queued = \"always\"");
+    gh.jobs.lock().expect("lock").insert(10, Ok(JobState::Completed));
+    gh.jobs
+        .lock()
+        .expect("lock")
+        .insert(11, Ok(JobState::InProgress { runner_name: Some("someone-elses-runner".into()) }));
+    gh.jobs.lock().expect("lock").insert(12, Ok(JobState::InProgress { runner_name: Some("ghr-99".into()) }));
+    gh.jobs.lock().expect("lock").insert(13, Err(GitHubError::Transient("502".into())));
+    assert!(matches!(p.provision(&message(10, 0), 1).await, Ok(ProvisionOutcome::Skipped { .. })));
+    assert!(matches!(p.provision(&message(11, 0), 1).await, Ok(ProvisionOutcome::Skipped { .. })));
+    // Our runner made for job 99 took job 12: job 99 now needs a runner, and so does 12's request.
+    assert!(matches!(p.provision(&message(12, 0), 1).await, Ok(ProvisionOutcome::Created { .. })));
+    // GitHub cannot answer: fail open.
+    assert!(matches!(p.provision(&message(13, 0), 1).await, Ok(ProvisionOutcome::Created { .. })));
+    assert_eq!(backend.create_count(), 2);
+}
+
+#[tokio::test]
+async fn stale_mode_checks_only_retries_and_old_jobs() {
+    let (p, gh, _) = setup("check_job_queued = \"stale\"");
+    p.provision(&message(20, 0), 1).await.expect("ok");
+    assert!(!gh.calls().iter().any(|c| c.starts_with("job ")));
+    p.provision(&message(21, 5), 1).await.expect("ok");
+    assert!(gh.calls().contains(&"job 21".to_owned()));
+    p.provision(&message(22, 0), 2).await.expect("ok");
+    assert!(gh.calls().contains(&"job 22".to_owned()));
+}
+
+#[tokio::test]
+async fn max_runners_defers_instead_of_dropping() {
+    let pools = POOLS.replace(
+        "image = \"example.azurecr.io/runner:1\"\n\n[[pools]]\nname = \"windows\"",
+        "image = \"example.azurecr.io/runner:1\"\nmax_runners = 1\n\n[[pools]]\nname = \"windows\"",
+    );
+    let pools = Arc::new(PoolsConfig::parse(&pools).expect("pools"));
+    assert_eq!(pools.pool("linux").expect("linux").max_runners, Some(1));
+    let gh = Arc::new(FakeGitHub::default());
+    let backend = ScriptedBackend::with(vec![]);
+    let p = Provisioner::new(pools, gh.clone(), Backends::single(backend.clone()));
+    p.provision(&message(30, 0), 1).await.expect("first fits");
+    let err = p.provision(&message(31, 0), 1).await.expect_err("cap reached");
+    assert!(matches!(&err, ProvisionError::Retryable { reason, .. } if reason.contains("max_runners")), "{err}");
+    assert_eq!(backend.create_count(), 1);
+    assert_eq!(gh.calls().iter().filter(|c| c.starts_with("jit")).count(), 1, "no JIT config wasted on a deferral");
+}
+
+#[tokio::test]
+async fn registration_mode_passes_the_contract_variables_with_the_token_as_a_secret() {
+    let (p, _, backend) = setup("check_job_queued = \"never\"\ntoken_mode = \"registration\"");
+    // (setup adds allow_readable_tokens to the Batch pool, which registration mode requires)
+    p.provision(&message(40, 0), 1).await.expect("ok");
+    let req = backend.creates.lock().expect("lock")[0].clone();
+    let names: Vec<&str> = req.env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["RUNNER_URL", "RUNNER_TOKEN", "RUNNER_NAME", "RUNNER_LABELS", "RUNNER_GROUP", "RUNNER_EPHEMERAL"]
+    );
+    assert!(matches!(&req.env[1].1, EnvValue::Secret(_)));
+    assert_eq!(req.env[2].1, EnvValue::Plain("ghr-40".into()));
+    assert_eq!(req.env[5].1, EnvValue::Plain("1".into()));
+}
+
+#[tokio::test]
+async fn a_permanent_create_failure_deletes_the_registration_and_reports() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    backend.script.lock().expect("lock").push_back(Err(ProvisionError::permanent("InaccessibleImage")));
+    let err = p.provision(&message(50, 0), 1).await.expect_err("permanent");
+    assert!(!err.is_retryable());
+    assert!(gh.calls().iter().any(|c| c.starts_with("delete-runner")), "{:?}", gh.calls());
+    assert!(gh.runners.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_a_busy_own_runner() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    // ghr-60 (made for job 60) ran job 61; ghr-61 (made for 61) took job 60 and is busy.
+    p.provision(&message(60, 0), 1).await.expect("ok");
+    p.provision(&message(61, 0), 1).await.expect("ok");
+    for r in gh.runners.lock().expect("lock").iter_mut() {
+        r.online = true;
+        r.busy = r.name == "ghr-61";
+    }
+    let mut done = message(61, 0);
+    done.kind = MessageKind::Cleanup;
+    done.ran_on = Some("ghr-60".into());
+    let deleted = p.cleanup(&done).await.expect("ok");
+    assert_eq!(deleted, vec!["ghr-60"], "ghr-61 is busy with job 60 and stays");
+    assert!(backend.existing.lock().expect("lock").contains_key("ghr-61"));
+    // A runner the job never needed (a GitHub-hosted runner ran it) is removed when idle.
+    p.provision(&message(62, 0), 1).await.expect("ok");
+    let mut other = message(62, 0);
+    other.kind = MessageKind::Cleanup;
+    other.ran_on = Some("GitHub Actions 5".into());
+    assert_eq!(p.cleanup(&other).await.expect("ok"), vec!["ghr-62"]);
+}
