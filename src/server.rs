@@ -145,7 +145,16 @@ pub async fn process_message(state: &AppState, message: RunnerMessage, attempt: 
             }),
         }
     };
-    let result = tokio::time::timeout(ATTEMPT_TIMEOUT, work)
+    // Every line logged while handling the message carries the job's identity.
+    let span = tracing::info_span!(
+        "job",
+        delivery_id = %message.delivery_id,
+        job_id = message.job_id,
+        repository = %message.repository,
+        pool = %message.pool,
+        attempt
+    );
+    let result = tokio::time::timeout(ATTEMPT_TIMEOUT, tracing::Instrument::instrument(work, span))
         .await
         .unwrap_or_else(|_| Err(ProvisionError::retryable("attempt timed out")));
     match result {

@@ -29,7 +29,7 @@ pub struct DryRunBackend {
 }
 
 impl DryRunBackend {
-    /// `print`: also write each request to stdout.
+    /// `print`: also log each request (one line, secrets redacted).
     #[must_use]
     pub fn new(print: bool) -> Self {
         Self { print, ..Self::default() }
