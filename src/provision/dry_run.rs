@@ -99,11 +99,12 @@ impl ComputeBackend for DryRunBackend {
             return Ok(CreateOutcome::AlreadyExists);
         }
         if self.print {
-            println!(
-                "dry-run: would create {} {}:\n{}",
-                pool.backend.as_str(),
-                request.name,
-                serde_json::to_string_pretty(&body).unwrap_or_default()
+            tracing::info!(
+                event = "dry_run_request",
+                runner_name = %request.name,
+                pool = %pool.name,
+                request = %body,
+                "dry-run: would create this (secrets redacted)"
             );
         }
         created.insert(
