@@ -177,10 +177,10 @@ param hostBatchVmSize string = 'Standard_D4s_v5'
 param hostBatchMaxNodes int = 5
 
 @description('GitHub Actions runner version installed by the host pool start task (keep in step with runner-image).')
-param runnerVersion string = '2.329.0'
+param runnerVersion string = '2.335.1'
 
 @description('sha256 of actions-runner-linux-x64-<runnerVersion>.tar.gz, from the actions/runner release notes.')
-param runnerLinuxSha256 string = '194f1e1e4bd02f80b7e9633fc546084d8d4e19f3928a324d512ea53430102e1d'
+param runnerLinuxSha256 string = '4ef2f25285f0ae4477f1fe1e346db76d2f3ebf03824e2ddd1973a2819bf6c8cf'
 
 // ================================================================ names
 
