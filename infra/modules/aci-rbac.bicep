@@ -35,12 +35,13 @@ resource aciRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
 }
 
 resource aciAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(resourceGroup().id, appPrincipalId, aciRole.id)
+  name: guid(resourceGroup().id, appPrincipalId, aciRole.name)
   properties: {
-    roleDefinitionId: aciRole.id
+    // Custom roles are referenced by their subscription-level id.
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', aciRole.name)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
 }
 
-output roleDefinitionId string = aciRole.id
+output roleDefinitionId string = subscriptionResourceId('Microsoft.Authorization/roleDefinitions', aciRole.name)

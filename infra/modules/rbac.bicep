@@ -180,7 +180,8 @@ resource subnetJoin 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!
   name: guid(resourceGroup().id, vnetName, aciSubnetName, appPrincipalId, 'subnet-join')
   scope: aciSubnet
   properties: {
-    roleDefinitionId: subnetJoinRole.id
+    // Custom roles are referenced by their subscription-level id.
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', subnetJoinRole.name)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
