@@ -79,7 +79,7 @@ fi
 rm -rf "${app_dir}" "${zip_path}"
 mkdir -p "${app_dir}"
 
-cp host.json "${app_dir}/host.json"
+install -m 0644 host.json "${app_dir}/host.json"
 
 functions=0
 for dir in function_app/*/; do
@@ -89,7 +89,7 @@ for dir in function_app/*/; do
     continue
   fi
   mkdir -p "${app_dir}/${name}"
-  cp "${dir}function.json" "${app_dir}/${name}/function.json"
+  install -m 0644 "${dir}function.json" "${app_dir}/${name}/function.json"
   functions=$((functions + 1))
 done
 [ "${functions}" -gt 0 ] || die "no function_app/<name>/function.json found"
