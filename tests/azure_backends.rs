@@ -467,7 +467,16 @@ run_on_host = true
                     .find_map(|kv| kv.strip_prefix("$skiptoken="))
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
-                let all: Vec<Value> = f.groups.values().cloned().collect();
+                // Like ARM's list: no instance views, only the provisioning state.
+                let all: Vec<Value> = f
+                    .groups
+                    .values()
+                    .cloned()
+                    .map(|mut g| {
+                        g["properties"].as_object_mut().expect("properties").remove("instanceView");
+                        g
+                    })
+                    .collect();
                 let page: Vec<Value> = all.iter().skip(skip).take(2).cloned().collect();
                 let mut body = json!({ "value": page });
                 if skip + 2 < all.len() {
@@ -481,11 +490,19 @@ run_on_host = true
     }
 
     fn group_of(name: &str, pool: &str, state: &str) -> Value {
+        let provisioning = if state == "Failed" { "Failed" } else { "Succeeded" };
         json!({
             "name": name,
             "tags": {"runner-dispatch-pool": pool, "runner-dispatch-job-id": name.rsplit('-').next().unwrap()},
-            "properties": {"provisioningState": "Succeeded", "instanceView": {"state": state}, "osType": "Linux", "containers": []},
+            "properties": {"provisioningState": provisioning, "instanceView": {"state": state}, "osType": "Linux", "containers": []},
         })
+    }
+
+    /// GETs of the group list (pages) and of single groups.
+    fn list_and_read_calls(f: &Fake) -> (usize, usize) {
+        let gets = f.seen.iter().filter(|s| s.method == Method::GET);
+        let lists = gets.clone().filter(|s| s.path.ends_with("/containerGroups")).count();
+        (lists, gets.count() - lists)
     }
 
     fn aci(arm: &str, extra: &[(&str, &str)]) -> AciBackend {
@@ -750,16 +767,27 @@ run_on_host = true
                     ("ghr-2", "windows-aci", "Running"),
                     ("ghr-3", "linux-aci", "Succeeded"),
                     ("ghr-4", "linux-aci", "Pending"),
+                    ("ghr-6", "linux-aci", "Failed"),
                     ("other", "", "Running"),
                 ] {
                     f.groups.insert(name.into(), group_of(name, pool, state));
                 }
             }
-            let mut names: Vec<String> = backend.list(&p).await.expect("list").into_iter().map(|c| c.name).collect();
-            names.sort();
-            assert_eq!(names, vec!["ghr-1", "ghr-3", "ghr-4"]);
-            let lists = fake.lock().unwrap().seen.iter().filter(|s| s.method == Method::GET).count();
-            assert_eq!(lists, 3, "5 groups at 2 per page");
+            let mut listed: Vec<(String, ComputeState, Option<u64>)> =
+                backend.list(&p).await.expect("list").into_iter().map(|c| (c.name, c.state, c.job_id)).collect();
+            listed.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                listed,
+                vec![
+                    ("ghr-1".into(), ComputeState::Running, Some(1)),
+                    ("ghr-3".into(), ComputeState::Succeeded, Some(3)),
+                    ("ghr-4".into(), ComputeState::Pending, Some(4)),
+                    ("ghr-6".into(), ComputeState::Failed, Some(6)),
+                ]
+            );
+            let (lists, reads) = list_and_read_calls(&fake.lock().unwrap());
+            assert_eq!(lists, 3, "6 groups at 2 per page");
+            assert_eq!(reads, 3, "the list omits instance views: read the pool's groups not known to be failed");
         }
     );
 
@@ -773,14 +801,14 @@ run_on_host = true
             {
                 let mut f = fake.lock().unwrap();
                 f.groups.insert("ghr-1".into(), group_of("ghr-1", "linux-aci", "Running"));
-                f.groups.insert("ghr-2".into(), group_of("ghr-2", "linux-aci", "Succeeded"));
+                f.groups.insert("ghr-2".into(), group_of("ghr-2", "linux-aci", "Failed"));
                 f.groups.insert("ghr-3".into(), group_of("ghr-3", "linux-aci", "Pending"));
+                f.groups.insert("ghr-9".into(), group_of("ghr-9", "windows-aci", "Running"));
             }
-            assert_eq!(backend.active_count(&p).await.expect("count"), Some(2));
+            assert_eq!(backend.active_count(&p).await.expect("count"), Some(2), "failed groups do not count");
             fake.lock().unwrap().groups.insert("ghr-5".into(), group_of("ghr-5", "linux-aci", "Running"));
             assert_eq!(backend.active_count(&p).await.expect("count"), Some(2), "cached");
-            let lists = fake.lock().unwrap().seen.iter().filter(|s| s.method == Method::GET).count();
-            assert_eq!(lists, 2, "one list call (two pages) for two counts");
+            assert_eq!(list_and_read_calls(&fake.lock().unwrap()), (2, 0), "one list call (two pages), no reads");
             let short = aci(&arm, &[]).with_active_count_ttl(Duration::from_millis(1));
             assert_eq!(short.active_count(&p).await.unwrap(), Some(3));
         }

@@ -301,6 +301,41 @@ impl AciBackend {
         Ok(response)
     }
 
+    /// The pool's container groups (tag `runner-dispatch-pool`) as one list call reports
+    /// them, following `nextLink`: without instance views, so most states are unknown.
+    async fn list_tagged(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
+        let rg = self.resource_group(pool)?;
+        let what = format!("ACI list of container groups in {rg}");
+        let mut url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(rg)?);
+        let mut out = Vec::new();
+        for _page in 0..1000 {
+            let response = self.send(&what, self.client.get(&url)).await?;
+            if !response.status().is_success() {
+                return Err(classify(&AzureError::from_response(response).await, &what, &[]));
+            }
+            let page: Value = response
+                .json()
+                .await
+                .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
+            for group in page["value"].as_array().into_iter().flatten() {
+                if group["tags"][TAG_POOL].as_str() == Some(pool.name.as_str()) {
+                    out.push(container_group_info(group));
+                }
+            }
+            match page["nextLink"].as_str().filter(|n| !n.is_empty()) {
+                Some(next) if same_origin(&self.arm_url, next) => url = next.to_owned(),
+                Some(_) => {
+                    return Err(ProvisionError::permanent(format!(
+                        "{what}: nextLink points outside {}; not following it",
+                        self.arm_url
+                    )));
+                }
+                None => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
     fn forget_count(&self, pool: &Pool) {
         if let (Ok(mut counts), Ok(rg)) = (self.counts.lock(), self.resource_group(pool)) {
             counts.remove(&(rg.to_owned(), pool.name.clone()));
@@ -375,34 +410,19 @@ impl ComputeBackend for AciBackend {
         }
     }
 
+    /// Every compute of the pool, with its run state: the list API omits instance views,
+    /// so groups it reports only as provisioned are read one by one.
     async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
-        let rg = self.resource_group(pool)?;
-        let what = format!("ACI list of container groups in {rg}");
-        let mut url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(rg)?);
         let mut out = Vec::new();
-        for _page in 0..1000 {
-            let response = self.send(&what, self.client.get(&url)).await?;
-            if !response.status().is_success() {
-                return Err(classify(&AzureError::from_response(response).await, &what, &[]));
+        for info in self.list_tagged(pool).await? {
+            if !matches!(info.state, ComputeState::Unknown(_)) {
+                out.push(info);
+                continue;
             }
-            let page: Value = response
-                .json()
-                .await
-                .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
-            for group in page["value"].as_array().into_iter().flatten() {
-                if group["tags"][TAG_POOL].as_str() == Some(pool.name.as_str()) {
-                    out.push(container_group_info(group));
-                }
-            }
-            match page["nextLink"].as_str().filter(|n| !n.is_empty()) {
-                Some(next) if same_origin(&self.arm_url, next) => url = next.to_owned(),
-                Some(_) => {
-                    return Err(ProvisionError::permanent(format!(
-                        "{what}: nextLink points outside {}; not following it",
-                        self.arm_url
-                    )));
-                }
-                None => return Ok(out),
+            // Deleted between the list and the read: gone, leave it out.
+            if let Some(mut full) = self.find(pool, &info.name).await? {
+                full.tags = info.tags;
+                out.push(full);
             }
         }
         Ok(out)
@@ -416,7 +436,9 @@ impl ComputeBackend for AciBackend {
         {
             return Ok(Some(*n));
         }
-        let n = self.list(pool).await?.iter().filter(|c| !c.state.is_finished()).count();
+        // One list call, no reads: a group that finished but is not deleted yet counts
+        // until cleanup deletes it (it still holds ACI quota meanwhile).
+        let n = self.list_tagged(pool).await?.iter().filter(|c| !c.state.is_finished()).count();
         if let Ok(mut counts) = self.counts.lock() {
             counts.insert(key, (Instant::now(), n));
         }
