@@ -649,6 +649,21 @@ run_on_host = true
         }
     );
 
+    azure_test!(
+        /// An expired or revoked token is a deferral. (Our cache drops the token; the
+        /// managed identity credential keeps its own cache until five minutes before expiry.)
+        aci_a_401_is_retryable,
+        async {
+            let (arm, fake) = start_arm().await;
+            let backend = aci(&arm, &[]);
+            let p = pool("linux-aci");
+            fake.lock().unwrap().canned.push_back(arm_error(401, "ExpiredAuthenticationToken", "expired"));
+            let e = backend.find(&p, "ghr-1").await.expect_err("401");
+            assert!(e.is_retryable() && e.to_string().contains("ExpiredAuthenticationToken"), "{e}");
+            assert_eq!(backend.find(&p, "ghr-1").await.expect("next call"), None);
+        }
+    );
+
     azure_test!(aci_conflict_on_create_is_already_exists, async {
         let (arm, fake) = start_arm().await;
         let backend = aci(&arm, &[]);

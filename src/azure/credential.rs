@@ -152,8 +152,12 @@ impl AzureCredential {
                 };
                 ManagedIdentityCredential::new(Some(options)).map_err(err)?
             }
-            CredentialKind::DeveloperTools | CredentialKind::Custom => {
-                DeveloperToolsCredential::new(None).map_err(err)?
+            CredentialKind::DeveloperTools => DeveloperToolsCredential::new(None).map_err(err)?,
+            CredentialKind::Custom => {
+                return Err(CredentialError::Build {
+                    kind: kind.as_str(),
+                    message: "a custom credential is passed to AzureCredential::from_token_credential".into(),
+                });
             }
         };
         Ok(Self { inner, kind })
@@ -356,6 +360,46 @@ mod tests {
         assert_eq!(CredentialKind::choose(&azure, true), CredentialKind::ManagedIdentity);
         azure.client_secret = Some(Secret::new("s"));
         assert_eq!(CredentialKind::choose(&azure, true), CredentialKind::ClientSecret);
+    }
+
+    /// Counts token requests; each token lives `lifetime`.
+    #[derive(Debug)]
+    struct Counting {
+        calls: std::sync::atomic::AtomicUsize,
+        lifetime: time::Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl TokenCredential for Counting {
+        async fn get_token(
+            &self,
+            scopes: &[&str],
+            _: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+        ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(azure_core::credentials::AccessToken::new(
+                format!("{}#{n}", scopes[0]),
+                OffsetDateTime::now_utc() + self.lifetime,
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_are_cached_until_five_minutes_before_expiry() {
+        let long = Arc::new(Counting { calls: 0.into(), lifetime: time::Duration::hours(1) });
+        let source = AzureCredential::from_token_credential(long.clone()).token_source("https://x/.default");
+        assert_eq!(source.token().await.unwrap().expose(), "https://x/.default#0");
+        assert_eq!(source.token().await.unwrap().expose(), "https://x/.default#0");
+        assert_eq!(long.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        source.invalidate().await;
+        assert_eq!(source.token().await.unwrap().expose(), "https://x/.default#1", "refetched after a 401");
+
+        let short = Arc::new(Counting { calls: 0.into(), lifetime: time::Duration::minutes(4) });
+        let source = AzureCredential::from_token_credential(short.clone()).token_source("s");
+        source.token().await.unwrap();
+        source.token().await.unwrap();
+        assert_eq!(short.calls.load(std::sync::atomic::Ordering::SeqCst), 2, "within the margin: refreshed");
+        assert!(!format!("{source:?}").contains('#'), "Debug never shows a token");
     }
 
     #[test]
