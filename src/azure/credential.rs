@@ -5,10 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use azure_core::cloud::CloudConfiguration;
 use azure_core::credentials::TokenCredential;
 use azure_identity::{
-    ClientSecretCredential, DeveloperToolsCredential, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
-    UserAssignedId,
+    ClientSecretCredential, ClientSecretCredentialOptions, DeveloperToolsCredential, ManagedIdentityCredential,
+    ManagedIdentityCredentialOptions, UserAssignedId,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -49,6 +50,23 @@ pub fn batch_scope(account_url: &str) -> &'static str {
         "https://batch.core.usgovcloudapi.net//.default"
     } else {
         BATCH_SCOPE
+    }
+}
+
+/// The Entra ID cloud (authority host) of a resource manager URL: a service principal
+/// signs in where its ARM lives.
+#[must_use]
+pub fn cloud_of(resource_manager_url: &str) -> CloudConfiguration {
+    let host = reqwest::Url::parse(resource_manager_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    if host.ends_with(".chinacloudapi.cn") {
+        CloudConfiguration::AzureChina
+    } else if host.ends_with(".usgovcloudapi.net") {
+        CloudConfiguration::AzureGovernment
+    } else {
+        CloudConfiguration::AzurePublic
     }
 }
 
@@ -143,7 +161,13 @@ impl AzureCredential {
                     });
                 };
                 let secret = azure_core::credentials::Secret::new(secret.expose().to_owned());
-                ClientSecretCredential::new(tenant, client.clone(), secret, None).map_err(err)?
+                let options = ClientSecretCredentialOptions {
+                    client_options: azure_core::http::ClientOptions {
+                        cloud: Some(Arc::new(cloud_of(&azure.resource_manager_url))),
+                        ..Default::default()
+                    },
+                };
+                ClientSecretCredential::new(tenant, client.clone(), secret, Some(options)).map_err(err)?
             }
             CredentialKind::ManagedIdentity => {
                 let options = ManagedIdentityCredentialOptions {
@@ -354,12 +378,34 @@ mod tests {
     }
 
     #[test]
+    fn sovereign_clouds_follow_the_resource_manager_url() {
+        assert_eq!(cloud_of("https://management.azure.com"), CloudConfiguration::AzurePublic);
+        assert_eq!(cloud_of("https://management.chinacloudapi.cn"), CloudConfiguration::AzureChina);
+        assert_eq!(cloud_of("https://management.usgovcloudapi.net/"), CloudConfiguration::AzureGovernment);
+    }
+
+    #[test]
     fn credential_choice_prefers_secret_then_managed_identity_then_cli() {
         let mut azure = AzureSettings::default();
         assert_eq!(CredentialKind::choose(&azure, false), CredentialKind::DeveloperTools);
         assert_eq!(CredentialKind::choose(&azure, true), CredentialKind::ManagedIdentity);
         azure.client_secret = Some(Secret::new("s"));
         assert_eq!(CredentialKind::choose(&azure, true), CredentialKind::ClientSecret);
+    }
+
+    #[test]
+    fn a_service_principal_builds_without_network_and_never_prints_its_secret() {
+        let azure = AzureSettings {
+            tenant_id: Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into()),
+            client_id: Some("app-id".into()),
+            client_secret: Some(Secret::new("sp-secret-value")),
+            resource_manager_url: "https://management.usgovcloudapi.net".into(),
+            ..AzureSettings::default()
+        };
+        let c = AzureCredential::build(&azure, CredentialKind::choose(&azure, true)).expect("builds");
+        assert_eq!(c.kind(), CredentialKind::ClientSecret);
+        assert!(!format!("{c:?}").contains("sp-secret-value"));
+        assert!(AzureCredential::build(&azure, CredentialKind::Custom).is_err());
     }
 
     /// Counts token requests; each token lives `lifetime`.
