@@ -94,8 +94,9 @@ pub fn batch_job_body(pool: &Pool) -> Value {
 /// the runner runs on the VM: the start task has installed it under
 /// [`HOST_RUNNER_DIR_LINUX`] / [`HOST_RUNNER_DIR_WINDOWS`]; each task copies it into its
 /// own working directory (tasks sharing a node must not share `.runner` files), then runs
-/// it with the JIT config, or registers it first in registration mode (without a runner
-/// group: `config.sh` wants the group's name, and the legacy mode only knows its id).
+/// it with the JIT config, or registers it first in registration mode (the runner group
+/// variable, when set, must hold the group's *name*: that is what `config.sh
+/// --runnergroup` takes).
 #[must_use]
 pub fn batch_command_line(pool: &Pool) -> String {
     let n = &pool.env_names;
@@ -106,7 +107,8 @@ pub fn batch_command_line(pool: &Pool) -> String {
             "/bin/sh -c 'set -e; export RUNNER_ALLOW_RUNASROOT=1; d=\"$AZ_BATCH_TASK_WORKING_DIR/runner\"; \
              cp -a {dir}/. \"$d\"; cd \"$d\"; \
              if [ -n \"${jit}\" ]; then exec ./run.sh --jitconfig \"${jit}\"; fi; \
-             ./config.sh --unattended --ephemeral --disableupdate --url \"${url}\" --token \"${token}\" --name \"${name}\" --labels \"${labels}\"; \
+             ./config.sh --unattended --ephemeral --disableupdate --url \"${url}\" --token \"${token}\" --name \"${name}\" --labels \"${labels}\" \
+             ${{{group}:+--runnergroup \"${group}\"}}; \
              exec ./run.sh'",
             dir = HOST_RUNNER_DIR_LINUX,
             jit = n.jitconfig,
@@ -114,12 +116,15 @@ pub fn batch_command_line(pool: &Pool) -> String {
             token = n.token,
             name = n.name,
             labels = n.labels,
+            group = n.group,
         ),
         (Os::Windows, true) => format!(
             "powershell -NoProfile -ExecutionPolicy Bypass -Command \"$ErrorActionPreference='Stop'; \
              $d = Join-Path $env:AZ_BATCH_TASK_WORKING_DIR 'runner'; Copy-Item -Recurse '{dir}' $d; Set-Location $d; \
              if ($env:{jit}) {{ & .\\run.cmd --jitconfig $env:{jit} }} \
-             else {{ & .\\config.cmd --unattended --ephemeral --disableupdate --url $env:{url} --token $env:{token} --name $env:{name} --labels $env:{labels}; & .\\run.cmd }}; \
+             else {{ $g = @(); if ($env:{group}) {{ $g = '--runnergroup', $env:{group} }}; \
+             & .\\config.cmd --unattended --ephemeral --disableupdate --url $env:{url} --token $env:{token} --name $env:{name} --labels $env:{labels} @g; \
+             & .\\run.cmd }}; \
              exit $LASTEXITCODE\"",
             dir = HOST_RUNNER_DIR_WINDOWS,
             jit = n.jitconfig,
@@ -127,6 +132,7 @@ pub fn batch_command_line(pool: &Pool) -> String {
             token = n.token,
             name = n.name,
             labels = n.labels,
+            group = n.group,
         ),
     }
 }
