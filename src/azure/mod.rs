@@ -10,9 +10,25 @@ pub use aci::{AciBackend, container_group_body};
 pub use batch::{BatchAuth, BatchBackend, batch_job_body, batch_task_body};
 pub use credential::{AzureCredential, CredentialError, CredentialKind, SharedKey, TokenSource};
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
-use crate::provision::{ComputeRequest, EnvValue};
+use crate::config::Settings;
+use crate::provision::{Backends, ComputeRequest, EnvValue};
+
+/// The live ACI and Batch backends, sharing one credential chosen from the settings and
+/// environment (see [`CredentialKind::choose`]).
+///
+/// # Errors
+/// The credential cannot be built, or the Batch account key is not base64.
+pub fn live_backends(settings: &Settings) -> Result<Backends, CredentialError> {
+    let credential = AzureCredential::from_settings(&settings.azure)?;
+    Ok(Backends {
+        aci: Arc::new(AciBackend::new(settings, &credential)),
+        batch: Arc::new(BatchBackend::new(settings, &credential)?),
+    })
+}
 
 /// A request body with the request's secret values replaced by `[redacted]` wherever
 /// they occur: what the demo and dry-run may print.
@@ -43,6 +59,20 @@ mod tests {
     use super::*;
     use crate::provision::JobInfo;
     use crate::secret::Secret;
+
+    #[test]
+    fn live_backends_are_built_from_settings() {
+        let s = Settings::from_lookup(|k| match k {
+            "GITHUB_WEBHOOK_SECRET" => Some("w".into()),
+            "AZURE_BATCH_ACCOUNT_URL" => Some("https://acct.westeurope.batch.azure.com".into()),
+            "AZURE_BATCH_ACCOUNT_NAME" => Some("acct".into()),
+            "AZURE_BATCH_ACCOUNT_KEY" => Some("a2V5".into()),
+            _ => None,
+        })
+        .expect("settings");
+        let b = live_backends(&s).expect("backends");
+        assert_eq!((b.aci.kind(), b.batch.kind()), ("aci", "batch"));
+    }
 
     #[test]
     fn redacted_bodies_keep_their_shape_and_lose_their_secrets() {
