@@ -824,8 +824,13 @@ run_on_host = true
             fake.lock().unwrap().groups.insert("ghr-5".into(), group_of("ghr-5", "linux-aci", "Running"));
             assert_eq!(backend.active_count(&p).await.expect("count"), Some(2), "cached");
             assert_eq!(list_and_read_calls(&fake.lock().unwrap()), (2, 0), "one list call (two pages), no reads");
+            backend.create(&p, &jit_request(&p, 6)).await.expect("create");
+            assert_eq!(backend.active_count(&p).await.expect("count"), Some(3), "our own create counts at once");
+            backend.delete(&p, "ghr-6").await.expect("delete");
+            assert_eq!(backend.active_count(&p).await.expect("count"), Some(2), "and our own delete");
+            assert_eq!(list_and_read_calls(&fake.lock().unwrap()), (2, 0), "still one list call");
             let short = aci(&arm, &[]).with_active_count_ttl(Duration::from_millis(1));
-            assert_eq!(short.active_count(&p).await.unwrap(), Some(3));
+            assert_eq!(short.active_count(&p).await.unwrap(), Some(3), "ghr-1, ghr-3 and ghr-5");
         }
     );
 

@@ -336,9 +336,13 @@ impl AciBackend {
         Ok(out)
     }
 
-    fn forget_count(&self, pool: &Pool) {
-        if let (Ok(mut counts), Ok(rg)) = (self.counts.lock(), self.resource_group(pool)) {
-            counts.remove(&(rg.to_owned(), pool.name.clone()));
+    /// Keeps a cached count current between list calls: our own creates and deletes
+    /// are known without asking ARM again.
+    fn adjust_count(&self, pool: &Pool, created: bool) {
+        if let (Ok(mut counts), Ok(rg)) = (self.counts.lock(), self.resource_group(pool))
+            && let Some((_, n)) = counts.get_mut(&(rg.to_owned(), pool.name.clone()))
+        {
+            *n = if created { n.saturating_add(1) } else { n.saturating_sub(1) };
         }
     }
 }
@@ -384,7 +388,7 @@ impl ComputeBackend for AciBackend {
         let response = self.send(&what, req).await?;
         let status = response.status();
         if status.is_success() {
-            self.forget_count(pool);
+            self.adjust_count(pool, true);
             return Ok(CreateOutcome::Created);
         }
         let e = AzureError::from_response(response).await;
@@ -402,10 +406,11 @@ impl ComputeBackend for AciBackend {
         let what = format!("ACI delete of container group {name}");
         let response = self.send(&what, self.client.delete(&url)).await?;
         match response.status().as_u16() {
-            200 | 202 | 204 | 404 => {
-                self.forget_count(pool);
+            200 | 202 => {
+                self.adjust_count(pool, false);
                 Ok(())
             }
+            204 | 404 => Ok(()),
             _ => Err(classify(&AzureError::from_response(response).await, &what, &[])),
         }
     }
