@@ -49,7 +49,10 @@ pub fn live_clients(settings: &Settings, pools: &PoolsConfig) -> anyhow::Result<
             problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
         );
     }
-    anyhow::bail!("live GitHub and Azure clients are not wired in this build; use --dry-run")
+    let backends = crate::azure::live_backends(settings).map_err(|e| anyhow::anyhow!("Azure credentials: {e}"))?;
+    let github =
+        crate::github::client::GitHubClient::new(settings).map_err(|e| anyhow::anyhow!("GitHub client: {e}"))?;
+    Ok((Arc::new(github), backends))
 }
 
 /// Live checks against GitHub and Azure; prints a line per check, returns the failures.
