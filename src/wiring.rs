@@ -57,7 +57,94 @@ pub fn live_clients(settings: &Settings, pools: &PoolsConfig) -> anyhow::Result<
 
 /// Live checks against GitHub and Azure; prints a line per check, returns the failures.
 pub async fn live_checks(settings: &Settings, pools: &PoolsConfig) -> usize {
-    let _ = (settings, pools);
-    println!("skip  live GitHub and Azure checks are not available in this build");
-    0
+    use crate::config::RunnerScope;
+    use crate::github::{JobContext, RunnerTarget};
+
+    let mut failures = 0usize;
+    let (github, backends) = match live_clients(settings, pools) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("FAIL  {e:#}");
+            return 1;
+        }
+    };
+    // GitHub: the credentials can mint a token and list runners where runners register.
+    let targets: Vec<RunnerTarget> = match pools.github.runner_scope {
+        RunnerScope::Org => pools.github.allowed_owners.iter().map(|o| RunnerTarget::Org { org: o.clone() }).collect(),
+        RunnerScope::Enterprise => {
+            vec![RunnerTarget::Enterprise { enterprise: pools.github.enterprise.clone().unwrap_or_default() }]
+        }
+        RunnerScope::Repo => Vec::new(),
+    };
+    if targets.is_empty() {
+        println!("skip  runner_scope = \"repo\": runner access is checked per repository when jobs arrive");
+    }
+    for target in targets {
+        let owner = match &target {
+            RunnerTarget::Org { org } => org.clone(),
+            RunnerTarget::Repo { owner, .. } => owner.clone(),
+            RunnerTarget::Enterprise { enterprise } => enterprise.clone(),
+        };
+        let job = JobContext { target: target.clone(), repository: format!("{owner}/-"), owner, installation_id: None };
+        match github.list_runners(&job).await {
+            Ok(list) => {
+                let ours = list.iter().filter(|r| pools.job_id_of_runner(&r.name).is_some()).count();
+                println!("ok    GitHub: /{} lists {} runner(s), {ours} of them ours", target.api_prefix(), list.len());
+            }
+            Err(e) => {
+                failures += 1;
+                println!("FAIL  GitHub: cannot list runners of /{}: {e}", target.api_prefix());
+            }
+        }
+    }
+    if settings.hook_scope.is_some() {
+        let since = time::OffsetDateTime::now_utc() - time::Duration::minutes(20);
+        match github.list_deliveries(since).await {
+            Ok(d) => println!(
+                "ok    GitHub: hook deliveries readable ({} in the last 20 min): reconcile can redeliver",
+                d.len()
+            ),
+            Err(e) => {
+                failures += 1;
+                println!("FAIL  GitHub: cannot read hook deliveries (GITHUB_HOOK_SCOPE/GITHUB_HOOK_ID): {e}");
+            }
+        }
+    } else {
+        println!("warn  GITHUB_HOOK_SCOPE not set: reconcile will not redeliver missed webhooks");
+    }
+    // Isolation: pools that carry something worth protecting need their own runner group.
+    for pool in pools.pools.iter().filter(|p| p.enabled && (p.identity.is_some() || !p.repositories.is_empty())) {
+        if pool.own_runner_group || pools.github.runner_scope == RunnerScope::Repo {
+            println!(
+                "info  pool {}: check in GitHub that runner group {} admits only [{}] and not public repositories",
+                pool.name,
+                pool.runner_group_id.unwrap_or(1),
+                pool.repositories.iter().map(crate::pools::Glob::pattern).collect::<Vec<_>>().join(", ")
+            );
+        } else {
+            failures += 1;
+            println!(
+                "FAIL  pool {}: has repositories or an identity but shares runner group {}: any repository that group admits can take its runners",
+                pool.name,
+                pool.runner_group_id.unwrap_or(1)
+            );
+        }
+    }
+    // Azure: each pool's compute can be listed with the app's identity.
+    for pool in pools.pools.iter().filter(|p| p.enabled) {
+        let backend = backends.for_pool(pool);
+        match backend.list(pool).await {
+            Ok(list) => println!(
+                "ok    Azure: pool {} ({}) reachable, {} runner(s) now",
+                pool.name,
+                pool.backend.as_str(),
+                list.len()
+            ),
+            Err(e) => {
+                failures += 1;
+                println!("FAIL  Azure: pool {} ({}): {e}", pool.name, pool.backend.as_str());
+            }
+        }
+    }
+    failures
 }
