@@ -1352,6 +1352,10 @@ mod github {
             let echo = format!("bad credential {}", rec.bearer.clone().unwrap_or_default());
             match rec.path.as_str() {
                 "/orgs/octo-org/actions/runners/generate-jitconfig" if nth == 1 => jit_answer(rec, 1),
+                // A misshapen success: serde would quote the string where a number belongs.
+                "/orgs/octo-org/actions/runners/generate-jitconfig" if nth == 2 => {
+                    reply(201, json!({"runner": {"id": "SHAPE-SECRET"}, "encoded_jit_config": "SHAPE-SECRET"}))
+                }
                 "/orgs/octo-org/actions/runners/generate-jitconfig" => error(401, &echo),
                 "/orgs/octo-org/actions/runners" => error(500, &echo),
                 "/orgs/octo-org/actions/runners/registration-token" => error(403, &echo),
@@ -1371,7 +1375,8 @@ mod github {
         outputs.push(format!("{jit:?}"));
         outputs.push(format!("{client:?}"));
         let errors = vec![
-            client.generate_jit_config(&job, "rd-2", &labels(), 1).await.expect_err("401"),
+            client.generate_jit_config(&job, "rd-2", &labels(), 1).await.expect_err("misshapen"),
+            client.generate_jit_config(&job, "rd-3", &labels(), 1).await.expect_err("401"),
             client.list_runners(&job).await.expect_err("500"),
             client.registration_token(&job).await.expect_err("403"),
             client.job_state(&job, 1).await.expect_err("429"),
@@ -1391,6 +1396,7 @@ mod github {
         let mut secrets: Vec<String> = fake.minted_tokens();
         secrets.extend(fake.jwts());
         secrets.push("JITCONFIG-1-SECRET".into());
+        secrets.push("SHAPE-SECRET".into());
         assert!(secrets.len() >= 4, "the scenario produced tokens and JWTs: {secrets:?}");
         // JWT segments too: the signature alone must not leak.
         let jwt_parts: Vec<String> =
@@ -1403,7 +1409,12 @@ mod github {
             assert!(!everything.contains(line), "leaked a line of the private key");
         }
         assert!(!everything.contains("PRIVATE KEY"));
-        assert!(errors[0].to_string().contains("[redacted]"), "{}", errors[0]);
+        assert!(
+            matches!(errors[0], GitHubError::Transient(ref m) if m.contains("unexpected response body")),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[1].to_string().contains("[redacted]"), "{}", errors[1]);
         fake.assert_no_problems();
     }
 

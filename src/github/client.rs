@@ -154,8 +154,16 @@ struct Reply {
 
 impl Reply {
     fn json<T: for<'de> Deserialize<'de>>(&self, method: &Method, path: &str) -> Result<T, GitHubError> {
+        // serde's message can quote a value from the body (a token, a JIT config): give only
+        // the kind and the place.
         serde_json::from_slice(&self.body).map_err(|e| {
-            GitHubError::Transient(format!("{method} {path}: {}: unexpected response body: {e}", self.status.as_u16()))
+            GitHubError::Transient(format!(
+                "{method} {path}: {}: unexpected response body ({:?} error at line {} column {})",
+                self.status.as_u16(),
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
         })
     }
 }
