@@ -154,8 +154,16 @@ struct Reply {
 
 impl Reply {
     fn json<T: for<'de> Deserialize<'de>>(&self, method: &Method, path: &str) -> Result<T, GitHubError> {
+        // serde's message can quote a value from the body (a token, a JIT config): give only
+        // the kind and the place.
         serde_json::from_slice(&self.body).map_err(|e| {
-            GitHubError::Transient(format!("{method} {path}: {}: unexpected response body: {e}", self.status.as_u16()))
+            GitHubError::Transient(format!(
+                "{method} {path}: {}: unexpected response body ({:?} error at line {} column {})",
+                self.status.as_u16(),
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
         })
     }
 }
@@ -302,7 +310,7 @@ impl GitHubClient {
         }
         let jwt = self.app_jwt()?;
         let path = format!("{owner_path}/installation");
-        let reply = self.send(Method::GET, self.url(&path)?, None, &jwt, &[]).await?;
+        let reply = self.send_app(Method::GET, self.url(&path)?, None, &jwt).await?;
         let installation: Installation = reply.json(&Method::GET, &path)?;
         tracing::debug!(lookup = owner_path, installation_id = installation.id, "found the GitHub App installation");
         cache.insert(owner_path.to_owned(), installation.id);
@@ -323,7 +331,7 @@ impl GitHubClient {
         }
         let jwt = self.app_jwt()?;
         let path = format!("app/installations/{installation_id}/access_tokens");
-        let reply = self.send(Method::POST, self.url(&path)?, Some(&json!({})), &jwt, &[]).await?;
+        let reply = self.send_app(Method::POST, self.url(&path)?, Some(&json!({})), &jwt).await?;
         let minted: AccessToken = reply.json(&Method::POST, &path)?;
         let token = Secret::new(minted.token);
         // Unknown expiry: assume GitHub's documented hour, minus the margin.
@@ -378,6 +386,7 @@ impl GitHubClient {
 
     /// Sends one request with the policy's timeouts and retries. 2xx and the statuses in
     /// `accept` come back as a [`Reply`]; anything else as a classified [`GitHubError`].
+    /// A 401 drops the bearer from the installation token cache, so the next call mints anew.
     async fn send(
         &self,
         method: Method,
@@ -386,7 +395,40 @@ impl GitHubClient {
         bearer: &Secret,
         accept: &[u16],
     ) -> Result<Reply, GitHubError> {
+        match self.send_raw(method, url, body, bearer, accept).await {
+            Ok(reply) => Ok(reply),
+            Err((error, status)) => {
+                if status == Some(StatusCode::UNAUTHORIZED) {
+                    self.forget_token(bearer).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// [`Self::send`] for App JWT calls, which run while a cache lock is held (so they must
+    /// not touch the token cache).
+    async fn send_app(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        jwt: &Secret,
+    ) -> Result<Reply, GitHubError> {
+        self.send_raw(method, url, body, jwt, &[]).await.map_err(|(error, _)| error)
+    }
+
+    /// The retry loop. Errors carry the final HTTP status, when there was one.
+    async fn send_raw(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        bearer: &Secret,
+        accept: &[u16],
+    ) -> Result<Reply, (GitHubError, Option<StatusCode>)> {
         let path = display_path(&url);
+        let authorization = bearer_header(bearer).map_err(|e| (e, None))?;
         let mut attempt = 0u32;
         let mut waited_for_rate_limit = false;
         loop {
@@ -396,7 +438,7 @@ impl GitHubClient {
                 .http
                 .request(method.clone(), url.clone())
                 .timeout(self.policy.request_timeout)
-                .header(AUTHORIZATION, bearer_header(bearer)?);
+                .header(AUTHORIZATION, authorization.clone());
             if let Some(body) = body {
                 request = request.json(body);
             }
@@ -418,7 +460,10 @@ impl GitHubClient {
                         tokio::time::sleep(self.policy.backoff(attempt)).await;
                         continue;
                     }
-                    return Err(GitHubError::Transient(format!("{method} {path}: {what} (after {attempt} attempts)")));
+                    return Err((
+                        GitHubError::Transient(format!("{method} {path}: {what} (after {attempt} attempts)")),
+                        None,
+                    ));
                 }
             };
             let status = reply.status;
@@ -426,7 +471,7 @@ impl GitHubClient {
             if status.is_success() || accept.contains(&status.as_u16()) {
                 return Ok(reply);
             }
-            let message = scrub(&github_message(&reply.body), bearer);
+            let message = github_message(&reply.body, bearer);
             let describe = || format!("{method} {path}: {}{}", status.as_u16(), message_suffix(&message));
 
             if let Some(wait) = rate_limit_wait(status, &reply.headers, &message, OffsetDateTime::now_utc()) {
@@ -437,25 +482,26 @@ impl GitHubClient {
                     continue;
                 }
                 tracing::debug!(%method, path = %path, retry_after_s = wait.as_secs(), "GitHub rate limit");
-                return Err(GitHubError::RateLimited { retry_after: wait });
+                return Err((GitHubError::RateLimited { retry_after: wait }, Some(status)));
             }
             if status.is_server_error() {
                 if attempt < self.policy.max_attempts {
                     tokio::time::sleep(self.policy.backoff(attempt)).await;
                     continue;
                 }
-                return Err(GitHubError::Transient(format!("{} (after {attempt} attempts)", describe())));
+                return Err((
+                    GitHubError::Transient(format!("{} (after {attempt} attempts)", describe())),
+                    Some(status),
+                ));
             }
-            if status == StatusCode::UNAUTHORIZED {
-                self.forget_token(bearer).await;
-            }
-            return Err(match status {
+            let error = match status {
                 StatusCode::NOT_FOUND => GitHubError::NotFound(describe()),
                 StatusCode::CONFLICT => GitHubError::Conflict(describe()),
                 // A timeout on GitHub's side, as an answer.
                 StatusCode::REQUEST_TIMEOUT => GitHubError::Transient(describe()),
                 _ => GitHubError::Permanent(describe()),
-            });
+            };
+            return Err((error, Some(status)));
         }
     }
 
@@ -592,14 +638,15 @@ fn describe_transport_error(e: &reqwest::Error) -> String {
     }
 }
 
-/// GitHub's `message` from an error body, shortened.
-fn github_message(body: &[u8]) -> String {
+/// GitHub's `message` from an error body, without the credential (should a server echo
+/// it), shortened. Scrubbing comes first: a cut could leave half a token unrecognised.
+fn github_message(body: &[u8], bearer: &Secret) -> String {
     #[derive(Deserialize)]
     struct ErrorBody {
         message: Option<String>,
     }
     let message = serde_json::from_slice::<ErrorBody>(body).ok().and_then(|b| b.message).unwrap_or_default();
-    message.chars().take(MAX_MESSAGE_CHARS).collect()
+    scrub(&message, bearer).chars().take(MAX_MESSAGE_CHARS).collect()
 }
 
 fn message_suffix(message: &str) -> String {
@@ -1012,15 +1059,27 @@ mod tests {
 
     #[test]
     fn github_message_is_extracted_and_shortened() {
-        assert_eq!(github_message(br#"{"message":"Bad credentials","documentation_url":"x"}"#), "Bad credentials");
-        assert_eq!(github_message(b"<html>"), "");
+        let none = Secret::default();
+        assert_eq!(
+            github_message(br#"{"message":"Bad credentials","documentation_url":"x"}"#, &none),
+            "Bad credentials"
+        );
+        assert_eq!(github_message(b"<html>", &none), "");
         let long = format!(r#"{{"message":"{}"}}"#, "a".repeat(1000));
-        assert_eq!(github_message(long.as_bytes()).len(), MAX_MESSAGE_CHARS);
+        assert_eq!(github_message(long.as_bytes(), &none).len(), MAX_MESSAGE_CHARS);
     }
 
     #[test]
     fn scrub_removes_an_echoed_credential() {
         let s = Secret::new("ghs_abc");
         assert_eq!(scrub("token ghs_abc is bad", &s), "token [redacted] is bad");
+    }
+
+    #[test]
+    fn a_long_echoed_credential_is_scrubbed_before_the_message_is_cut() {
+        let jwt = Secret::new(format!("eyJ.{}.sig", "x".repeat(600)));
+        let body = json!({ "message": format!("could not decode {}", jwt.expose()) }).to_string();
+        let message = github_message(body.as_bytes(), &jwt);
+        assert_eq!(message, "could not decode [redacted]");
     }
 }
