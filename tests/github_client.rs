@@ -618,6 +618,24 @@ mod github {
     }
 
     #[tokio::test]
+    async fn a_looked_up_installation_that_is_gone_is_looked_up_again() {
+        let fake = Fake::start(|rec, nth| match (rec.method.as_str(), rec.path.as_str()) {
+            ("GET", "/orgs/octo-org/installation") => reply(200, json!({"id": if nth == 1 { 1 } else { 2 }})),
+            ("POST", "/app/installations/1/access_tokens") => error(404, "Not Found"),
+            ("GET", "/orgs/octo-org/actions/runners") => runners_page(vec![]),
+            _ => unexpected(),
+        })
+        .await;
+        let client = app_client(&fake, &[]);
+        let err = client.list_runners(&org_job(None)).await.expect_err("installation 1 is gone");
+        assert!(matches!(err, GitHubError::NotFound(_)), "{err}");
+        client.list_runners(&org_job(None)).await.expect("the new installation");
+        assert_eq!(fake.count("GET", "/orgs/octo-org/installation"), 2);
+        assert_eq!(fake.count("POST", "/app/installations/2/access_tokens"), 1);
+        fake.assert_no_problems();
+    }
+
+    #[tokio::test]
     async fn installation_is_looked_up_per_repository_for_repo_targets() {
         let fake = Fake::start(|rec, _| match (rec.method.as_str(), rec.path.as_str()) {
             ("GET", "/repos/octo-org/octo-repo/installation") => reply(200, json!({"id": 31})),

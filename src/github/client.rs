@@ -274,11 +274,27 @@ impl GitHubClient {
             Auth::Token(t) => return Ok(t.clone()),
             Auth::App(a) => a,
         };
-        let id = match job.installation_id.or(app.default_installation) {
-            Some(id) => id,
-            None => self.lookup_installation(app, &lookup()?).await?,
-        };
-        self.installation_token(app, id).await
+        if let Some(id) = job.installation_id.or(app.default_installation) {
+            return self.installation_token(app, id).await;
+        }
+        let owner_path = lookup()?;
+        let id = self.lookup_installation(app, &owner_path).await?;
+        self.installation_token_or_forget(app, id, &owner_path).await
+    }
+
+    /// Mints for a looked-up installation; one that is gone (the App was reinstalled) is
+    /// dropped from the lookup cache so the next call looks again.
+    async fn installation_token_or_forget(
+        &self,
+        app: &AppAuth,
+        installation_id: u64,
+        owner_path: &str,
+    ) -> Result<Secret, GitHubError> {
+        let result = self.installation_token(app, installation_id).await;
+        if matches!(result, Err(GitHubError::NotFound(_))) {
+            app.installations.lock().await.remove(owner_path);
+        }
+        result
     }
 
     /// The bearer for runner calls at the job's target.
@@ -360,16 +376,14 @@ impl GitHubClient {
             (HookScope::App, _) => self.app_jwt(),
             (_, Auth::Token(t)) => Ok(t.clone()),
             (_, Auth::App(app)) => {
-                let id = match app.default_installation {
-                    Some(id) => id,
-                    None => {
-                        let owner_path = hook.owner_path.as_deref().ok_or_else(|| {
-                            GitHubError::Permanent("GITHUB_HOOK_OWNER or GITHUB_HOOK_REPOSITORY is not set".into())
-                        })?;
-                        self.lookup_installation(app, owner_path).await?
-                    }
-                };
-                self.installation_token(app, id).await
+                if let Some(id) = app.default_installation {
+                    return self.installation_token(app, id).await;
+                }
+                let owner_path = hook.owner_path.as_deref().ok_or_else(|| {
+                    GitHubError::Permanent("GITHUB_HOOK_OWNER or GITHUB_HOOK_REPOSITORY is not set".into())
+                })?;
+                let id = self.lookup_installation(app, owner_path).await?;
+                self.installation_token_or_forget(app, id, owner_path).await
             }
         }
     }
