@@ -112,22 +112,53 @@ pub async fn live_checks(settings: &Settings, pools: &PoolsConfig) -> usize {
     } else {
         println!("warn  GITHUB_HOOK_SCOPE not set: reconcile will not redeliver missed webhooks");
     }
-    // Isolation: pools that carry something worth protecting need their own runner group.
+    // Isolation: pools that carry something worth protecting need their own runner group,
+    // restricted to selected repositories with public repositories off.
+    let client = crate::github::client::GitHubClient::new(settings).ok();
     for pool in pools.pools.iter().filter(|p| p.enabled && (p.identity.is_some() || !p.repositories.is_empty())) {
-        if pool.own_runner_group || pools.github.runner_scope == RunnerScope::Repo {
-            println!(
-                "info  pool {}: check in GitHub that runner group {} admits only [{}] and not public repositories",
-                pool.name,
-                pool.runner_group_id.unwrap_or(1),
-                pool.repositories.iter().map(crate::pools::Glob::pattern).collect::<Vec<_>>().join(", ")
-            );
-        } else {
+        if pools.github.runner_scope == RunnerScope::Repo {
+            println!("ok    pool {}: repository-scope runners are isolated per repository", pool.name);
+            continue;
+        }
+        let group = pool.runner_group_id.unwrap_or(1);
+        if !pool.own_runner_group || group == 1 {
             failures += 1;
             println!(
-                "FAIL  pool {}: has repositories or an identity but shares runner group {}: any repository that group admits can take its runners",
-                pool.name,
-                pool.runner_group_id.unwrap_or(1)
+                "FAIL  pool {}: has repositories or an identity but uses runner group {group} (shared or Default): any repository that group admits can take its runners",
+                pool.name
             );
+            continue;
+        }
+        let Some(client) = &client else { continue };
+        for org in &pools.github.allowed_owners {
+            let job = JobContext {
+                target: RunnerTarget::Org { org: org.clone() },
+                repository: format!("{org}/-"),
+                owner: org.clone(),
+                installation_id: None,
+            };
+            match client.runner_group(&job, org, group).await {
+                Ok(g) if g.visibility == "all" || g.allows_public_repositories => {
+                    failures += 1;
+                    println!(
+                        "FAIL  pool {}: runner group {} ({}) in {org} has visibility {:?}{}: restrict it to the pool's repositories and turn public repositories off",
+                        pool.name,
+                        g.id,
+                        g.name,
+                        g.visibility,
+                        if g.allows_public_repositories { " and allows public repositories" } else { "" }
+                    );
+                }
+                Ok(g) => println!(
+                    "ok    pool {}: runner group {} ({}) in {org} is restricted ({}), public repositories off",
+                    pool.name, g.id, g.name, g.visibility
+                ),
+                Err(crate::github::GitHubError::NotFound(_)) => {}
+                Err(e) => {
+                    failures += 1;
+                    println!("FAIL  pool {}: cannot read runner group {group} in {org}: {e}", pool.name);
+                }
+            }
         }
     }
     // Azure: each pool's compute can be listed with the app's identity.

@@ -703,6 +703,29 @@ mod github {
     }
 
     #[tokio::test]
+    async fn runner_group_settings_are_read_for_the_isolation_check() {
+        let fake = Fake::start(|rec, _| match (rec.method.as_str(), rec.path.as_str()) {
+            ("GET", "/orgs/octo-org/actions/runner-groups/7") => reply(
+                200,
+                json!({"id": 7, "name": "api", "visibility": "selected", "allows_public_repositories": false, "default": false}),
+            ),
+            ("GET", "/orgs/octo-org/actions/runner-groups/8") => reply(
+                200,
+                json!({"id": 8, "name": "open", "visibility": "all", "allows_public_repositories": true}),
+            ),
+            _ => unexpected(),
+        })
+        .await;
+        let client = pat_client(&fake, &[]);
+        let g = client.runner_group(&org_job(None), "octo-org", 7).await.expect("group");
+        assert_eq!((g.visibility.as_str(), g.allows_public_repositories), ("selected", false));
+        let g = client.runner_group(&org_job(None), "octo-org", 8).await.expect("group");
+        assert_eq!((g.visibility.as_str(), g.allows_public_repositories), ("all", true));
+        assert!(fake.requests().iter().all(|r| r.bearer.as_deref() == Some(PAT)));
+        fake.assert_no_problems();
+    }
+
+    #[tokio::test]
     async fn a_pkcs8_private_key_works_too() {
         let fake = Fake::start(|rec, _| match rec.path.as_str() {
             "/orgs/octo-org/actions/runners" => runners_page(vec![]),

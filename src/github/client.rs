@@ -124,6 +124,16 @@ struct HookPath {
 }
 
 /// The live GitHub client: one per process, shared by every invocation.
+/// A runner group's access settings (`visibility`: `all`, `selected` or `private`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RunnerGroup {
+    pub id: u64,
+    pub name: String,
+    pub visibility: String,
+    #[serde(default)]
+    pub allows_public_repositories: bool,
+}
+
 pub struct GitHubClient {
     http: reqwest::Client,
     api: Url,
@@ -386,6 +396,18 @@ impl GitHubClient {
                 self.installation_token_or_forget(app, id, owner_path).await
             }
         }
+    }
+
+    /// `GET /orgs/{org}/actions/runner-groups/{id}`: who may use the group, for `doctor`'s
+    /// isolation check.
+    ///
+    /// # Errors
+    /// As every call: not found, permission, rate limit, transport.
+    pub async fn runner_group(&self, job: &JobContext, org: &str, id: u64) -> Result<RunnerGroup, GitHubError> {
+        let bearer = self.runner_bearer(job).await?;
+        let path = format!("orgs/{org}/actions/runner-groups/{id}");
+        let reply = self.send(Method::GET, self.url(&path)?, None, &bearer, &[]).await?;
+        reply.json(&Method::GET, &path)
     }
 
     fn hook(&self) -> Result<(&HookPath, &str), GitHubError> {
