@@ -359,7 +359,11 @@ struct Walker {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    // A key that is not a bare TOML key (empty, dotted, spaced) is shown quoted, as it is
+    // written in TOML, so every problem names a key (`[""]` once gave an empty one).
+    let bare = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let key = if bare { key.to_owned() } else { format!("{key:?}") };
+    if path.is_empty() { key } else { format!("{path}.{key}") }
 }
 
 fn type_name(v: &Value) -> &'static str {

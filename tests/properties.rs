@@ -222,6 +222,19 @@ proptest! {
     }
 }
 
+/// Found by the `pools_file` fuzz target: a table with an empty key gave a problem with no key.
+#[test]
+fn an_empty_or_quoted_key_is_still_named() {
+    for text in ["[\"\" ]\n", "\"\" = 1\n", "[github]\n\"\" = 1\n\"a.b\" = 2\n"] {
+        let e = PoolsConfig::parse(text).expect_err("invalid");
+        for p in &e.0 {
+            assert!(!p.key.trim().is_empty(), "{text:?}: {p:?}");
+        }
+    }
+    let e = PoolsConfig::parse("[github]\n\"a.b\" = 2\n").expect_err("invalid");
+    assert!(e.0.iter().any(|p| p.key == "github.\"a.b\""), "{e}");
+}
+
 /// The obvious recursive matcher: `*` any run (also empty), `?` one byte.
 fn reference_glob(p: &[u8], t: &[u8]) -> bool {
     match (p.first(), t.first()) {
