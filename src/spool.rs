@@ -167,8 +167,19 @@ impl Spool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
     Done,
-    Retry { reason: String, after: Option<Duration> },
-    GiveUp { reason: String },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Not attempted (a client-side throttle): comes back after `after` without counting
+    /// as an attempt or touching the spool file.
+    Defer {
+        reason: String,
+        after: Duration,
+    },
+    GiveUp {
+        reason: String,
+    },
 }
 
 /// Runs one attempt of an item; implemented by the server over the shared handlers.
@@ -291,6 +302,16 @@ async fn run_one(
                 tracing::error!(event = "spool_error", key, error = %e, "could not remove a finished request from the spool");
             }
         }
+        AttemptResult::Defer { reason, after } => {
+            item.attempts -= 1;
+            let delay = after.min(MAX_RETRY_DELAY);
+            tracing::debug!(event = "attempt_deferred", job_id = item.message.job_id, runner_name = %item.message.runner_name, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %reason, "deferred by a client-side throttle; not counted as an attempt");
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(item);
+            });
+        }
         AttemptResult::GiveUp { reason } => {
             crate::events::given_up(&item.message, &reason, attempt);
             if let Err(e) = spool.fail(&key, &give_up(reason)) {
@@ -368,5 +389,33 @@ mod tests {
         assert_eq!(b(1), Duration::from_secs(2));
         assert_eq!(b(2), Duration::from_secs(4));
         assert_eq!(b(10), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deferrals_are_not_attempts_and_do_not_exhaust_max_attempts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let spool = Spool::open(dir.path()).expect("open");
+        let seen: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
+        let log = seen.clone();
+        let handler: Handler = Arc::new(move |_m, attempt| {
+            let log = log.clone();
+            Box::pin(async move {
+                let mut l = log.lock().expect("lock");
+                l.push(attempt);
+                if l.len() <= 3 {
+                    AttemptResult::Defer { reason: "throttled".into(), after: Duration::from_secs(5) }
+                } else {
+                    AttemptResult::Done
+                }
+            })
+        });
+        let options = QueueOptions { max_attempts: 1, ..QueueOptions::default() };
+        let queue = StandaloneQueue::start(spool.clone(), options, handler);
+        assert!(queue.enqueue(msg(9)).expect("enqueue"));
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert_eq!(*seen.lock().expect("lock"), vec![1, 1, 1, 1], "every try is still the first attempt");
+        assert!(spool.pending().is_empty() && spool.failed().is_empty(), "done, not given up");
     }
 }
