@@ -192,9 +192,7 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
             .created()
             .into_iter()
             .filter(|r| !before_created.contains(&r.name))
-            .map(|r| {
-                format!("runner {} requested in pool {} ({})", r.name, r.pool, r.body["backend"].as_str().unwrap_or(""))
-            })
+            .map(|r| format!("runner {} requested in pool {} ({})", r.name, r.pool, r.backend))
             .collect();
         effects.extend(backend.deleted().into_iter().skip(before_deleted).map(|n| format!("runner {n} deleted")));
         let effect = if !effects.is_empty() {
@@ -222,7 +220,7 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
         println!("  {c}");
     }
     if verbose {
-        for r in &created {
+        for r in &backend.requests() {
             println!("\nrequest for {} (secrets redacted):\n{}", r.name, serde_json::to_string_pretty(&r.body)?);
         }
     }

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::config::PoolsConfig;
 use crate::functions_host::{InvocationReply, bindings, parse_http_invocation, parse_queue_invocation};
@@ -29,6 +30,12 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(240);
 /// Default for `RUNNER_DISPATCH_MAX_ATTEMPTS`; keep equal to host.json `maxDequeueCount`.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 60;
 
+/// Longest a raw webhook request may take, body upload included; slower clients get a bare
+/// 408. GitHub itself gives up after 10 s, so nothing legitimate is cut short. Header size is
+/// bounded by hyper's defaults (at most 100 headers and a ~400 KiB read buffer for the request
+/// head, beyond which it answers 431); see the README's Security section.
+pub const RAW_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Shared state of every handler.
 pub struct AppState {
     pub secrets: Vec<Secret>,
@@ -43,10 +50,20 @@ pub struct AppState {
 
 /// The router for both transports.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with_timeout(state, RAW_REQUEST_TIMEOUT)
+}
+
+/// [`router`] with another timeout for the raw webhook route (tests use a short one).
+/// Only the raw route is bounded: the envelope routes answer the Functions host, which has
+/// its own `functionTimeout`, and a provisioning attempt may take up to [`ATTEMPT_TIMEOUT`].
+pub fn router_with_timeout(state: Arc<AppState>, raw_timeout: Duration) -> Router {
     Router::new()
         .route("/", get(health))
         .route("/healthz", get(health))
-        .route("/api/github-webhook", post(raw_webhook))
+        .route(
+            "/api/github-webhook",
+            post(raw_webhook).layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, raw_timeout)),
+        )
         .route("/github-webhook", post(host_webhook))
         .route("/provision-runner", post(host_provision))
         .route("/cleanup-runner", post(host_cleanup))
@@ -159,7 +176,16 @@ pub async fn process_message(state: &AppState, message: RunnerMessage, attempt: 
             }),
         }
     };
-    let result = tokio::time::timeout(ATTEMPT_TIMEOUT, work)
+    // Every line logged while handling the message carries the job's identity.
+    let span = tracing::info_span!(
+        "job",
+        delivery_id = %message.delivery_id,
+        job_id = message.job_id,
+        repository = %message.repository,
+        pool = %message.pool,
+        attempt
+    );
+    let result = tokio::time::timeout(ATTEMPT_TIMEOUT, tracing::Instrument::instrument(work, span))
         .await
         .unwrap_or_else(|_| Err(ProvisionError::retryable("attempt timed out")));
     match result {

@@ -31,7 +31,8 @@ pub fn init(format: LogFormat, default_level: &str) {
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(true)
+            .with_span_list(false)
             .with_env_filter(filter)
             .with_writer(std::io::stdout)
             .try_init(),

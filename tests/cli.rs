@@ -161,3 +161,11 @@ fn serve_refuses_to_start_without_a_webhook_secret_and_says_which_setting() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("GITHUB_WEBHOOK_SECRET"), "{err}");
 }
+
+#[test]
+fn doctor_names_what_is_missing_and_exits_1() {
+    let out = bin().arg("doctor").output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("FAIL") && text.contains("GITHUB_WEBHOOK_SECRET"), "{text}");
+}

@@ -1,2 +1,94 @@
 //! The Azure side: credentials (azure_identity), and thin REST clients for Azure Batch
 //! and Azure Container Instances implementing [`crate::provision::ComputeBackend`].
+
+pub mod aci;
+pub mod batch;
+pub mod credential;
+pub mod http;
+
+pub use aci::{AciBackend, container_group_body};
+pub use batch::{BatchAuth, BatchBackend, batch_job_body, batch_task_body};
+pub use credential::{AzureCredential, CredentialError, CredentialKind, SharedKey, TokenSource};
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::provision::{Backends, ComputeRequest, EnvValue};
+
+/// The live ACI and Batch backends, sharing one credential chosen from the settings and
+/// environment (see [`CredentialKind::choose`]).
+///
+/// # Errors
+/// The credential cannot be built, or the Batch account key is not base64.
+pub fn live_backends(settings: &Settings) -> Result<Backends, CredentialError> {
+    let credential = AzureCredential::from_settings(&settings.azure)?;
+    Ok(Backends {
+        aci: Arc::new(AciBackend::new(settings, &credential)),
+        batch: Arc::new(BatchBackend::new(settings, &credential)?),
+    })
+}
+
+/// A request body with the request's secret values replaced by `[redacted]` wherever
+/// they occur: what the demo and dry-run may print.
+#[must_use]
+pub fn redact_secrets(body: &Value, request: &ComputeRequest) -> Value {
+    let secrets: Vec<&str> = request
+        .env
+        .iter()
+        .filter_map(|(_, v)| match v {
+            EnvValue::Secret(s) => Some(s.expose()),
+            EnvValue::Plain(_) => None,
+        })
+        .collect();
+    redact_value(body, &secrets)
+}
+
+fn redact_value(v: &Value, secrets: &[&str]) -> Value {
+    match v {
+        Value::String(s) => Value::String(http::redact(s, secrets)),
+        Value::Array(items) => Value::Array(items.iter().map(|i| redact_value(i, secrets)).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, i)| (k.clone(), redact_value(i, secrets))).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provision::JobInfo;
+    use crate::secret::Secret;
+
+    #[test]
+    fn live_backends_are_built_from_settings() {
+        let s = Settings::from_lookup(|k| match k {
+            "GITHUB_WEBHOOK_SECRET" => Some("w".into()),
+            "AZURE_BATCH_ACCOUNT_URL" => Some("https://acct.westeurope.batch.azure.com".into()),
+            "AZURE_BATCH_ACCOUNT_NAME" => Some("acct".into()),
+            "AZURE_BATCH_ACCOUNT_KEY" => Some("a2V5".into()),
+            _ => None,
+        })
+        .expect("settings");
+        let b = live_backends(&s).expect("backends");
+        assert_eq!((b.aci.kind(), b.batch.kind()), ("aci", "batch"));
+    }
+
+    #[test]
+    fn redacted_bodies_keep_their_shape_and_lose_their_secrets() {
+        let request = ComputeRequest {
+            name: "ghr-1".into(),
+            job: JobInfo { job_id: 1, run_id: 2, repository: "o/r".into(), job_created_at: None },
+            env: vec![
+                ("RUNNER_JITCONFIG".into(), EnvValue::Secret(Secret::new("jit-secret-value"))),
+                ("A".into(), EnvValue::Plain("b".into())),
+            ],
+        };
+        let body = serde_json::json!({"env": [{"name": "RUNNER_JITCONFIG", "secureValue": "jit-secret-value"}, {"name": "A", "value": "b"}], "n": 1});
+        let r = redact_secrets(&body, &request);
+        assert_eq!(
+            r,
+            serde_json::json!({"env": [{"name": "RUNNER_JITCONFIG", "secureValue": "[redacted]"}, {"name": "A", "value": "b"}], "n": 1})
+        );
+    }
+}

@@ -5,18 +5,19 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use serde_json::json;
 
-use super::backend::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError,
-};
-use crate::config::Pool;
+use super::backend::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
+use crate::config::{Backend, Pool};
 
 /// A request the dry-run backend received, as it would have been sent (secrets redacted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedRequest {
     pub pool: String,
     pub name: String,
+    /// `aci` or `batch`: which API the body is for.
+    pub backend: &'static str,
+    pub job_id: u64,
+    pub repository: String,
     pub body: serde_json::Value,
 }
 
@@ -24,12 +25,13 @@ pub struct RecordedRequest {
 #[derive(Debug, Default)]
 pub struct DryRunBackend {
     created: Mutex<BTreeMap<String, RecordedRequest>>,
+    history: Mutex<Vec<RecordedRequest>>,
     deleted: Mutex<Vec<String>>,
     print: bool,
 }
 
 impl DryRunBackend {
-    /// `print`: also write each request to stdout.
+    /// `print`: also log each request (one line, secrets redacted).
     #[must_use]
     pub fn new(print: bool) -> Self {
         Self { print, ..Self::default() }
@@ -40,38 +42,30 @@ impl DryRunBackend {
         self.created.lock().map(|c| c.values().cloned().collect()).unwrap_or_default()
     }
 
+    /// Every request received, including those since deleted, in order.
+    #[must_use]
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.history.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
     #[must_use]
     pub fn deleted(&self) -> Vec<String> {
         self.deleted.lock().map(|d| d.clone()).unwrap_or_default()
     }
 }
 
-/// The request as a redacted JSON document: what a reader of the demo should see.
+/// The exact body the real backend would send (the ACI container group PUT or the Batch
+/// add-task body, built by the same code), with every secret value replaced by `[redacted]`.
 #[must_use]
 pub fn redacted_request(pool: &Pool, request: &ComputeRequest) -> serde_json::Value {
-    let env: Vec<serde_json::Value> = request
-        .env
-        .iter()
-        .map(|(k, v)| match v {
-            EnvValue::Plain(p) => json!({ "name": k, "value": p }),
-            EnvValue::Secret(_) => json!({ "name": k, "secureValue": "[redacted]" }),
-        })
-        .collect();
-    json!({
-        "backend": pool.backend.as_str(),
-        "name": request.name,
-        "pool": pool.name,
-        "os": pool.os.as_str(),
-        "image": pool.image,
-        "labels": pool.labels,
-        "batch_pool_id": pool.batch_pool_id,
-        "cpu": pool.cpu,
-        "memory_gb": pool.memory_gb,
-        "job_id": request.job.job_id,
-        "repository": request.job.repository,
-        "tags": pool.tags,
-        "environment": env,
-    })
+    let body = match pool.backend {
+        Backend::Aci => {
+            let location = pool.location.as_deref().unwrap_or("<AZURE_LOCATION>");
+            crate::azure::container_group_body(pool, request, location)
+        }
+        Backend::Batch => crate::azure::batch_task_body(pool, request),
+    };
+    crate::azure::redact_secrets(&body, request)
 }
 
 #[async_trait]
@@ -86,8 +80,8 @@ impl ComputeBackend for DryRunBackend {
             name: r.name.clone(),
             state: ComputeState::Pending,
             created_at: None,
-            job_id: r.body["job_id"].as_u64(),
-            repository: r.body["repository"].as_str().map(str::to_owned),
+            job_id: Some(r.job_id),
+            repository: Some(r.repository.clone()),
             tags: BTreeMap::new(),
         }))
     }
@@ -99,17 +93,26 @@ impl ComputeBackend for DryRunBackend {
             return Ok(CreateOutcome::AlreadyExists);
         }
         if self.print {
-            println!(
-                "dry-run: would create {} {}:\n{}",
-                pool.backend.as_str(),
-                request.name,
-                serde_json::to_string_pretty(&body).unwrap_or_default()
+            tracing::info!(
+                event = "dry_run_request",
+                runner_name = %request.name,
+                pool = %pool.name,
+                request = %body,
+                "dry-run: would create this (secrets redacted)"
             );
         }
-        created.insert(
-            request.name.clone(),
-            RecordedRequest { pool: pool.name.clone(), name: request.name.clone(), body },
-        );
+        let recorded = RecordedRequest {
+            pool: pool.name.clone(),
+            name: request.name.clone(),
+            backend: pool.backend.as_str(),
+            job_id: request.job.job_id,
+            repository: request.job.repository.clone(),
+            body,
+        };
+        if let Ok(mut h) = self.history.lock() {
+            h.push(recorded.clone());
+        }
+        created.insert(request.name.clone(), recorded);
         Ok(CreateOutcome::Created)
     }
 
@@ -132,8 +135,8 @@ impl ComputeBackend for DryRunBackend {
                 name: r.name.clone(),
                 state: ComputeState::Pending,
                 created_at: None,
-                job_id: r.body["job_id"].as_u64(),
-                repository: r.body["repository"].as_str().map(str::to_owned),
+                job_id: Some(r.job_id),
+                repository: Some(r.repository.clone()),
                 tags: BTreeMap::new(),
             })
             .collect())

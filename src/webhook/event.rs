@@ -92,10 +92,21 @@ pub struct WorkflowJobEvent {
 /// Why a body could not be read as a `workflow_job` event (answered 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
-    #[error("body is not valid JSON: {0}")]
+    #[error("body is not a workflow_job JSON payload: {0}")]
     NotJson(String),
     #[error("workflow_job payload lacks {0}")]
     Missing(&'static str),
+}
+
+/// Where and roughly why the body could not be read, without serde's wording (which names
+/// our internal types, e.g. "expected struct RawJob"): the sender sees this in its 400.
+fn describe(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end",
+        serde_json::error::Category::Syntax | serde_json::error::Category::Io => "invalid JSON",
+        serde_json::error::Category::Data => "unexpected type or value",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
 }
 
 /// Parses a `workflow_job` body.
@@ -103,7 +114,7 @@ pub enum EventError {
 /// # Errors
 /// Not JSON, or a field we cannot do without (action, job id, repository) is absent.
 pub fn parse_workflow_job(body: &[u8]) -> Result<WorkflowJobEvent, EventError> {
-    let raw: RawEvent = serde_json::from_slice(body).map_err(|e| EventError::NotJson(e.to_string()))?;
+    let raw: RawEvent = serde_json::from_slice(body).map_err(|e| EventError::NotJson(describe(&e)))?;
     let action = raw.action.ok_or(EventError::Missing("action"))?;
     let job = raw.workflow_job.ok_or(EventError::Missing("workflow_job"))?;
     let repo = raw.repository.ok_or(EventError::Missing("repository"))?;

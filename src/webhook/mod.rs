@@ -62,6 +62,7 @@ impl WebhookOutcome {
 #[must_use]
 pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: &[u8]) -> WebhookOutcome {
     let delivery = headers.get("x-github-delivery").unwrap_or("-").to_owned();
+    let _span = tracing::info_span!("webhook", delivery_id = %delivery).entered();
     if body.len() > MAX_BODY_BYTES {
         return refuse(413, "too_large", format!("body over {MAX_BODY_BYTES} bytes"), &delivery);
     }

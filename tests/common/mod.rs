@@ -15,7 +15,7 @@ use runner_dispatch::provision::dry_run::DryRunBackend;
 use runner_dispatch::provision::{
     Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError,
 };
-use runner_dispatch::server::{AppState, router};
+use runner_dispatch::server::AppState;
 use runner_dispatch::spool::{QueueOptions, Spool};
 
 pub const SECRET: &str = "test-webhook-secret";
@@ -108,13 +108,24 @@ impl TestApp {
 
 /// Starts the router on 127.0.0.1:0 with the given backend; `state_dir` adds the standalone queue.
 pub async fn spawn_app(backend: Arc<dyn ComputeBackend>, state_dir: Option<&Path>, options: QueueOptions) -> TestApp {
+    spawn_app_with(pools(), backend, state_dir, options, runner_dispatch::server::RAW_REQUEST_TIMEOUT).await
+}
+
+/// [`spawn_app`] with another pools config and raw-route timeout.
+pub async fn spawn_app_with(
+    pools: Arc<PoolsConfig>,
+    backend: Arc<dyn ComputeBackend>,
+    state_dir: Option<&Path>,
+    options: QueueOptions,
+    raw_timeout: std::time::Duration,
+) -> TestApp {
     let github = Arc::new(DryRunRegistry::new());
     let registry: Arc<dyn RunnerRegistry> = github.clone();
     let queue = state_dir.map(|d| (Spool::open(d).expect("spool"), options));
-    let state = runner_dispatch::cli::assemble_state(&settings(), pools(), registry, Backends::single(backend), queue);
+    let state = runner_dispatch::cli::assemble_state(&settings(), pools, registry, Backends::single(backend), queue);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = router(state.clone());
+    let app = runner_dispatch::server::router_with_timeout(state.clone(), raw_timeout);
     tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });
@@ -222,6 +233,8 @@ pub struct FakeGitHub {
     pub busy_on_delete: Mutex<Vec<u64>>,
     pub calls: Mutex<Vec<String>>,
     pub next_id: Mutex<u64>,
+    /// Put into every JIT config and registration token handed out (leak tests look for it).
+    pub marker: String,
 }
 
 impl FakeGitHub {
@@ -257,13 +270,13 @@ impl RunnerRegistry for FakeGitHub {
         let mut id = self.next_id.lock().expect("lock");
         *id += 1000;
         self.add_runner(*id, name, false, false);
-        Ok(JitConfig { runner_id: *id, encoded_jit_config: format!("jit-secret-{name}").into() })
+        Ok(JitConfig { runner_id: *id, encoded_jit_config: format!("jit-secret-{}{name}", self.marker).into() })
     }
 
     async fn registration_token(&self, _job: &JobContext) -> Result<RegistrationToken, GitHubError> {
         self.call("registration-token".into());
         Ok(RegistrationToken {
-            token: "reg-token-secret".into(),
+            token: format!("reg-token-secret{}", self.marker).into(),
             expires_at: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
         })
     }

@@ -1,0 +1,87 @@
+//! `parse_workflow_job` and `webhook::accept` with a fixed pools config. The first byte
+//! chooses headers (signed or not, event, content type, which config); the rest is the body,
+//! so the GitHub fixtures behind one prefix byte make a good seed corpus (see README.md).
+#![no_main]
+
+use std::sync::LazyLock;
+
+use libfuzzer_sys::fuzz_target;
+use runner_dispatch::config::PoolsConfig;
+use runner_dispatch::secret::Secret;
+use runner_dispatch::webhook::{Headers, accept, parse_workflow_job, sign};
+
+const SECRET: &str = "fuzz-webhook-secret";
+
+const POOLS: &str = r#"
+[github]
+allowed_owners = ["Octocoders", "octo-org"]
+allow_public_repositories = true
+check_job_queued = "never"
+
+[[pools]]
+name = "linux"
+backend = "aci"
+labels = ["self-hosted", "linux", "x64", "ubuntu-latest"]
+image = "example.azurecr.io/runner:1"
+
+[[pools]]
+name = "windows"
+backend = "batch"
+os = "windows"
+labels = ["self-hosted", "windows", "x64"]
+image = "example.azurecr.io/runner:ltsc2022"
+batch_pool_id = "win"
+"#;
+
+const STRICT: &str = r#"
+[github]
+allowed_owners = ["Octocoders"]
+allowed_repositories = ["Codertocat/Hello-*", "codertocat/h?llo-world"]
+allow_public_repositories = false
+allowed_installation_ids = [1, 42]
+check_job_queued = "never"
+
+[[pools]]
+name = "api"
+backend = "aci"
+labels = ["self-hosted", "linux"]
+image = "example.azurecr.io/runner:1"
+repositories = ["codertocat/*"]
+"#;
+
+static CONFIGS: LazyLock<[PoolsConfig; 2]> = LazyLock::new(|| {
+    [PoolsConfig::parse(POOLS).expect("pools parse"), PoolsConfig::parse(STRICT).expect("strict parses")]
+});
+
+const EVENTS: [Option<&str>; 4] = [Some("workflow_job"), Some("ping"), None, Some("push")];
+const CONTENT_TYPES: [Option<&str>; 4] =
+    [Some("application/json"), None, Some("application/x-www-form-urlencoded"), Some("Application/JSON; charset=utf-8")];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&flags, body)) = data.split_first() else { return };
+    let _ = parse_workflow_job(body);
+
+    let signed = flags & 1 == 1;
+    let pools = &CONFIGS[usize::from(flags >> 5 & 1)];
+    let mut headers = vec![("X-GitHub-Delivery".to_owned(), "fuzz".to_owned())];
+    if let Some(e) = EVENTS[usize::from(flags >> 1 & 3)] {
+        headers.push(("X-GitHub-Event".into(), e.into()));
+    }
+    if let Some(ct) = CONTENT_TYPES[usize::from(flags >> 3 & 3)] {
+        headers.push(("Content-Type".into(), ct.into()));
+    }
+    if signed {
+        headers.push(("X-Hub-Signature-256".into(), sign(SECRET.as_bytes(), body)));
+    } else if flags & 0x40 != 0 {
+        headers.push(("X-Hub-Signature-256".into(), sign(b"wrong secret", body)));
+    }
+    let outcome = accept(&[Secret::from(SECRET)], pools, &Headers::new(headers), body);
+    assert!(outcome.status < 500, "5xx from accept: {outcome:?}");
+    let queued = outcome.provision.is_some() || outcome.cleanup.is_some();
+    if queued {
+        assert!(signed, "unsigned delivery queued work");
+        assert_eq!(outcome.status, 202);
+        let job = parse_workflow_job(body).expect("queued work from an unparseable body");
+        assert!(runner_dispatch::webhook::check_allowed(pools, &job).is_ok());
+    }
+});

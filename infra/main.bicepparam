@@ -1,0 +1,50 @@
+// Example parameters for infra/main.bicep. Copy, edit, and deploy with
+//   az deployment group create -g <rg> --template-file infra/main.bicep --parameters infra/main.bicepparam
+// or scripts/deploy.sh -g <rg> -p <your copy>. Secrets do not belong here: set
+// them in Key Vault after the deployment (docs/deploy.md, step 4).
+using './main.bicep'
+
+param namePrefix = 'rdisp'
+param tags = {
+  application: 'runner-dispatch'
+  environment: 'prod'
+}
+
+// GitHub App (docs/deploy.md, step 1)
+param githubAppId = '123456'
+param githubHookScope = 'app'
+
+// Your object id (az ad signed-in-user show --query id -o tsv): lets you set the secrets.
+param deployerPrincipalId = ''
+
+// Runner images in your registry (runner-image/README.md)
+param containerRegistryId = '/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-shared/providers/Microsoft.ContainerRegistry/registries/myacr'
+param linuxRunnerImage = 'myacr.azurecr.io/actions-runner:2.335.1'
+param windowsRunnerImage = 'myacr.azurecr.io/actions-runner:2.335.1-ltsc2022'
+
+// Function App: one always-ready instance keeps the webhook answer fast.
+param functionHttpAlwaysReady = 1
+
+// Container groups go to this (existing) resource group.
+// param containerGroupResourceGroup = 'rg-runners'
+
+// Private networking for ACI runners (subnet delegated to container groups).
+param enableRunnerVnet = false
+param batchPoolsInVnet = false
+
+// Batch pools
+param batchUseSpotNodes = false
+param deployLinuxBatchPool = true
+param linuxBatchVmSize = 'Standard_D2s_v5'
+param linuxBatchMaxNodes = 10
+param deployWindowsBatchPool = true
+param windowsBatchVmSize = 'Standard_D4s_v5'
+param windowsBatchMaxNodes = 4
+param deployHostBatchPool = false
+param hostBatchMaxNodes = 4
+param runnerVersion = '2.335.1'
+param runnerLinuxSha256 = '4ef2f25285f0ae4477f1fe1e346db76d2f3ebf03824e2ddd1973a2819bf6c8cf'
+
+// Pools file from Key Vault (pool changes without a redeploy); turn on after
+// setting the runners-toml secret.
+param poolsFileFromKeyVault = false

@@ -1,0 +1,126 @@
+// The Function App on the Flex Consumption plan (FC1, Linux), running the
+// runner-dispatch binary as a custom handler (runtime name `custom`, version
+// `1.0`). It runs as a user-assigned identity for everything: host storage,
+// the deployment container, Application Insights, Key Vault references, Batch
+// and ARM. App settings follow the names of design.md ("Settings").
+//
+// Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
+// WEBSITE_RUN_FROM_PACKAGE and WEBSITE_CONTENT* as app settings: the runtime is
+// functionAppConfig.runtime and the package comes from the deployment container.
+
+param location string
+param tags object
+param planName string
+param appName string
+
+@description('Resource id of the app\'s user-assigned identity.')
+param appIdentityId string
+
+@description('Client id of the app\'s user-assigned identity.')
+param appIdentityClientId string
+
+param storageAccountName string
+param deploymentContainerUrl string
+param appInsightsConnectionString string
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Always-ready instances for the HTTP function group (github-webhook). 1 keeps the webhook answer well inside GitHub\'s 10 s limit at a small fixed cost; 0 scales to zero.')
+@minValue(0)
+param httpAlwaysReady int = 0
+
+@description('Subnet for outbound VNet integration (delegated to Microsoft.App/environments); empty for none.')
+param virtualNetworkSubnetId string = ''
+
+@description('App settings specific to runner-dispatch (merged over the host settings).')
+param appSettings object
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+var hostSettings = {
+  // Host storage over the user-assigned identity (no account key anywhere).
+  AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: appIdentityClientId
+  // Telemetry with Entra ID auth (the component has local auth off).
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${appIdentityClientId};Authorization=AAD'
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: appName
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${appIdentityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Resolve @Microsoft.KeyVault(...) app settings with the user-assigned identity.
+    keyVaultReferenceIdentity: appIdentityId
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: appIdentityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+        alwaysReady: httpAlwaysReady > 0 ? [
+          {
+            name: 'http'
+            instanceCount: httpAlwaysReady
+          }
+        ] : []
+      }
+      runtime: {
+        name: 'custom'
+        version: '1.0'
+      }
+    }
+  }
+}
+
+// App settings as a separate child resource so they can be merged in one object.
+resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: app
+  name: 'appsettings'
+  properties: union(hostSettings, appSettings)
+}
+
+output appName string = app.name
+output appId string = app.id
+output defaultHostName string = app.properties.defaultHostName

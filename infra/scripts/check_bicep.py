@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Offline sanity check of infra/*.bicep where no Bicep compiler is available.
+
+It is not a compiler: it parses every file with pycep-parser (syntax), then checks
+what a compiler would otherwise catch across files:
+  - every module parameter main.bicep passes exists in the module, and every
+    module parameter without a default is passed;
+  - every `<module>.outputs.<name>` main.bicep reads is an output of that module;
+  - every `param` set in main.bicepparam exists in main.bicep;
+  - files referenced by loadFileAsBase64/loadTextContent exist.
+Run `az bicep build --file infra/main.bicep` wherever the Bicep CLI exists: it
+also checks resource types and property names, which this script does not.
+
+Usage: pip install pycep-parser && python3 infra/scripts/check_bicep.py
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+try:
+    from pycep import BicepParser
+except ImportError:  # pragma: no cover
+    sys.exit("check_bicep.py: pip install pycep-parser")
+
+INFRA = Path(__file__).resolve().parent.parent
+
+
+def walk(node, found):
+    """Collect `<symbol>.outputs.<name>` accesses from pycep's expression tree."""
+    if isinstance(node, dict):
+        op = node.get("operator")
+        if isinstance(op, dict) and op.get("type") == "property_accessor":
+            ops = op["operands"]
+            inner = ops.get("operand_2")
+            if isinstance(ops.get("operand_1"), str) and isinstance(inner, dict):
+                inner_op = inner.get("operator", {})
+                if inner_op.get("type") == "property_accessor":
+                    iops = inner_op["operands"]
+                    if iops.get("operand_1") == "outputs" and isinstance(iops.get("operand_2"), str):
+                        found.add((ops["operand_1"], iops["operand_2"]))
+        for value in node.values():
+            walk(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            walk(value, found)
+
+
+def module_config(module):
+    config = module["config"]
+    # Conditional modules nest their body one level down.
+    if "condition" in config and "config" in config:
+        config = config["config"]
+    return config
+
+
+def main() -> int:
+    parser = BicepParser()
+    problems: list[str] = []
+    parsed: dict[Path, dict] = {}
+    files = [INFRA / "main.bicep", *sorted((INFRA / "modules").glob("*.bicep"))]
+    for path in files:
+        text = path.read_text()
+        try:
+            parsed[path] = parser.parse(text=text)
+        except Exception as exc:  # noqa: BLE001 - report every syntax error
+            problems.append(f"{path.relative_to(INFRA)}: syntax: {str(exc).splitlines()[0]}")
+            continue
+        for ref in re.findall(r"load(?:FileAsBase64|TextContent|JsonContent)\('([^']+)'", text):
+            if not (path.parent / ref).is_file():
+                problems.append(f"{path.relative_to(INFRA)}: loads missing file {ref}")
+
+    main_path = INFRA / "main.bicep"
+    main_doc = parsed.get(main_path)
+    if main_doc:
+        modules = main_doc.get("modules", {})
+        for symbol, module in modules.items():
+            rel = module["detail"]["path"]
+            target = (main_path.parent / rel).resolve()
+            target_doc = parsed.get(target)
+            if target_doc is None:
+                problems.append(f"main.bicep: module {symbol}: {rel} not found or not parsed")
+                continue
+            declared = target_doc.get("parameters", {})
+            passed = module_config(module).get("params", {}) or {}
+            for name in passed:
+                if name not in declared:
+                    problems.append(f"main.bicep: module {symbol} passes unknown param {name} to {rel}")
+            for name, spec in declared.items():
+                if spec.get("default") is None and name not in passed:
+                    # pycep reports `= ''` as default '' and no default as None.
+                    problems.append(f"main.bicep: module {symbol} does not pass required param {name}")
+        found: set[tuple[str, str]] = set()
+        walk(main_doc, found)
+        for symbol, output in sorted(found):
+            module = modules.get(symbol)
+            if module is None:
+                continue
+            target_doc = parsed.get((main_path.parent / module["detail"]["path"]).resolve(), {})
+            if output not in target_doc.get("outputs", {}):
+                problems.append(f"main.bicep: {symbol}.outputs.{output} is not an output of {module['detail']['path']}")
+
+        params_file = INFRA / "main.bicepparam"
+        if params_file.exists():
+            declared = main_doc.get("parameters", {})
+            for name in re.findall(r"^param\s+(\w+)\s*=", params_file.read_text(), re.M):
+                if name not in declared:
+                    problems.append(f"main.bicepparam: param {name} is not declared in main.bicep")
+
+    for problem in problems:
+        print(f"check_bicep.py: {problem}", file=sys.stderr)
+    print(f"check_bicep.py: {len(files)} files, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Build the runner-dispatch Function App package:
+#
+#   dist/functionapp/                    the app root, as the Functions host sees it
+#     host.json                          from the repository root
+#     <function>/function.json           one folder per function, from function_app/<function>/
+#     runner-dispatch                    the release binary (the custom handler)
+#     runners.toml                       the pools file (runners.example.toml if none)
+#   dist/runner-dispatch-functionapp.zip the same tree, zipped, for deployment
+#
+# Usage: scripts/package.sh [--no-build]
+# Environment:
+#   TARGET=x86_64-unknown-linux-musl   build a static binary (needs the rustup target);
+#                                      default: the host target (glibc). Flex Consumption
+#                                      runs Linux x64: build on a glibc no newer than the
+#                                      platform's, or use the musl target to be safe.
+#   CARGO_PROFILE=release              cargo profile (default release)
+#   POOLS_FILE=path/to/runners.toml    pools file to ship (default ./runners.toml)
+#   DIST_DIR=dist                      output directory
+#
+# Zip permissions: Linux Functions hosts start the handler only if its executable
+# bit survives. This script stores Unix modes in the zip (0755 for the binary) and
+# checks them afterwards. Do not re-zip the package on Windows or with tools that
+# drop Unix attributes. See docs/deploy.md ("Permission denied" troubleshooting).
+set -Eeuo pipefail
+
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+
+build=1
+for arg in "$@"; do
+  case "${arg}" in
+    --no-build) build=0 ;;
+    -h | --help)
+      sed -n '2,25p' "$0"
+      exit 0
+      ;;
+    *)
+      echo "package.sh: unknown argument ${arg}" >&2
+      exit 2
+      ;;
+  esac
+done
+
+dist="${DIST_DIR:-dist}"
+app_dir="${dist}/functionapp"
+zip_path="${dist}/runner-dispatch-functionapp.zip"
+profile="${CARGO_PROFILE:-release}"
+target="${TARGET:-}"
+
+warn() { printf 'package.sh: warning: %s\n' "$*" >&2; }
+die() {
+  printf 'package.sh: error: %s\n' "$*" >&2
+  exit 1
+}
+
+[ -f host.json ] || die "host.json is missing at the repository root"
+[ -d function_app ] || die "function_app/ is missing (one folder per function, each with function.json)"
+
+# ---- build ------------------------------------------------------------------
+cargo_args=(build --locked --profile "${profile}")
+if [ -n "${target}" ]; then
+  cargo_args+=(--target "${target}")
+fi
+if [ "${build}" -eq 1 ]; then
+  echo "package.sh: cargo ${cargo_args[*]}"
+  cargo "${cargo_args[@]}"
+fi
+profile_dir="${profile}"
+[ "${profile}" = "dev" ] && profile_dir="debug"
+if [ -n "${target}" ]; then
+  binary="target/${target}/${profile_dir}/runner-dispatch"
+else
+  binary="target/${profile_dir}/runner-dispatch"
+fi
+[ -x "${binary}" ] || die "binary ${binary} not found (build it, or drop --no-build)"
+
+# ---- assemble dist/functionapp ------------------------------------------------
+rm -rf "${app_dir}" "${zip_path}"
+mkdir -p "${app_dir}"
+
+install -m 0644 host.json "${app_dir}/host.json"
+
+functions=0
+for dir in function_app/*/; do
+  name="$(basename "${dir}")"
+  if [ ! -f "${dir}function.json" ]; then
+    warn "function_app/${name} has no function.json: skipped"
+    continue
+  fi
+  mkdir -p "${app_dir}/${name}"
+  install -m 0644 "${dir}function.json" "${app_dir}/${name}/function.json"
+  functions=$((functions + 1))
+done
+[ "${functions}" -gt 0 ] || die "no function_app/<name>/function.json found"
+
+install -m 0755 "${binary}" "${app_dir}/runner-dispatch"
+
+pools_file="${POOLS_FILE:-runners.toml}"
+if [ -f "${pools_file}" ]; then
+  install -m 0644 "${pools_file}" "${app_dir}/runners.toml"
+elif [ -f runners.example.toml ]; then
+  warn "${pools_file} not found: shipping runners.example.toml as runners.toml."
+  warn "It is an example (octo-org, myacr.azurecr.io): write your own runners.toml, or set"
+  warn "the Key Vault secret runners-toml and deploy with poolsFileFromKeyVault=true."
+  install -m 0644 runners.example.toml "${app_dir}/runners.toml"
+else
+  warn "no pools file shipped; set RUNNER_DISPATCH_CONFIG_TOML (Key Vault secret runners-toml)"
+fi
+
+# ---- zip (Unix modes kept) ----------------------------------------------------
+# Entries are relative to the app root: host.json must sit at the top of the zip.
+abs_zip="${root}/${zip_path}"
+if command -v zip >/dev/null 2>&1; then
+  (cd "${app_dir}" && zip -q -r -X "${abs_zip}" .)
+else
+  # zipfile's CLI records each file's st_mode in the entry's external attributes.
+  (cd "${app_dir}" && python3 -m zipfile -c "${abs_zip}" ./*)
+fi
+
+# ---- check what we built --------------------------------------------------------
+python3 - "${abs_zip}" <<'PY'
+import stat
+import sys
+import zipfile
+
+path = sys.argv[1]
+with zipfile.ZipFile(path) as zf:
+    names = {i.filename.lstrip("./"): i for i in zf.infolist()}
+    problems = []
+    if "host.json" not in names:
+        problems.append("host.json is not at the root of the zip")
+    binary = names.get("runner-dispatch")
+    if binary is None:
+        problems.append("runner-dispatch is not at the root of the zip")
+    else:
+        mode = (binary.external_attr >> 16) & 0o7777
+        if binary.create_system != 3 or not mode & stat.S_IXUSR:
+            problems.append(
+                f"runner-dispatch has no Unix executable bit in the zip (mode {oct(mode)}, "
+                f"create_system {binary.create_system})"
+            )
+    functions = sorted(n.split("/")[0] for n in names if n.endswith("/function.json"))
+    if problems:
+        for p in problems:
+            print(f"package.sh: error: {p}", file=sys.stderr)
+        sys.exit(1)
+    print(f"package.sh: functions: {', '.join(functions)}")
+PY
+
+size="$(du -h "${zip_path}" | cut -f1)"
+echo "package.sh: wrote ${zip_path} (${size}) from ${app_dir}/"

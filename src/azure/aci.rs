@@ -1,0 +1,510 @@
+//! Azure Container Instances: one container group per runner, through the ARM REST API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::credential::{AzureCredential, TokenSource, arm_scope};
+use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
+use crate::config::{Os, Pool, Settings, is_valid_aci_name};
+use crate::provision::{
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError,
+};
+
+/// The api-version we call. Bodies keep to the fields of 2023-05-01, which every newer
+/// version accepts.
+pub const ACI_API_VERSION: &str = "2025-09-01";
+
+/// How long one list call answers `active_count` for a pool.
+pub const ACTIVE_COUNT_TTL: Duration = Duration::from_secs(5);
+
+/// Tags runner-dispatch sets on every container group.
+pub const TAG_POOL: &str = "runner-dispatch-pool";
+pub const TAG_JOB_ID: &str = "runner-dispatch-job-id";
+pub const TAG_RUN_ID: &str = "runner-dispatch-run-id";
+pub const TAG_REPOSITORY: &str = "runner-dispatch-repository";
+pub const TAG_JOB_CREATED_AT: &str = "runner-dispatch-job-created-at";
+
+/// The one container in each group.
+pub const CONTAINER_NAME: &str = "runner";
+
+/// Error codes that mean "not now": quota, capacity and throttling. Quotas are per
+/// subscription and region across all pools, so they clear as other runners finish.
+/// - `ContainerGroupQuotaReached`: core/group quota (`StandardCores`, ...), seen with 400.
+/// - `ServiceUnavailable`: "requested resource is not available in the location" (409)
+///   and "container group quota 'ContainerGroups' exceeded" (Microsoft troubleshooting articles).
+/// - `RegistryErrorResponse`: the image registry answered with an error; retry later.
+/// - the rest are ARM-wide throttling / capacity / transient codes; `OperationNotAllowed`
+///   counts only when its message speaks of a quota.
+const RETRYABLE_CODES: &[&str] = &[
+    "ContainerGroupQuotaReached",
+    "ServiceUnavailable",
+    "RegistryErrorResponse",
+    "TooManyRequests",
+    "RequestThrottled",
+    "SubscriptionRequestsThrottled",
+    "ResourceRequestsThrottled",
+    "QuotaExceeded",
+    "AllocationFailed",
+    "ZonalAllocationFailed",
+    "InternalServerError",
+    "GatewayTimeout",
+    "AnotherOperationInProgress",
+    "ResourceGroupBeingDeleted",
+];
+
+/// The container group PUT body. Deterministic: the same pool and request give the same
+/// JSON (no timestamps; tags carry the job's own `created_at`).
+#[must_use]
+pub fn container_group_body(pool: &Pool, request: &ComputeRequest, location: &str) -> Value {
+    let env: Vec<Value> = request
+        .env
+        .iter()
+        .map(|(name, value)| match value {
+            EnvValue::Plain(v) => json!({ "name": name, "value": v }),
+            // secureValue is write-only: GET never returns it.
+            EnvValue::Secret(s) => json!({ "name": name, "secureValue": s.expose() }),
+        })
+        .collect();
+    let mut properties = json!({
+        "osType": match pool.os { Os::Linux => "Linux", Os::Windows => "Windows" },
+        "restartPolicy": "Never",
+        "containers": [{
+            "name": CONTAINER_NAME,
+            "properties": {
+                "image": pool.image,
+                "resources": { "requests": { "cpu": pool.cpu, "memoryInGB": pool.memory_gb } },
+                "environmentVariables": env,
+            }
+        }],
+    });
+    if let (Some(identity), Some(server)) = (&pool.image_pull_identity, registry_host(&pool.image)) {
+        properties["imageRegistryCredentials"] = json!([{ "server": server, "identity": identity }]);
+    }
+    if let Some(subnet) = &pool.subnet_id {
+        properties["subnetIds"] = json!([{ "id": subnet }]);
+    }
+    let mut body = json!({
+        "location": location,
+        "tags": tags(pool, request),
+        "properties": properties,
+    });
+    // User-assigned identities: the pull identity (ACR) and the jobs' own identity.
+    let identities: BTreeMap<&str, Value> =
+        [&pool.image_pull_identity, &pool.identity].into_iter().flatten().map(|id| (id.as_str(), json!({}))).collect();
+    if !identities.is_empty() {
+        body["identity"] = json!({ "type": "UserAssigned", "userAssignedIdentities": identities });
+    }
+    body
+}
+
+fn tags(pool: &Pool, request: &ComputeRequest) -> BTreeMap<String, String> {
+    let mut tags = pool.tags.clone();
+    tags.insert(TAG_POOL.into(), pool.name.clone());
+    tags.insert(TAG_JOB_ID.into(), request.job.job_id.to_string());
+    tags.insert(TAG_RUN_ID.into(), request.job.run_id.to_string());
+    tags.insert(TAG_REPOSITORY.into(), request.job.repository.clone());
+    if let Some(created) = &request.job.job_created_at {
+        tags.insert(TAG_JOB_CREATED_AT.into(), created.clone());
+    }
+    tags
+}
+
+/// The state of a container group from a GET or list answer.
+#[must_use]
+pub fn container_group_state(group: &Value) -> ComputeState {
+    let props = &group["properties"];
+    let provisioning = props["provisioningState"].as_str().unwrap_or_default();
+    if provisioning.eq_ignore_ascii_case("Failed") {
+        return ComputeState::Failed;
+    }
+    let container = props["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == CONTAINER_NAME).or_else(|| cs.first()));
+    if let Some(current) = container.map(|c| &c["properties"]["instanceView"]["currentState"])
+        && current["state"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("Terminated"))
+    {
+        return if current["exitCode"].as_i64() == Some(0) { ComputeState::Succeeded } else { ComputeState::Failed };
+    }
+    match props["instanceView"]["state"].as_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("running") => return ComputeState::Running,
+        Some("succeeded") => return ComputeState::Succeeded,
+        // Stopped: someone stopped it, or it ended without our knowing how.
+        Some("failed" | "stopped") => return ComputeState::Failed,
+        Some("pending" | "waiting") => return ComputeState::Pending,
+        _ => {}
+    }
+    match provisioning.to_ascii_lowercase().as_str() {
+        "creating" | "pending" | "accepted" | "updating" | "repairing" => ComputeState::Pending,
+        "" => ComputeState::Unknown("no state reported".into()),
+        // List answers may omit the instance view: the group exists, its run state is unknown.
+        other => ComputeState::Unknown(format!("provisioningState={other}")),
+    }
+}
+
+/// A container group as [`ComputeInfo`].
+#[must_use]
+pub fn container_group_info(group: &Value) -> ComputeInfo {
+    let tags: BTreeMap<String, String> = group["tags"]
+        .as_object()
+        .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .unwrap_or_default();
+    let parse = |v: &Value| v.as_str().and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok());
+    let created_at = parse(&group["systemData"]["createdAt"]).or_else(|| {
+        group["properties"]["containers"][0]["properties"]["instanceView"]["currentState"]["startTime"]
+            .as_str()
+            .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+    });
+    ComputeInfo {
+        name: group["name"].as_str().unwrap_or_default().to_owned(),
+        state: container_group_state(group),
+        created_at,
+        job_id: tags.get(TAG_JOB_ID).and_then(|v| v.parse().ok()),
+        repository: tags.get(TAG_REPOSITORY).cloned(),
+        tags,
+    }
+}
+
+/// ACI errors by code first: quota and capacity are deferrals whatever the status.
+fn classify(e: &AzureError, what: &str, secrets: &[&str]) -> ProvisionError {
+    let detail = e.describe(secrets);
+    let retryable_code = e.code.as_deref().is_some_and(|c| {
+        RETRYABLE_CODES.iter().any(|r| r.eq_ignore_ascii_case(c)) || c.to_ascii_lowercase().contains("quota")
+    }) || (e.code_is("OperationNotAllowed")
+        // ARM's regional cores quota ("... exceeding approved Total Regional Cores quota").
+        && e.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("quota")));
+    if e.status == 429 || retryable_code || e.status >= 500 || e.status == 401 || e.status == 408 {
+        return ProvisionError::Retryable { reason: format!("{what}: {detail}"), retry_after: e.retry_after };
+    }
+    let hint = match e.code.as_deref().unwrap_or_default() {
+        "InaccessibleImage" => {
+            " — check the pool's image name and tag, and that image_pull_identity has AcrPull on the registry"
+        }
+        "InvalidImageRegistryIdentity" => {
+            " — image_pull_identity must be a user-assigned identity resource id with AcrPull on the registry"
+        }
+        "AuthorizationFailed" | "LinkedAuthorizationFailed" => {
+            " — the Function App's identity needs Contributor on the resource group (and Managed Identity Operator on pool identities, Network Contributor on the subnet)"
+        }
+        "VirtualNetworkNotFound" | "SubnetNotFound" | "InvalidSubnet" => {
+            " — check the pool's subnet_id (same region as the group, delegated to Microsoft.ContainerInstance/containerGroups)"
+        }
+        "ResourceGroupNotFound" => " — create the resource group or fix the pool's resource_group",
+        "MissingSubscriptionRegistration" => " — register the Microsoft.ContainerInstance provider on the subscription",
+        _ => "",
+    };
+    ProvisionError::permanent(format!("{what}: {detail}{hint}"))
+}
+
+/// Container groups through ARM.
+pub struct AciBackend {
+    client: reqwest::Client,
+    arm_url: String,
+    subscription_id: Option<String>,
+    resource_group: Option<String>,
+    location: Option<String>,
+    token: TokenSource,
+    count_ttl: Duration,
+    counts: Mutex<HashMap<(String, String), (Instant, usize)>>,
+}
+
+impl std::fmt::Debug for AciBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AciBackend").field("arm_url", &self.arm_url).finish_non_exhaustive()
+    }
+}
+
+impl AciBackend {
+    /// The ARM endpoint, subscription, default resource group and location come from
+    /// settings (`AZURE_RESOURCE_MANAGER_URL`, `AZURE_SUBSCRIPTION_ID`,
+    /// `AZURE_RESOURCE_GROUP`, `AZURE_LOCATION`); a pool's `resource_group` and
+    /// `location` win. Missing settings fail each call permanently with the name of the
+    /// setting, so a deployment with Batch pools only needs none of them.
+    #[must_use]
+    pub fn new(settings: &Settings, credential: &AzureCredential) -> Self {
+        let azure = &settings.azure;
+        let arm_url = azure.resource_manager_url.trim_end_matches('/').to_owned();
+        Self {
+            client: http_client(),
+            token: credential.token_source(arm_scope(&arm_url)),
+            arm_url,
+            subscription_id: azure.subscription_id.clone(),
+            resource_group: azure.resource_group.clone(),
+            location: azure.location.clone(),
+            count_ttl: ACTIVE_COUNT_TTL,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `active_count` reuses one list answer.
+    #[must_use]
+    pub fn with_active_count_ttl(mut self, ttl: Duration) -> Self {
+        self.count_ttl = ttl;
+        self
+    }
+
+    /// Replaces the HTTP client (timeouts, proxies).
+    #[must_use]
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    fn resource_group<'a>(&'a self, pool: &'a Pool) -> Result<&'a str, ProvisionError> {
+        pool.resource_group.as_deref().or(self.resource_group.as_deref()).ok_or_else(|| {
+            ProvisionError::permanent(format!(
+                "pool {} has no resource_group and AZURE_RESOURCE_GROUP is not set",
+                pool.name
+            ))
+        })
+    }
+
+    fn location<'a>(&'a self, pool: &'a Pool) -> Result<&'a str, ProvisionError> {
+        pool.location.as_deref().or(self.location.as_deref()).ok_or_else(|| {
+            ProvisionError::permanent(format!("pool {} has no location and AZURE_LOCATION is not set", pool.name))
+        })
+    }
+
+    fn groups_url(&self, resource_group: &str) -> Result<String, ProvisionError> {
+        let sub = self
+            .subscription_id
+            .as_deref()
+            .ok_or_else(|| ProvisionError::permanent("AZURE_SUBSCRIPTION_ID is not set: ACI pools need it"))?;
+        Ok(format!(
+            "{}/subscriptions/{sub}/resourceGroups/{resource_group}/providers/Microsoft.ContainerInstance/containerGroups",
+            self.arm_url
+        ))
+    }
+
+    fn group_url(&self, pool: &Pool, name: &str) -> Result<String, ProvisionError> {
+        if !is_valid_aci_name(name) {
+            return Err(ProvisionError::permanent(format!(
+                "{name:?} is not a valid container group name (lowercase letters, digits and hyphens, 1-63, no hyphen at either end)"
+            )));
+        }
+        Ok(format!("{}/{name}?api-version={ACI_API_VERSION}", self.groups_url(self.resource_group(pool)?)?))
+    }
+
+    async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProvisionError> {
+        let token = self.token.token().await.map_err(|e| ProvisionError::retryable(e.to_string()))?;
+        let response = req.bearer_auth(token.expose()).send().await.map_err(|e| transport_error(what, &e))?;
+        tracing::debug!(event = "aci_request", what, status = response.status().as_u16(), "ARM answered");
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.token.invalidate().await;
+        }
+        Ok(response)
+    }
+
+    /// The pool's container groups (tag `runner-dispatch-pool`) as one list call reports
+    /// them, following `nextLink`: without instance views, so most states are unknown.
+    async fn list_tagged(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
+        let rg = self.resource_group(pool)?;
+        let what = format!("ACI list of container groups in {rg}");
+        let mut url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(rg)?);
+        let mut out = Vec::new();
+        for _page in 0..1000 {
+            let response = self.send(&what, self.client.get(&url)).await?;
+            if !response.status().is_success() {
+                return Err(classify(&AzureError::from_response(response).await, &what, &[]));
+            }
+            let page: Value = response
+                .json()
+                .await
+                .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
+            for group in page["value"].as_array().into_iter().flatten() {
+                if group["tags"][TAG_POOL].as_str() == Some(pool.name.as_str()) {
+                    out.push(container_group_info(group));
+                }
+            }
+            match page["nextLink"].as_str().filter(|n| !n.is_empty()) {
+                Some(next) if same_origin(&self.arm_url, next) => url = next.to_owned(),
+                Some(_) => {
+                    return Err(ProvisionError::permanent(format!(
+                        "{what}: nextLink points outside {}; not following it",
+                        self.arm_url
+                    )));
+                }
+                None => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps a cached count current between list calls: our own creates and deletes
+    /// are known without asking ARM again.
+    fn adjust_count(&self, pool: &Pool, created: bool) {
+        if let (Ok(mut counts), Ok(rg)) = (self.counts.lock(), self.resource_group(pool))
+            && let Some((_, n)) = counts.get_mut(&(rg.to_owned(), pool.name.clone()))
+        {
+            *n = if created { n.saturating_add(1) } else { n.saturating_sub(1) };
+        }
+    }
+}
+
+#[async_trait]
+impl ComputeBackend for AciBackend {
+    fn kind(&self) -> &'static str {
+        "aci"
+    }
+
+    async fn find(&self, pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
+        let url = self.group_url(pool, name)?;
+        let what = format!("ACI get of container group {name}");
+        let response = self.send(&what, self.client.get(&url)).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let group: Value = response
+                    .json()
+                    .await
+                    .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
+                Ok(Some(container_group_info(&group)))
+            }
+            _ => Err(classify(&AzureError::from_response(response).await, &what, &[])),
+        }
+    }
+
+    async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
+        let url = self.group_url(pool, &request.name)?;
+        let body = container_group_body(pool, request, self.location(pool)?);
+        let secrets: Vec<&str> = request
+            .env
+            .iter()
+            .filter_map(|(_, v)| match v {
+                EnvValue::Secret(s) => Some(s.expose()),
+                EnvValue::Plain(_) => None,
+            })
+            .collect();
+        let what = format!("ACI create of container group {}", request.name);
+        // If-None-Match makes the PUT create-only where ARM honours it (412 otherwise):
+        // a PUT on an existing group would update it, on a finished one redeploy it.
+        let req = self.client.put(&url).header(reqwest::header::IF_NONE_MATCH, "*").json(&body);
+        let response = self.send(&what, req).await?;
+        let status = response.status();
+        if status.is_success() {
+            self.adjust_count(pool, true);
+            return Ok(CreateOutcome::Created);
+        }
+        let e = AzureError::from_response(response).await;
+        let err = classify(&e, &what, &secrets);
+        if (status == StatusCode::CONFLICT || status == StatusCode::PRECONDITION_FAILED) && !err.is_retryable() {
+            // Another worker created it (capacity 409s, e.g. ServiceUnavailable, stay retryable).
+            return Ok(CreateOutcome::AlreadyExists);
+        }
+        tracing::warn!(event = "aci_create_failed", name = %request.name, pool = %pool.name, status = status.as_u16(), code = e.code.as_deref().unwrap_or(""), retryable = err.is_retryable(), "ACI refused the container group");
+        Err(err)
+    }
+
+    async fn delete(&self, pool: &Pool, name: &str) -> Result<(), ProvisionError> {
+        let url = self.group_url(pool, name)?;
+        let what = format!("ACI delete of container group {name}");
+        let response = self.send(&what, self.client.delete(&url)).await?;
+        match response.status().as_u16() {
+            200 | 202 => {
+                self.adjust_count(pool, false);
+                Ok(())
+            }
+            204 | 404 => Ok(()),
+            _ => Err(classify(&AzureError::from_response(response).await, &what, &[])),
+        }
+    }
+
+    /// Every compute of the pool, with its run state: the list API omits instance views,
+    /// so groups it reports only as provisioned are read one by one.
+    async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
+        let mut out = Vec::new();
+        for info in self.list_tagged(pool).await? {
+            if !matches!(info.state, ComputeState::Unknown(_)) {
+                out.push(info);
+                continue;
+            }
+            // Deleted between the list and the read: gone, leave it out.
+            if let Some(mut full) = self.find(pool, &info.name).await? {
+                full.tags = info.tags;
+                out.push(full);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
+        let key = (self.resource_group(pool)?.to_owned(), pool.name.clone());
+        if let Ok(counts) = self.counts.lock()
+            && let Some((at, n)) = counts.get(&key)
+            && at.elapsed() < self.count_ttl
+        {
+            return Ok(Some(*n));
+        }
+        // One list call, no reads: a group that finished but is not deleted yet counts
+        // until cleanup deletes it (it still holds ACI quota meanwhile).
+        let n = self.list_tagged(pool).await?.iter().filter(|c| !c.state.is_finished()).count();
+        if let Ok(mut counts) = self.counts.lock() {
+            counts.insert(key, (Instant::now(), n));
+        }
+        Ok(Some(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/tests/fixtures/azure-aci/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+    }
+
+    #[test]
+    fn the_failed_get_example_is_failed_and_the_created_example_is_not_finished() {
+        let failed = fixture("ContainerGroupsGet_Failed.2025-09-01.json");
+        assert_eq!(container_group_state(&failed["responses"]["200"]["body"]), ComputeState::Failed);
+        let created = fixture("ContainerGroupsCreateOrUpdate.2025-09-01.json");
+        let state = container_group_state(&created["responses"]["201"]["body"]);
+        assert!(!state.is_finished(), "{state:?}");
+    }
+
+    #[test]
+    fn container_states_map_to_compute_states() {
+        let g = |group: &str, container: Value| {
+            json!({"properties": {"provisioningState": "Succeeded", "instanceView": {"state": group},
+                "containers": [{"name": "runner", "properties": {"instanceView": {"currentState": container}}}]}})
+        };
+        assert_eq!(container_group_state(&g("Running", json!({"state": "Running"}))), ComputeState::Running);
+        assert_eq!(
+            container_group_state(&g("Succeeded", json!({"state": "Terminated", "exitCode": 0}))),
+            ComputeState::Succeeded
+        );
+        assert_eq!(
+            container_group_state(&g("Failed", json!({"state": "Terminated", "exitCode": 1}))),
+            ComputeState::Failed
+        );
+        assert_eq!(container_group_state(&g("Pending", json!({"state": "Waiting"}))), ComputeState::Pending);
+        assert_eq!(
+            container_group_state(&json!({"properties": {"provisioningState": "Creating"}})),
+            ComputeState::Pending
+        );
+    }
+
+    #[test]
+    fn quota_codes_are_retryable_whatever_the_status_and_bad_images_are_permanent() {
+        let e = |status, code: &str| AzureError {
+            status,
+            code: Some(code.into()),
+            message: Some("m".into()),
+            retry_after: None,
+        };
+        assert!(classify(&e(400, "ContainerGroupQuotaReached"), "x", &[]).is_retryable());
+        assert!(classify(&e(409, "ServiceUnavailable"), "x", &[]).is_retryable());
+        assert!(classify(&e(400, "StandardCoresQuotaExceeded"), "x", &[]).is_retryable());
+        let bad = classify(&e(400, "InaccessibleImage"), "x", &[]);
+        assert!(!bad.is_retryable() && bad.to_string().contains("AcrPull"), "{bad}");
+        assert!(!classify(&e(403, "AuthorizationFailed"), "x", &[]).is_retryable());
+        assert!(!classify(&e(400, "InvalidRequestContent"), "x", &[]).is_retryable());
+    }
+}
