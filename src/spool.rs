@@ -284,6 +284,13 @@ impl StandaloneQueue {
     }
 }
 
+/// Runs a spool write (it fsyncs) on the blocking pool, so the queue's disk work never
+/// stalls the async workers that acknowledge webhooks.
+async fn on_disk(spool: &Spool, f: impl FnOnce(&Spool) -> std::io::Result<()> + Send + 'static) -> std::io::Result<()> {
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || f(&spool)).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
 async fn run_one(
     mut item: SpoolItem,
     spool: &Spool,
@@ -298,7 +305,8 @@ async fn run_one(
     let give_up = |reason: String| FailedMessage { request: item.message.clone(), reason, attempts: attempt };
     match result {
         AttemptResult::Done => {
-            if let Err(e) = spool.remove(&key) {
+            let k = key.clone();
+            if let Err(e) = on_disk(spool, move |s| s.remove(&k)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not remove a finished request from the spool");
             }
         }
@@ -314,7 +322,8 @@ async fn run_one(
         }
         AttemptResult::GiveUp { reason } => {
             crate::events::given_up(&item.message, &reason, attempt);
-            if let Err(e) = spool.fail(&key, &give_up(reason)) {
+            let (k, failed) = (key.clone(), give_up(reason));
+            if let Err(e) = on_disk(spool, move |s| s.fail(&k, &failed)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not record a given-up request");
             }
         }
@@ -322,12 +331,14 @@ async fn run_one(
             if attempt >= options.max_attempts {
                 let reason = format!("gave up after {attempt} attempts: {reason}");
                 crate::events::given_up(&item.message, &reason, attempt);
-                if let Err(e) = spool.fail(&key, &give_up(reason)) {
+                let (k, failed) = (key.clone(), give_up(reason));
+                if let Err(e) = on_disk(spool, move |s| s.fail(&k, &failed)).await {
                     tracing::error!(event = "spool_error", key, error = %e, "could not record a given-up request");
                 }
                 return;
             }
-            if let Err(e) = spool.update(&item) {
+            let snapshot = item.clone();
+            if let Err(e) = on_disk(spool, move |s| s.update(&snapshot)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not record the attempt count");
             }
             let delay = after

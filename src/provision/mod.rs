@@ -70,7 +70,8 @@ pub struct Provisioner {
     pub pools: Arc<PoolsConfig>,
     pub github: Arc<dyn RunnerRegistry>,
     pub backends: Backends,
-    /// Paces JIT configuration calls (`github.jit_per_minute`, bursts of ten seconds' worth).
+    /// Paces JIT configuration calls (`github.jit_per_minute`, bursts of ten seconds' worth
+    /// less one call of slack for latency jitter).
     jit_pacer: throttle::Pacer,
     /// Per backend and location: closed while creates are throttled.
     create_gates: Mutex<BTreeMap<String, Arc<throttle::CreateGate>>>,
@@ -80,7 +81,7 @@ impl Provisioner {
     #[must_use]
     pub fn new(pools: Arc<PoolsConfig>, github: Arc<dyn RunnerRegistry>, backends: Backends) -> Self {
         let per_minute = pools.github.jit_per_minute;
-        let jit_pacer = throttle::Pacer::new(per_minute, (per_minute / 6).max(1));
+        let jit_pacer = throttle::Pacer::new(per_minute, (per_minute / 6).saturating_sub(1).max(1));
         Self { pools, github, backends, jit_pacer, create_gates: Mutex::new(BTreeMap::new()) }
     }
 
@@ -164,18 +165,18 @@ impl Provisioner {
         let backend = self.backends.for_pool(&pool);
         let job = self.job_context(msg);
 
-        // 1. Compute with this name exists (any state): done.
-        if backend.find(&pool, &name).await?.is_some() {
-            return Ok(ProvisionOutcome::AlreadyExists);
-        }
-
         // Creates throttled (learned from a create's retry_after): defer before spending
-        // any GitHub call. After the pause one attempt probes; the rest wait for it.
+        // any call. After the pause one attempt probes; the rest wait for it.
         let gate = self.create_gate(&pool);
         let admission = gate.admit().map_err(|after| ProvisionError::Deferred {
             reason: format!("{} creates are throttled; waiting for the quota", pool.backend.as_str()),
             retry_after: after,
         })?;
+
+        // 1. Compute with this name exists (any state): done.
+        if backend.find(&pool, &name).await?.is_some() {
+            return Ok(ProvisionOutcome::AlreadyExists);
+        }
 
         // 2. Does the job still need a runner?
         let check = match self.pools.github.check_job_queued {
