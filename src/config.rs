@@ -110,6 +110,9 @@ impl Os {
     }
 }
 
+/// Default of `github.jit_per_minute`: about what GitHub allows an App for JIT runner configurations.
+pub const DEFAULT_JIT_PER_MINUTE: u32 = 180;
+
 /// `[github]`: who may get runners, and how runners register.
 #[derive(Debug, Clone)]
 pub struct GitHubConfig {
@@ -124,6 +127,9 @@ pub struct GitHubConfig {
     /// When non-empty, App deliveries from other installations get 403.
     pub allowed_installation_ids: Vec<u64>,
     pub check_job_queued: CheckJobQueued,
+    /// Client-side pace of JIT configuration calls (GitHub allows about 180 a minute per
+    /// App); 0 turns the pacing off (pauses learned from `Retry-After` still apply).
+    pub jit_per_minute: u32,
 }
 
 /// Names of the environment variables the runner container gets; a pool may rename
@@ -350,6 +356,7 @@ const GITHUB_KEYS: &[&str] = &[
     "allow_public_repositories",
     "allowed_installation_ids",
     "check_job_queued",
+    "jit_per_minute",
 ];
 
 /// Collects problems while reading the TOML tree by hand, so one bad key does not hide the next.
@@ -605,6 +612,9 @@ impl Walker {
                 ],
             )
             .unwrap_or(CheckJobQueued::Stale);
+        let jit_per_minute = self
+            .unsigned(t.get("jit_per_minute"), "github.jit_per_minute")
+            .map_or(DEFAULT_JIT_PER_MINUTE, |v| u32::try_from(v).unwrap_or(u32::MAX));
         GitHubConfig {
             runner_scope,
             enterprise,
@@ -614,6 +624,7 @@ impl Walker {
             allow_public_repositories,
             allowed_installation_ids,
             check_job_queued,
+            jit_per_minute,
         }
     }
 
@@ -1142,6 +1153,16 @@ mod tests {
     fn the_example_file_parses_without_errors() {
         let cfg = PoolsConfig::parse(EMBEDDED_DEMO_CONFIG).expect("example parses");
         assert!(cfg.pools.len() >= 2);
+    }
+
+    #[test]
+    fn jit_pacing_defaults_to_180_a_minute_and_can_be_turned_off() {
+        let cfg = PoolsConfig::parse(EMBEDDED_DEMO_CONFIG).expect("example parses");
+        assert_eq!(cfg.github.jit_per_minute, DEFAULT_JIT_PER_MINUTE);
+        let off = EMBEDDED_DEMO_CONFIG.replacen("[github]", "[github]\njit_per_minute = 0", 1);
+        assert_eq!(PoolsConfig::parse(&off).expect("parses").github.jit_per_minute, 0);
+        let bad = EMBEDDED_DEMO_CONFIG.replacen("[github]", "[github]\njit_per_minute = -1", 1);
+        assert_eq!(keys(&PoolsConfig::parse(&bad).expect_err("negative")), vec!["github.jit_per_minute"]);
     }
 
     #[test]

@@ -27,8 +27,13 @@ impl Glob {
     /// Matches `text` (compared case-insensitively); linear time, no backtracking blow-up.
     #[must_use]
     pub fn matches(&self, text: &str) -> bool {
+        self.matches_lowercase(text.to_ascii_lowercase().as_bytes())
+    }
+
+    /// [`Self::matches`] for text already lowercased (ASCII): no allocation.
+    #[must_use]
+    pub fn matches_lowercase(&self, t: &[u8]) -> bool {
         let p = &self.lower;
-        let t: Vec<u8> = text.bytes().map(|b| b.to_ascii_lowercase()).collect();
         let (mut pi, mut ti) = (0usize, 0usize);
         let (mut star, mut mark) = (None::<usize>, 0usize);
         while ti < t.len() {
@@ -93,6 +98,14 @@ pub fn fits(pool: &Pool, job_labels_lower: &[String], repository: Option<&str>) 
     Ok(())
 }
 
+/// [`fits`] without the reason: no allocation, for choosing among many pools.
+fn fits_quickly(pool: &Pool, job_labels_lower: &[String], repository_lower: Option<&[u8]>) -> bool {
+    pool.enabled
+        && job_labels_lower.iter().all(|l| pool.labels_lower.iter().any(|p| p == l))
+        && (pool.repositories.is_empty()
+            || repository_lower.is_some_and(|r| pool.repositories.iter().any(|g| g.matches_lowercase(r))))
+}
+
 /// Lowercases and deduplicates job labels. An empty label list fits no pool
 /// (GitHub always sends at least one label; none means a malformed payload).
 #[must_use]
@@ -111,10 +124,11 @@ pub fn choose_pool(config: &PoolsConfig, labels: &[String], repository: Option<&
     if job.is_empty() {
         return None;
     }
+    let repository = repository.map(str::to_ascii_lowercase);
     config
         .pools
         .iter()
-        .filter(|p| fits(p, &job, repository).is_ok())
+        .filter(|p| fits_quickly(p, &job, repository.as_deref().map(str::as_bytes)))
         .min_by_key(|p| (Reverse(!p.repositories.is_empty()), p.labels_lower.len(), p.index))
         .cloned()
 }
@@ -220,5 +234,49 @@ enabled = false
         assert_eq!(lines[1].verdict, Err(Misfit::RepositoryNotListed));
         assert_eq!(lines[2].verdict, Err(Misfit::Disabled));
         assert!(lines[0].chosen);
+    }
+
+    #[test]
+    fn the_quick_fit_agrees_with_the_explained_fit() {
+        let c = cfg(r#"
+[[pools]]
+name = "a"
+backend = "aci"
+labels = ["Self-Hosted", "linux"]
+image = "i"
+repositories = ["Octo-Org/API-*", "o/x?z"]
+[[pools]]
+name = "b"
+backend = "aci"
+labels = ["linux", "x64"]
+image = "i"
+[[pools]]
+name = "c"
+backend = "aci"
+labels = ["linux"]
+image = "i"
+enabled = false
+"#);
+        for l in [vec!["linux"], vec!["LINUX", "self-hosted"], vec!["x64"], vec!["gpu"], vec!["Linux", "X64"]] {
+            let job = normalize_labels(&labels(&l));
+            for r in [
+                None,
+                Some("octo-org/api-gw"),
+                Some("OCTO-ORG/Api-1"),
+                Some("o/xyz"),
+                Some("o/xz"),
+                Some("other/api-1"),
+            ] {
+                let lower = r.map(str::to_ascii_lowercase);
+                for p in &c.pools {
+                    assert_eq!(
+                        fits_quickly(p, &job, lower.as_deref().map(str::as_bytes)),
+                        fits(p, &job, r).is_ok(),
+                        "pool {} labels {l:?} repository {r:?}",
+                        p.name
+                    );
+                }
+            }
+        }
     }
 }

@@ -95,8 +95,22 @@ async fn raw_webhook(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
         }
         return json_response(outcome.status, &outcome.body);
     };
-    for message in [outcome.provision.clone(), outcome.cleanup.clone()].into_iter().flatten() {
-        match queue.enqueue(message) {
+    let messages: Vec<RunnerMessage> =
+        [outcome.provision.clone(), outcome.cleanup.clone()].into_iter().flatten().collect();
+    if !messages.is_empty() {
+        // The spool fsyncs: keep that off the async workers so other requests go on.
+        let queue = queue.clone();
+        let spooled = tokio::task::spawn_blocking(move || {
+            for message in messages {
+                if !queue.enqueue(message)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match spooled {
             Ok(true) => {}
             Ok(false) => {
                 return json_response(
@@ -177,6 +191,7 @@ pub async fn process_message(state: &AppState, message: RunnerMessage, attempt: 
     match result {
         Ok(()) => AttemptResult::Done,
         Err(ProvisionError::Retryable { reason, retry_after }) => AttemptResult::Retry { reason, after: retry_after },
+        Err(ProvisionError::Deferred { reason, retry_after }) => AttemptResult::Defer { reason, after: retry_after },
         Err(ProvisionError::Permanent { reason }) => AttemptResult::GiveUp { reason },
     }
 }
@@ -223,7 +238,11 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
             return json_response(200, &to_value(&reply));
         }
     };
-    let result = process_message(state, message.clone(), attempt).await;
+    let result = match process_message(state, message.clone(), attempt).await {
+        // The host counts every delivery; a deferral is a retry here.
+        AttemptResult::Defer { reason, after } => AttemptResult::Retry { reason, after: Some(after) },
+        other => other,
+    };
     let give_up = |reply: &mut InvocationReply, reason: String| {
         crate::events::given_up(&message, &reason, attempt);
         reply.log(format!("given up: {reason}"));
@@ -247,7 +266,7 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
             give_up(&mut reply, format!("gave up after {attempt} attempts: {reason}"));
             json_response(200, &to_value(&reply))
         }
-        AttemptResult::Retry { reason, .. } => {
+        AttemptResult::Retry { reason, .. } | AttemptResult::Defer { reason, .. } => {
             tracing::info!(event = "retry_scheduled", job_id = message.job_id, runner_name = %message.runner_name, attempt, reason = %reason, "attempt failed; the host will retry after visibilityTimeout");
             reply.log(format!("retrying: {reason}"));
             // Non-2xx fails the invocation: the host makes the message visible again.

@@ -167,8 +167,19 @@ impl Spool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
     Done,
-    Retry { reason: String, after: Option<Duration> },
-    GiveUp { reason: String },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// Not attempted (a client-side throttle): comes back after `after` without counting
+    /// as an attempt or touching the spool file.
+    Defer {
+        reason: String,
+        after: Duration,
+    },
+    GiveUp {
+        reason: String,
+    },
 }
 
 /// Runs one attempt of an item; implemented by the server over the shared handlers.
@@ -273,6 +284,13 @@ impl StandaloneQueue {
     }
 }
 
+/// Runs a spool write (it fsyncs) on the blocking pool, so the queue's disk work never
+/// stalls the async workers that acknowledge webhooks.
+async fn on_disk(spool: &Spool, f: impl FnOnce(&Spool) -> std::io::Result<()> + Send + 'static) -> std::io::Result<()> {
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || f(&spool)).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+}
+
 async fn run_one(
     mut item: SpoolItem,
     spool: &Spool,
@@ -287,13 +305,25 @@ async fn run_one(
     let give_up = |reason: String| FailedMessage { request: item.message.clone(), reason, attempts: attempt };
     match result {
         AttemptResult::Done => {
-            if let Err(e) = spool.remove(&key) {
+            let k = key.clone();
+            if let Err(e) = on_disk(spool, move |s| s.remove(&k)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not remove a finished request from the spool");
             }
         }
+        AttemptResult::Defer { reason, after } => {
+            item.attempts -= 1;
+            let delay = after.min(MAX_RETRY_DELAY);
+            tracing::debug!(event = "attempt_deferred", job_id = item.message.job_id, runner_name = %item.message.runner_name, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %reason, "deferred by a client-side throttle; not counted as an attempt");
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(item);
+            });
+        }
         AttemptResult::GiveUp { reason } => {
             crate::events::given_up(&item.message, &reason, attempt);
-            if let Err(e) = spool.fail(&key, &give_up(reason)) {
+            let (k, failed) = (key.clone(), give_up(reason));
+            if let Err(e) = on_disk(spool, move |s| s.fail(&k, &failed)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not record a given-up request");
             }
         }
@@ -301,12 +331,14 @@ async fn run_one(
             if attempt >= options.max_attempts {
                 let reason = format!("gave up after {attempt} attempts: {reason}");
                 crate::events::given_up(&item.message, &reason, attempt);
-                if let Err(e) = spool.fail(&key, &give_up(reason)) {
+                let (k, failed) = (key.clone(), give_up(reason));
+                if let Err(e) = on_disk(spool, move |s| s.fail(&k, &failed)).await {
                     tracing::error!(event = "spool_error", key, error = %e, "could not record a given-up request");
                 }
                 return;
             }
-            if let Err(e) = spool.update(&item) {
+            let snapshot = item.clone();
+            if let Err(e) = on_disk(spool, move |s| s.update(&snapshot)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not record the attempt count");
             }
             let delay = after
@@ -368,5 +400,33 @@ mod tests {
         assert_eq!(b(1), Duration::from_secs(2));
         assert_eq!(b(2), Duration::from_secs(4));
         assert_eq!(b(10), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deferrals_are_not_attempts_and_do_not_exhaust_max_attempts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let spool = Spool::open(dir.path()).expect("open");
+        let seen: Arc<std::sync::Mutex<Vec<u32>>> = Arc::default();
+        let log = seen.clone();
+        let handler: Handler = Arc::new(move |_m, attempt| {
+            let log = log.clone();
+            Box::pin(async move {
+                let mut l = log.lock().expect("lock");
+                l.push(attempt);
+                if l.len() <= 3 {
+                    AttemptResult::Defer { reason: "throttled".into(), after: Duration::from_secs(5) }
+                } else {
+                    AttemptResult::Done
+                }
+            })
+        });
+        let options = QueueOptions { max_attempts: 1, ..QueueOptions::default() };
+        let queue = StandaloneQueue::start(spool.clone(), options, handler);
+        assert!(queue.enqueue(msg(9)).expect("enqueue"));
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert_eq!(*seen.lock().expect("lock"), vec![1, 1, 1, 1], "every try is still the first attempt");
+        assert!(spool.pending().is_empty() && spool.failed().is_empty(), "done, not given up");
     }
 }

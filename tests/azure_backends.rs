@@ -517,6 +517,7 @@ run_on_host = true
     fn retry_after_of(e: &ProvisionError) -> Option<Duration> {
         match e {
             ProvisionError::Retryable { retry_after, .. } => *retry_after,
+            ProvisionError::Deferred { retry_after, .. } => Some(*retry_after),
             ProvisionError::Permanent { .. } => None,
         }
     }

@@ -182,3 +182,61 @@ async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_a_busy_own_runne
     other.ran_on = Some("GitHub Actions 5".into());
     assert_eq!(p.cleanup(&other).await.expect("ok"), vec!["ghr-62"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_create_defers_later_jobs_before_any_github_call_then_one_probe_goes() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    backend.script.lock().expect("lock").push_back(Err(ProvisionError::Retryable {
+        reason: "ContainerGroupQuotaReached".into(),
+        retry_after: Some(std::time::Duration::from_secs(30)),
+    }));
+    let err = p.provision(&message(50, 0), 1).await.expect_err("throttled");
+    assert!(err.is_retryable());
+    let jit_calls = |gh: &FakeGitHub| gh.calls().iter().filter(|c| c.starts_with("jit")).count();
+    assert_eq!(jit_calls(&gh), 1);
+    // While the quota is exhausted: deferred, no GitHub call, no create.
+    let err = p.provision(&message(51, 0), 1).await.expect_err("deferred");
+    assert!(
+        matches!(&err, ProvisionError::Deferred { retry_after, .. } if *retry_after == std::time::Duration::from_secs(30)),
+        "{err:?}"
+    );
+    assert_eq!(jit_calls(&gh), 1, "no JIT config spent on a job that cannot be created yet");
+    assert_eq!(backend.create_count(), 1);
+    // After retry_after: one probe goes through and reopens the gate.
+    tokio::time::advance(std::time::Duration::from_secs(30)).await;
+    assert_eq!(
+        p.provision(&message(51, 0), 1).await.expect("probe"),
+        ProvisionOutcome::Created { backend: "scripted" }
+    );
+    assert_eq!(p.provision(&message(52, 0), 1).await.expect("open"), ProvisionOutcome::Created { backend: "scripted" });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_github_rate_limit_pauses_jit_calls_for_exactly_retry_after() {
+    let (p, gh, _) = setup("check_job_queued = \"never\"\njit_per_minute = 0");
+    gh.jit_script
+        .lock()
+        .expect("lock")
+        .push_back(Err(GitHubError::RateLimited { retry_after: std::time::Duration::from_secs(60) }));
+    let err = p.provision(&message(60, 0), 1).await.expect_err("rate limited");
+    assert!(matches!(err, ProvisionError::Retryable { retry_after: Some(_), .. }), "{err:?}");
+    let err = p.provision(&message(61, 0), 1).await.expect_err("paused");
+    assert!(
+        matches!(&err, ProvisionError::Deferred { retry_after, .. } if *retry_after == std::time::Duration::from_secs(60)),
+        "{err:?}"
+    );
+    assert_eq!(gh.calls().iter().filter(|c| c.starts_with("jit")).count(), 1, "the pause spends no call");
+    tokio::time::advance(std::time::Duration::from_secs(60)).await;
+    p.provision(&message(61, 0), 1).await.expect("after the pause");
+}
+
+#[tokio::test(start_paused = true)]
+async fn jit_calls_are_paced_to_jit_per_minute() {
+    let (p, gh, _) = setup("check_job_queued = \"never\"\njit_per_minute = 6");
+    // Burst of one (6 / 6), then one call every 10 s: the second waits in line.
+    let start = tokio::time::Instant::now();
+    p.provision(&message(70, 0), 1).await.expect("first");
+    p.provision(&message(71, 0), 1).await.expect("second");
+    assert_eq!(start.elapsed(), std::time::Duration::from_secs(10));
+    assert_eq!(gh.calls().iter().filter(|c| c.starts_with("jit")).count(), 2);
+}

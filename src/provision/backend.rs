@@ -83,6 +83,11 @@ pub enum ProvisionError {
     /// Try again later (throttling, quota, capacity, 5xx, timeouts, cap reached).
     #[error("{reason}")]
     Retryable { reason: String, retry_after: Option<Duration> },
+    /// Not attempted: a client-side throttle (GitHub pacing, or a create quota learned from
+    /// `Retry-After`) says come back after `retry_after`. No upstream call was spent, so the
+    /// standalone queue does not count it as an attempt.
+    #[error("{reason}")]
+    Deferred { reason: String, retry_after: Duration },
     /// Retrying will not help (bad image, forbidden, invalid request).
     #[error("{reason}")]
     Permanent { reason: String },
@@ -99,7 +104,7 @@ impl ProvisionError {
 
     #[must_use]
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ProvisionError::Retryable { .. })
+        matches!(self, ProvisionError::Retryable { .. } | ProvisionError::Deferred { .. })
     }
 }
 

@@ -4,8 +4,10 @@
 
 pub mod backend;
 pub mod dry_run;
+pub mod throttle;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -25,6 +27,9 @@ pub const MAX_JOB_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Under `check_job_queued = "stale"`, a job older than this is checked with GitHub first.
 pub const STALE_AFTER: Duration = Duration::from_secs(120);
+
+/// An attempt waits in-line for its JIT slot up to this long; beyond, it is deferred.
+pub const MAX_JIT_WAIT: Duration = Duration::from_secs(20);
 
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,12 +70,54 @@ pub struct Provisioner {
     pub pools: Arc<PoolsConfig>,
     pub github: Arc<dyn RunnerRegistry>,
     pub backends: Backends,
+    /// Paces JIT configuration calls (`github.jit_per_minute`, bursts of ten seconds' worth
+    /// less one call of slack for latency jitter).
+    jit_pacer: throttle::Pacer,
+    /// Per backend and location: closed while creates are throttled.
+    create_gates: Mutex<BTreeMap<String, Arc<throttle::CreateGate>>>,
 }
 
 impl Provisioner {
     #[must_use]
     pub fn new(pools: Arc<PoolsConfig>, github: Arc<dyn RunnerRegistry>, backends: Backends) -> Self {
-        Self { pools, github, backends }
+        let per_minute = pools.github.jit_per_minute;
+        let jit_pacer = throttle::Pacer::new(per_minute, (per_minute / 6).saturating_sub(1).max(1));
+        Self { pools, github, backends, jit_pacer, create_gates: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The create gate of the pool's backend and location (quotas are per region or account).
+    fn create_gate(&self, pool: &Pool) -> Arc<throttle::CreateGate> {
+        let key = format!("{}/{}", pool.backend.as_str(), pool.location.as_deref().unwrap_or(""));
+        let mut gates = self.create_gates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        gates.entry(key).or_default().clone()
+    }
+
+    /// Waits for a JIT slot, or defers the attempt when the slot is far away.
+    async fn pace_jit(&self) -> Result<(), ProvisionError> {
+        let wait = self.jit_pacer.reserve(MAX_JIT_WAIT).map_err(|after| ProvisionError::Deferred {
+            reason: "pacing GitHub JIT configuration calls (github.jit_per_minute)".into(),
+            retry_after: after,
+        })?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
+    /// A JIT configuration call, paced; a rate-limit answer pauses the pacer.
+    async fn generate_jit(
+        &self,
+        job: &JobContext,
+        name: &str,
+        labels: &[String],
+        group: u64,
+    ) -> Result<Result<crate::github::JitConfig, GitHubError>, ProvisionError> {
+        self.pace_jit().await?;
+        let result = self.github.generate_jit_config(job, name, labels, group).await;
+        if let Err(GitHubError::RateLimited { retry_after }) = &result {
+            self.jit_pacer.throttled(*retry_after);
+        }
+        Ok(result)
     }
 
     /// The pool named in the message, or, if it was renamed or removed since, the pool
@@ -117,6 +164,14 @@ impl Provisioner {
         let name = pool.runner_name(msg.job_id);
         let backend = self.backends.for_pool(&pool);
         let job = self.job_context(msg);
+
+        // Creates throttled (learned from a create's retry_after): defer before spending
+        // any call. After the pause one attempt probes; the rest wait for it.
+        let gate = self.create_gate(&pool);
+        let admission = gate.admit().map_err(|after| ProvisionError::Deferred {
+            reason: format!("{} creates are throttled; waiting for the quota", pool.backend.as_str()),
+            retry_after: after,
+        })?;
 
         // 1. Compute with this name exists (any state): done.
         if backend.find(&pool, &name).await?.is_some() {
@@ -167,11 +222,18 @@ impl Provisioner {
         };
         match backend.create(&pool, &request).await {
             Ok(CreateOutcome::Created) => {
+                admission.created();
                 events::runner_requested(msg, &pool, backend.kind(), attempt);
                 Ok(ProvisionOutcome::Created { backend: backend.kind() })
             }
-            Ok(CreateOutcome::AlreadyExists) => Ok(ProvisionOutcome::AlreadyExists),
+            Ok(CreateOutcome::AlreadyExists) => {
+                admission.created();
+                Ok(ProvisionOutcome::AlreadyExists)
+            }
             Err(e) => {
+                if let ProvisionError::Retryable { retry_after: Some(after), .. } = &e {
+                    admission.throttled(*after);
+                }
                 // 5. Don't leave an offline registration behind; the next attempt
                 // (if any) generates a fresh one.
                 if let Some(id) = runner_id {
@@ -222,7 +284,7 @@ impl Provisioner {
         match self.pools.github.token_mode {
             TokenMode::Jit => {
                 let group = pool.runner_group_id.unwrap_or(1);
-                let jit = match self.github.generate_jit_config(job, name, &pool.labels, group).await {
+                let jit = match self.generate_jit(job, name, &pool.labels, group).await? {
                     Ok(j) => j,
                     Err(GitHubError::Conflict(_)) => {
                         if attempt <= 1 {
@@ -238,9 +300,9 @@ impl Provisioner {
                                     RunnerDeletion::Busy => return Ok((None, None)),
                                     RunnerDeletion::Deleted | RunnerDeletion::NotFound => {}
                                 }
-                                self.github.generate_jit_config(job, name, &pool.labels, group).await?
+                                self.generate_jit(job, name, &pool.labels, group).await??
                             }
-                            None => self.github.generate_jit_config(job, name, &pool.labels, group).await?,
+                            None => self.generate_jit(job, name, &pool.labels, group).await??,
                         }
                     }
                     Err(e) => return Err(e.into()),
