@@ -1341,6 +1341,11 @@ fn main() {
         burst::child(&variant);
         return;
     }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not: stay out of tests.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("runner_dispatch benchmarks: run with `cargo bench --bench runner_dispatch`");
+        return;
+    }
     // `cargo bench -- <filter>` runs the sections whose number is listed, e.g. `-- 1 4`.
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let run = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
