@@ -373,14 +373,7 @@ impl ComputeBackend for AciBackend {
     async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
         let url = self.group_url(pool, &request.name)?;
         let body = container_group_body(pool, request, self.location(pool)?);
-        let secrets: Vec<&str> = request
-            .env
-            .iter()
-            .filter_map(|(_, v)| match v {
-                EnvValue::Secret(s) => Some(s.expose()),
-                EnvValue::Plain(_) => None,
-            })
-            .collect();
+        let secrets = request.secret_values();
         let what = format!("ACI create of container group {}", request.name);
         // If-None-Match makes the PUT create-only where ARM honours it (412 otherwise):
         // a PUT on an existing group would update it, on a finished one redeploy it.

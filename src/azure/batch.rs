@@ -460,14 +460,7 @@ impl ComputeBackend for BatchBackend {
         }
         let job = Self::job_of(pool)?;
         let body = batch_task_body(pool, request);
-        let secrets: Vec<&str> = request
-            .env
-            .iter()
-            .filter_map(|(_, v)| match v {
-                EnvValue::Secret(s) => Some(s.expose()),
-                EnvValue::Plain(_) => None,
-            })
-            .collect();
+        let secrets = request.secret_values();
         let what = format!("Batch create of task {} in job {job}", request.name);
         self.ensure_job(pool, &job).await?;
         let outcome = match self.add_task(&job, &body, &what, &secrets).await? {

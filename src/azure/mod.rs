@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::config::Settings;
-use crate::provision::{Backends, ComputeRequest, EnvValue};
+use crate::provision::{Backends, ComputeRequest};
 
 /// The live ACI and Batch backends, sharing one credential chosen from the settings and
 /// environment (see [`CredentialKind::choose`]).
@@ -34,15 +34,7 @@ pub fn live_backends(settings: &Settings) -> Result<Backends, CredentialError> {
 /// they occur: what the demo and dry-run may print.
 #[must_use]
 pub fn redact_secrets(body: &Value, request: &ComputeRequest) -> Value {
-    let secrets: Vec<&str> = request
-        .env
-        .iter()
-        .filter_map(|(_, v)| match v {
-            EnvValue::Secret(s) => Some(s.expose()),
-            EnvValue::Plain(_) => None,
-        })
-        .collect();
-    redact_value(body, &secrets)
+    redact_value(body, &request.secret_values())
 }
 
 fn redact_value(v: &Value, secrets: &[&str]) -> Value {
@@ -57,7 +49,7 @@ fn redact_value(v: &Value, secrets: &[&str]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::JobInfo;
+    use crate::provision::{EnvValue, JobInfo};
     use crate::secret::Secret;
 
     #[test]

@@ -38,6 +38,20 @@ pub struct ComputeRequest {
     pub env: Vec<(String, EnvValue)>,
 }
 
+impl ComputeRequest {
+    /// The secret values of the runner's environment, to redact from anything printed.
+    #[must_use]
+    pub fn secret_values(&self) -> Vec<&str> {
+        self.env
+            .iter()
+            .filter_map(|(_, v)| match v {
+                EnvValue::Secret(s) => Some(s.expose()),
+                EnvValue::Plain(_) => None,
+            })
+            .collect()
+    }
+}
+
 /// Lifecycle of a container group or task, as far as cleanup cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ComputeState {
