@@ -22,7 +22,7 @@ pub mod bindings {
 }
 
 /// The HTTP request inside a `github-webhook` envelope.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostHttpRequest {
     pub method: String,
     pub url: String,
@@ -42,40 +42,297 @@ pub enum EnvelopeError {
 
 /// Parses the `github-webhook` invocation: `{"Data":{"req":{...}},"Metadata":{...}}`.
 ///
+/// One pass over the envelope with typed visitors: only `Data.req.Method`, `Url`, `Headers`
+/// and `Body` are kept; `Metadata`, `Query`, `Params`, `Identities` and anything unknown are
+/// skipped without building values. The trigger binding is named `req` in our function.json;
+/// without it, the first binding (by name) that has a `Method` or `Url` is taken. Any field
+/// of an unexpected type reads as absent (a non-string Method or Url as empty; a header
+/// value that is neither a string nor an array of strings as no header).
+///
 /// # Errors
 /// Not JSON, or no request object in `Data`.
 pub fn parse_http_invocation(body: &[u8]) -> Result<HostHttpRequest, EnvelopeError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-    let data = v.get("Data").and_then(Value::as_object).ok_or(EnvelopeError::Missing("req"))?;
-    // The trigger binding is named `req` in our function.json; accept any object with a Method/Url.
-    let req = data
-        .get("req")
-        .or_else(|| data.values().find(|r| r.get("Method").is_some() || r.get("Url").is_some()))
-        .and_then(Value::as_object)
-        .ok_or(EnvelopeError::Missing("req"))?;
-    let get_str = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let headers = match req.get("Headers") {
-        Some(Value::Object(h)) => h
-            .iter()
-            .filter_map(|(k, v)| {
-                let value = match v {
-                    Value::String(s) => s.clone(),
-                    Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
-                    _ => return None,
-                };
-                Some((k.clone(), value))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    let body = match req.get("Body") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => s.clone().into_bytes(),
-        // Not what the host documents; keep going, the signature check will decide.
-        Some(other) => other.to_string().into_bytes(),
-    };
-    Ok(HostHttpRequest { method: get_str("Method"), url: get_str("Url"), headers: Headers::new(headers), body })
+    let top: IfObject<Envelope> = serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let data = top.0.and_then(|e| e.data).and_then(|d| d.0).ok_or(EnvelopeError::Missing("req"))?;
+    let req = match data.req {
+        Some(req) => req.0,
+        None => data.candidates.into_iter().min_by(|a, b| a.0.cmp(&b.0)).map(|(_, r)| r),
+    }
+    .ok_or(EnvelopeError::Missing("req"))?;
+    Ok(HostHttpRequest {
+        method: req.method.unwrap_or_default(),
+        url: req.url.unwrap_or_default(),
+        headers: Headers::new(req.headers.and_then(|h| h.0).map(|h| h.0).unwrap_or_default()),
+        body: req.body.map(|b| b.0).unwrap_or_default(),
+    })
 }
+
+/// The typed visitors behind [`parse_http_invocation`].
+mod envelope_de {
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::Value;
+
+    /// A value read only when it is a JSON object (through [`FromMap`]); any other JSON
+    /// value is consumed and reads as `None`.
+    pub(super) struct IfObject<T>(pub(super) Option<T>);
+
+    pub(super) trait FromMap: Sized {
+        fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+    }
+
+    impl<'de, T: FromMap> Deserialize<'de> for IfObject<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(std::marker::PhantomData<T>);
+            impl<'de, T: FromMap> Visitor<'de> for V<T> {
+                type Value = IfObject<T>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                    T::from_map(map).map(|t| IfObject(Some(t)))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    Ok(IfObject(None))
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                    Ok(IfObject(None))
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                    Ok(IfObject(None))
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                    Ok(IfObject(None))
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                    Ok(IfObject(None))
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                    Ok(IfObject(None))
+                }
+                fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                    Ok(IfObject(None))
+                }
+            }
+            d.deserialize_any(V(std::marker::PhantomData))
+        }
+    }
+
+    /// A string, or `None` for any other JSON value.
+    pub(super) struct IfString(pub(super) Option<String>);
+
+    impl<'de> Deserialize<'de> for IfString {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(StringOrJoined { join_arrays: false }).map(IfString)
+        }
+    }
+
+    /// A header value: a string, or an array whose strings are joined with `,`.
+    struct HeaderValue(Option<String>);
+
+    impl<'de> Deserialize<'de> for HeaderValue {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(StringOrJoined { join_arrays: true }).map(HeaderValue)
+        }
+    }
+
+    struct StringOrJoined {
+        join_arrays: bool,
+    }
+
+    impl<'de> Visitor<'de> for StringOrJoined {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut joined: Option<String> = self.join_arrays.then(String::new);
+            let mut first = true;
+            while let Some(IfString(item)) = seq.next_element::<IfString>()? {
+                if let (Some(out), Some(item)) = (joined.as_mut(), item) {
+                    if !first {
+                        out.push(',');
+                    }
+                    out.push_str(&item);
+                    first = false;
+                }
+            }
+            Ok(joined)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    /// `Body`: a string as its bytes, null as empty, any other JSON value as its compact text.
+    pub(super) struct BodyField(pub(super) Vec<u8>);
+
+    impl<'de> Deserialize<'de> for BodyField {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = BodyField;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_str<E>(self, v: &str) -> Result<BodyField, E> {
+                    Ok(BodyField(v.as_bytes().to_vec()))
+                }
+                fn visit_string<E>(self, v: String) -> Result<BodyField, E> {
+                    Ok(BodyField(v.into_bytes()))
+                }
+                fn visit_unit<E>(self) -> Result<BodyField, E> {
+                    Ok(BodyField(Vec::new()))
+                }
+                // Not what the host documents; keep going, the signature check will decide.
+                fn visit_bool<E>(self, v: bool) -> Result<BodyField, E> {
+                    Ok(BodyField(Value::from(v).to_string().into_bytes()))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<BodyField, E> {
+                    Ok(BodyField(Value::from(v).to_string().into_bytes()))
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<BodyField, E> {
+                    Ok(BodyField(Value::from(v).to_string().into_bytes()))
+                }
+                fn visit_f64<E>(self, v: f64) -> Result<BodyField, E> {
+                    Ok(BodyField(Value::from(v).to_string().into_bytes()))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<BodyField, A::Error> {
+                    let v = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                    Ok(BodyField(v.to_string().into_bytes()))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<BodyField, A::Error> {
+                    let v = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                    Ok(BodyField(v.to_string().into_bytes()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// The top level: only `Data` is read.
+    pub(super) struct Envelope {
+        pub(super) data: Option<IfObject<DataBindings>>,
+    }
+
+    impl FromMap for Envelope {
+        fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+            let mut data = None;
+            while let Some(key) = map.next_key::<KeyName>()? {
+                if key.0 == "Data" {
+                    data = Some(map.next_value::<IfObject<DataBindings>>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(Self { data })
+        }
+    }
+
+    /// `Data`: the `req` binding, and other objects with a `Method` or `Url` as fallbacks.
+    pub(super) struct DataBindings {
+        pub(super) req: Option<IfObject<RequestFields>>,
+        pub(super) candidates: Vec<(String, RequestFields)>,
+    }
+
+    impl FromMap for DataBindings {
+        fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+            let mut out = Self { req: None, candidates: Vec::new() };
+            while let Some(key) = map.next_key::<KeyName>()? {
+                let value = map.next_value::<IfObject<RequestFields>>()?;
+                if key.0 == "req" {
+                    out.req = Some(value);
+                } else if let Some(r) = value.0.filter(|r| r.has_method_or_url) {
+                    out.candidates.push((key.0, r));
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// The request object: `Method`, `Url`, `Headers`, `Body`; the rest is skipped.
+    pub(super) struct RequestFields {
+        pub(super) method: Option<String>,
+        pub(super) url: Option<String>,
+        pub(super) headers: Option<IfObject<HeaderPairs>>,
+        pub(super) body: Option<BodyField>,
+        has_method_or_url: bool,
+    }
+
+    impl FromMap for RequestFields {
+        fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+            let mut out = Self { method: None, url: None, headers: None, body: None, has_method_or_url: false };
+            while let Some(key) = map.next_key::<KeyName>()? {
+                match key.0.as_str() {
+                    "Method" => {
+                        out.has_method_or_url = true;
+                        out.method = map.next_value::<IfString>()?.0;
+                    }
+                    "Url" => {
+                        out.has_method_or_url = true;
+                        out.url = map.next_value::<IfString>()?.0;
+                    }
+                    "Headers" => out.headers = Some(map.next_value()?),
+                    "Body" => out.body = Some(map.next_value()?),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// `Headers`, in document order; values that are neither strings nor arrays are dropped.
+    pub(super) struct HeaderPairs(pub(super) Vec<(String, String)>);
+
+    impl FromMap for HeaderPairs {
+        fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some((KeyName(name), HeaderValue(value))) = map.next_entry::<KeyName, HeaderValue>()? {
+                if let Some(value) = value {
+                    pairs.push((name, value));
+                }
+            }
+            Ok(Self(pairs))
+        }
+    }
+
+    /// An object key.
+    struct KeyName(String);
+
+    impl<'de> Deserialize<'de> for KeyName {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            String::deserialize(d).map(KeyName)
+        }
+    }
+}
+
+use envelope_de::{Envelope, IfObject};
 
 /// A queue-trigger invocation: the message value and how often it was dequeued.
 #[derive(Debug, Clone)]
@@ -185,6 +442,123 @@ mod tests {
         assert_eq!(r.headers.get("x-github-event"), Some("ping"));
         assert_eq!(r.headers.get("Content-Type"), Some("application/json"));
         assert!(r.body.is_empty());
+    }
+
+    /// The Value-based reading this parser replaced, kept as the oracle for the typed one.
+    fn reference_parse(body: &[u8]) -> Result<HostHttpRequest, EnvelopeError> {
+        let v: Value = serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        let data = v.get("Data").and_then(Value::as_object).ok_or(EnvelopeError::Missing("req"))?;
+        let req = data
+            .get("req")
+            .or_else(|| data.values().find(|r| r.get("Method").is_some() || r.get("Url").is_some()))
+            .and_then(Value::as_object)
+            .ok_or(EnvelopeError::Missing("req"))?;
+        let get_str = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let headers = match req.get("Headers") {
+            Some(Value::Object(h)) => h
+                .iter()
+                .filter_map(|(k, v)| {
+                    let value = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+                        _ => return None,
+                    };
+                    Some((k.clone(), value))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let body = match req.get("Body") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s.clone().into_bytes(),
+            Some(other) => other.to_string().into_bytes(),
+        };
+        Ok(HostHttpRequest { method: get_str("Method"), url: get_str("Url"), headers: Headers::new(headers), body })
+    }
+
+    fn arb_scalar() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-zA-Z0-9 \\\"{}:,é\\x00-\\x1f]{0,24}".prop_map(Value::from),
+        ]
+    }
+
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        arb_scalar().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[A-Za-z]{1,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn arb_request() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let header_value = prop_oneof![
+            "[ -~]{0,16}".prop_map(Value::from),
+            prop::collection::vec(prop_oneof!["[ -~]{0,8}".prop_map(Value::from), arb_scalar()], 0..3)
+                .prop_map(Value::Array),
+            arb_value(),
+        ];
+        // Header names distinct ignoring case, so first-match lookups agree whatever the order.
+        let headers = prop::collection::btree_map("[a-z][a-z0-9-]{0,10}", header_value, 0..5);
+        (
+            prop::option::of(arb_value()),
+            prop::option::of(arb_value()),
+            prop::option::of(headers.prop_map(|h| Value::Object(h.into_iter().collect()))),
+            prop::option::of(prop_oneof!["[ -~]{0,40}".prop_map(Value::from), arb_value()]),
+            prop::option::of(arb_value()),
+        )
+            .prop_map(|(method, url, headers, body, extra)| {
+                let mut m = Map::new();
+                for (k, v) in [("Method", method), ("Url", url), ("Headers", headers), ("Body", body), ("Query", extra)]
+                {
+                    if let Some(v) = v {
+                        m.insert(k.to_owned(), v);
+                    }
+                }
+                Value::Object(m)
+            })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn typed_parse_reads_what_the_value_parse_read(
+            req in proptest::option::of(arb_request()),
+            others in proptest::collection::btree_map("[a-z]{1,6}", proptest::prop_oneof![arb_request(), arb_value()], 0..3),
+            metadata in arb_value(),
+            data_is_object in proptest::prelude::any::<bool>(),
+        ) {
+            let mut data = Map::new();
+            for (k, v) in others {
+                data.insert(k, v);
+            }
+            if let Some(req) = req {
+                data.insert("req".to_owned(), req);
+            }
+            let data = if data_is_object { Value::Object(data) } else { metadata.clone() };
+            let envelope = json!({ "Metadata": metadata, "Data": data }).to_string();
+            let (new, old) = (parse_http_invocation(envelope.as_bytes()), reference_parse(envelope.as_bytes()));
+            match (new, old) {
+                (Ok(new), Ok(old)) => {
+                    proptest::prop_assert_eq!(&new.method, &old.method);
+                    proptest::prop_assert_eq!(&new.url, &old.url);
+                    proptest::prop_assert_eq!(&new.body, &old.body);
+                    let (mut a, mut b) = (new.headers.pairs().to_vec(), old.headers.pairs().to_vec());
+                    a.sort();
+                    b.sort();
+                    proptest::prop_assert_eq!(a, b);
+                }
+                (Err(new), Err(old)) => proptest::prop_assert_eq!(new, old),
+                (new, old) => proptest::prop_assert!(false, "typed {new:?} but value-based {old:?} for {envelope}"),
+            }
+        }
     }
 
     #[test]

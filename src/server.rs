@@ -151,7 +151,19 @@ async fn host_webhook(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
             reply.http_response(400, &json!({"result":"bad_request","detail":"unreadable invocation"}));
         }
     }
-    json_response(200, &serde_json::to_value(&reply).unwrap_or(Value::Null))
+    reply_response(200, &reply)
+}
+
+/// The answer to the Functions host: the reply serialized straight into the response body.
+fn reply_response(status: u16, reply: &InvocationReply) -> Response {
+    match serde_json::to_vec(reply) {
+        Ok(body) => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        // Only a map with non-string keys fails to serialize; the reply has none.
+        Err(e) => json_response(500, &json!({"error": e.to_string()})),
+    }
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
@@ -204,7 +216,7 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
             // Nothing to retry: the host gave us no message. Say so loudly.
             tracing::error!(event = "envelope_invalid", error = %e, "queue invocation unreadable");
             reply.log(format!("unreadable invocation: {e}"));
-            return json_response(200, &to_value(&reply));
+            return reply_response(200, &reply);
         }
     };
     let attempt = invocation.dequeue_count;
@@ -226,7 +238,7 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
                     })],
                 );
             }
-            return json_response(200, &to_value(&reply));
+            return reply_response(200, &reply);
         }
         Err(e) => {
             let raw: String = invocation.message.to_string().chars().take(2000).collect();
@@ -235,7 +247,7 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
                 reply.queue(bindings::FAILED, vec![json!({"v":1,"reason":e.to_string(),"attempts":attempt,"raw":raw})]);
             }
             reply.log(format!("unreadable message: {e}"));
-            return json_response(200, &to_value(&reply));
+            return reply_response(200, &reply);
         }
     };
     let result = match process_message(state, message.clone(), attempt).await {
@@ -256,21 +268,21 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
     match result {
         AttemptResult::Done => {
             reply.log(format!("job {} done", message.job_id));
-            json_response(200, &to_value(&reply))
+            reply_response(200, &reply)
         }
         AttemptResult::GiveUp { reason } => {
             give_up(&mut reply, reason);
-            json_response(200, &to_value(&reply))
+            reply_response(200, &reply)
         }
         AttemptResult::Retry { reason, .. } if attempt >= state.max_attempts => {
             give_up(&mut reply, format!("gave up after {attempt} attempts: {reason}"));
-            json_response(200, &to_value(&reply))
+            reply_response(200, &reply)
         }
         AttemptResult::Retry { reason, .. } | AttemptResult::Defer { reason, .. } => {
             tracing::info!(event = "retry_scheduled", job_id = message.job_id, runner_name = %message.runner_name, attempt, reason = %reason, "attempt failed; the host will retry after visibilityTimeout");
             reply.log(format!("retrying: {reason}"));
             // Non-2xx fails the invocation: the host makes the message visible again.
-            json_response(500, &to_value(&reply))
+            reply_response(500, &reply)
         }
     }
 }
@@ -298,7 +310,7 @@ async fn host_reconcile(State(state): State<Arc<AppState>>, _body: Bytes) -> Res
     } else {
         reply.queue(bindings::RUNNER_REQUEST, requeue);
     }
-    json_response(200, &to_value(&reply))
+    reply_response(200, &reply)
 }
 
 /// Builds the standalone queue handler over the shared state.

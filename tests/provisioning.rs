@@ -240,3 +240,53 @@ async fn jit_calls_are_paced_to_jit_per_minute() {
     assert_eq!(start.elapsed(), std::time::Duration::from_secs(10));
     assert_eq!(gh.calls().iter().filter(|c| c.starts_with("jit")).count(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_throttled_create_keeps_its_registration_and_the_retry_spends_no_github_call() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    backend.script.lock().expect("lock").push_back(Err(ProvisionError::Retryable {
+        reason: "ContainerGroupQuotaReached".into(),
+        retry_after: Some(std::time::Duration::from_secs(30)),
+    }));
+    assert!(p.provision(&message(70, 0), 1).await.expect_err("throttled").is_retryable());
+    assert_eq!(gh.calls(), vec!["jit ghr-70 self-hosted,linux,x64,ubuntu-latest 1"], "kept, not deleted");
+    assert_eq!(p.held_registrations(), 1);
+    tokio::time::advance(std::time::Duration::from_secs(30)).await;
+    assert_eq!(p.provision(&message(70, 0), 2).await.expect("retry"), ProvisionOutcome::Created { backend: "scripted" });
+    assert_eq!(gh.calls().len(), 1, "the retry reused the registration: {:?}", gh.calls());
+    let creates = backend.creates.lock().expect("lock").clone();
+    assert_eq!(creates.len(), 2);
+    for req in &creates {
+        assert!(matches!(&req.env[0].1, EnvValue::Secret(s) if s.expose() == "jit-secret-ghr-70"), "same config");
+    }
+    assert_eq!(p.held_registrations(), 0);
+    assert_eq!(gh.runners.lock().expect("lock").len(), 1, "one registration in all");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_registration_is_deleted_when_the_retry_finds_the_job_done() {
+    let (p, gh, backend) = setup("check_job_queued = \"stale\"");
+    backend.script.lock().expect("lock").push_back(Err(ProvisionError::retryable("InternalServerError")));
+    assert!(p.provision(&message(71, 0), 1).await.expect_err("transient").is_retryable());
+    assert_eq!(p.held_registrations(), 1);
+    gh.jobs.lock().expect("lock").insert(71, Ok(JobState::Completed));
+    let out = p.provision(&message(71, 0), 2).await.expect("skipped");
+    assert!(matches!(out, ProvisionOutcome::Skipped { .. }), "{out:?}");
+    assert!(gh.calls().iter().any(|c| c.starts_with("delete-runner")), "{:?}", gh.calls());
+    assert!(gh.runners.lock().expect("lock").is_empty(), "no offline registration left behind");
+    assert_eq!(p.held_registrations(), 0);
+    assert_eq!(backend.create_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_registration_expires_and_the_retry_replaces_it_through_the_409_path() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    backend.script.lock().expect("lock").push_back(Err(ProvisionError::retryable("InternalServerError")));
+    assert!(p.provision(&message(72, 0), 1).await.expect_err("transient").is_retryable());
+    tokio::time::advance(runner_dispatch::provision::HELD_REGISTRATION_TTL + std::time::Duration::from_secs(1)).await;
+    assert_eq!(p.provision(&message(72, 0), 2).await.expect("retry"), ProvisionOutcome::Created { backend: "scripted" });
+    let calls = gh.calls();
+    assert_eq!(calls.iter().filter(|c| c.starts_with("jit")).count(), 3, "409, then a fresh one: {calls:?}");
+    assert!(calls.iter().any(|c| c.starts_with("delete-runner")), "{calls:?}");
+    assert_eq!(gh.runners.lock().expect("lock").len(), 1);
+}

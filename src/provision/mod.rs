@@ -31,6 +31,21 @@ pub const STALE_AFTER: Duration = Duration::from_secs(120);
 /// An attempt waits in-line for its JIT slot up to this long; beyond, it is deferred.
 pub const MAX_JIT_WAIT: Duration = Duration::from_secs(20);
 
+/// A JIT registration whose create failed retryably is kept (in memory, with its config)
+/// this long for the next attempt, instead of being deleted and generated again.
+pub const HELD_REGISTRATION_TTL: Duration = Duration::from_secs(3600);
+
+/// At most this many registrations are held; beyond, a failed create deletes its
+/// registration as before.
+pub const MAX_HELD_REGISTRATIONS: usize = 10_000;
+
+/// A JIT registration made for a runner whose compute could not be created yet.
+struct HeldRegistration {
+    runner_id: u64,
+    config: crate::secret::Secret,
+    until: tokio::time::Instant,
+}
+
 /// How a request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProvisionOutcome {
@@ -75,6 +90,9 @@ pub struct Provisioner {
     jit_pacer: throttle::Pacer,
     /// Per backend and location: closed while creates are throttled.
     create_gates: Mutex<BTreeMap<String, Arc<throttle::CreateGate>>>,
+    /// By runner name: JIT registrations kept for the next attempt after a retryable
+    /// create failure, so a throttled create costs no further GitHub call.
+    held: Mutex<BTreeMap<String, HeldRegistration>>,
 }
 
 impl Provisioner {
@@ -82,7 +100,38 @@ impl Provisioner {
     pub fn new(pools: Arc<PoolsConfig>, github: Arc<dyn RunnerRegistry>, backends: Backends) -> Self {
         let per_minute = pools.github.jit_per_minute;
         let jit_pacer = throttle::Pacer::new(per_minute, (per_minute / 6).saturating_sub(1).max(1));
-        Self { pools, github, backends, jit_pacer, create_gates: Mutex::new(BTreeMap::new()) }
+        Self {
+            pools,
+            github,
+            backends,
+            jit_pacer,
+            create_gates: Mutex::new(BTreeMap::new()),
+            held: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Keeps a registration for the next attempt. `false`: not kept (too many held).
+    fn hold(&self, name: &str, runner_id: u64, config: crate::secret::Secret) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.retain(|_, h| h.until > now);
+        if held.len() >= MAX_HELD_REGISTRATIONS && !held.contains_key(name) {
+            return false;
+        }
+        held.insert(name.to_owned(), HeldRegistration { runner_id, config, until: now + HELD_REGISTRATION_TTL });
+        true
+    }
+
+    /// Takes the registration held for `name`, if it is still fresh.
+    fn take_held(&self, name: &str) -> Option<HeldRegistration> {
+        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.remove(name).filter(|h| h.until > tokio::time::Instant::now())
+    }
+
+    /// How many registrations are held for a later attempt (for tests and metrics).
+    #[must_use]
+    pub fn held_registrations(&self) -> usize {
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     /// The create gate of the pool's backend and location (quotas are per region or account).
@@ -175,6 +224,9 @@ impl Provisioner {
 
         // 1. Compute with this name exists (any state): done.
         if backend.find(&pool, &name).await?.is_some() {
+            // Another worker's compute carries this name: a registration we held for it
+            // was replaced by that worker's (one registration per name).
+            drop(self.take_held(&name));
             return Ok(ProvisionOutcome::AlreadyExists);
         }
 
@@ -186,6 +238,9 @@ impl Provisioner {
         };
         if check {
             if let Some(reason) = self.job_no_longer_needs_a_runner(&job, msg.job_id).await {
+                if let Some(h) = self.take_held(&name) {
+                    self.delete_registration(&job, msg.job_id, &name, h.runner_id).await;
+                }
                 return Ok(ProvisionOutcome::Skipped { reason });
             }
         }
@@ -234,15 +289,33 @@ impl Provisioner {
                 if let ProvisionError::Retryable { retry_after: Some(after), .. } = &e {
                     admission.throttled(*after);
                 }
-                // 5. Don't leave an offline registration behind; the next attempt
-                // (if any) generates a fresh one.
                 if let Some(id) = runner_id {
-                    if let Err(de) = self.github.delete_runner(&job, id).await {
-                        tracing::warn!(event = "registration_delete_failed", job_id = msg.job_id, runner_name = %name, error = %de, "could not delete the registration of a runner whose compute failed");
+                    // 5. A permanent failure deletes the registration. A retryable one
+                    // keeps it, with its config, for the next attempt: no second JIT call,
+                    // no 409 to resolve. (Not held: deleted, and the next attempt starts over.)
+                    let held = e.is_retryable()
+                        && request
+                            .env
+                            .iter()
+                            .find_map(|(k, v)| match v {
+                                EnvValue::Secret(s) if *k == pool.env_names.jitconfig => Some(s.clone()),
+                                _ => None,
+                            })
+                            .is_some_and(|config| self.hold(&name, id, config));
+                    if !held {
+                        self.delete_registration(&job, msg.job_id, &name, id).await;
                     }
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Deletes a registration whose runner will not be created; a failure is only logged
+    /// (reconcile removes registrations whose compute is gone).
+    async fn delete_registration(&self, job: &JobContext, job_id: u64, name: &str, runner_id: u64) {
+        if let Err(e) = self.github.delete_runner(job, runner_id).await {
+            tracing::warn!(event = "registration_delete_failed", job_id, runner_name = %name, error = %e, "could not delete the registration of a runner whose compute failed");
         }
     }
 
@@ -284,28 +357,33 @@ impl Provisioner {
         match self.pools.github.token_mode {
             TokenMode::Jit => {
                 let group = pool.runner_group_id.unwrap_or(1);
-                let jit = match self.generate_jit(job, name, &pool.labels, group).await? {
-                    Ok(j) => j,
-                    Err(GitHubError::Conflict(_)) => {
-                        if attempt <= 1 {
-                            return Err(ProvisionError::retryable(format!(
-                                "runner name {name} is already registered; another worker may be mid-flight"
-                            )));
-                        }
-                        match self.github.find_runner(job, name).await? {
-                            Some(r) if r.online || r.busy => return Ok((None, None)),
-                            Some(r) => {
-                                // A crash between JIT and create left it offline: replace it.
-                                match self.github.delete_runner(job, r.id).await? {
-                                    RunnerDeletion::Busy => return Ok((None, None)),
-                                    RunnerDeletion::Deleted | RunnerDeletion::NotFound => {}
-                                }
-                                self.generate_jit(job, name, &pool.labels, group).await??
+                let held = self.take_held(name);
+                // The registration an earlier attempt made and could not use yet, or a new one.
+                let jit = match held {
+                    Some(h) => crate::github::JitConfig { runner_id: h.runner_id, encoded_jit_config: h.config },
+                    None => match self.generate_jit(job, name, &pool.labels, group).await? {
+                        Ok(j) => j,
+                        Err(GitHubError::Conflict(_)) => {
+                            if attempt <= 1 {
+                                return Err(ProvisionError::retryable(format!(
+                                    "runner name {name} is already registered; another worker may be mid-flight"
+                                )));
                             }
-                            None => self.generate_jit(job, name, &pool.labels, group).await??,
+                            match self.github.find_runner(job, name).await? {
+                                Some(r) if r.online || r.busy => return Ok((None, None)),
+                                Some(r) => {
+                                    // A crash between JIT and create left it offline: replace it.
+                                    match self.github.delete_runner(job, r.id).await? {
+                                        RunnerDeletion::Busy => return Ok((None, None)),
+                                        RunnerDeletion::Deleted | RunnerDeletion::NotFound => {}
+                                    }
+                                    self.generate_jit(job, name, &pool.labels, group).await??
+                                }
+                                None => self.generate_jit(job, name, &pool.labels, group).await??,
+                            }
                         }
-                    }
-                    Err(e) => return Err(e.into()),
+                        Err(e) => return Err(e.into()),
+                    },
                 };
                 runner_id = Some(jit.runner_id);
                 env.push((n.jitconfig.clone(), EnvValue::Secret(jit.encoded_jit_config)));

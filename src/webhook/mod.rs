@@ -19,13 +19,19 @@ pub use signature::{SignatureError, sign, verify_signature};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Request headers, looked up case-insensitively (the Functions host keeps the received case).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers(Vec<(String, String)>);
 
 impl Headers {
     #[must_use]
     pub fn new(pairs: Vec<(String, String)>) -> Self {
         Self(pairs)
+    }
+
+    /// Every header as received, in order.
+    #[must_use]
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.0
     }
 
     #[must_use]
