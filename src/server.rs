@@ -27,6 +27,10 @@ use crate::webhook::{self, Headers, MAX_BODY_BYTES};
 /// A provisioning attempt that runs longer than this is abandoned and retried.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(240);
 
+/// `origin` of a provision request queued again because the host's retries ran out while
+/// creates were throttled.
+pub const REQUEUED_WHILE_THROTTLED: &str = "requeued:throttled";
+
 /// Default for `RUNNER_DISPATCH_MAX_ATTEMPTS`; keep equal to host.json `maxDequeueCount`.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 60;
 
@@ -250,11 +254,7 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
             return reply_response(200, &reply);
         }
     };
-    let result = match process_message(state, message.clone(), attempt).await {
-        // The host counts every delivery; a deferral is a retry here.
-        AttemptResult::Defer { reason, after } => AttemptResult::Retry { reason, after: Some(after) },
-        other => other,
-    };
+    let result = process_message(state, message.clone(), attempt).await;
     let give_up = |reply: &mut InvocationReply, reason: String| {
         crate::events::given_up(&message, &reason, attempt);
         reply.log(format!("given up: {reason}"));
@@ -274,7 +274,21 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
             give_up(&mut reply, reason);
             reply_response(200, &reply)
         }
-        AttemptResult::Retry { reason, .. } if attempt >= state.max_attempts => {
+        // The host's dequeue budget is spent, but only waiting on a quota or a pace
+        // (deferred, or throttled with a Retry-After), not on a fault: a fresh copy goes
+        // back on runner-requests, so a burst longer than maxDequeueCount x visibilityTimeout
+        // still gets every runner. Jobs over 24 h are given up by the provisioner.
+        AttemptResult::Defer { reason, .. } | AttemptResult::Retry { reason, after: Some(_) }
+            if attempt >= state.max_attempts && expected == MessageKind::Provision =>
+        {
+            tracing::info!(event = "request_requeued", job_id = message.job_id, runner_name = %message.runner_name, attempt, reason = %reason, "still throttled after the host's last retry; queued again as a new message");
+            reply.log(format!("requeued after {attempt} throttled attempts: {reason}"));
+            let mut copy = message.clone();
+            copy.origin = Some(REQUEUED_WHILE_THROTTLED.into());
+            reply.queue(bindings::RUNNER_REQUEST, vec![to_value(&copy)]);
+            reply_response(200, &reply)
+        }
+        AttemptResult::Retry { reason, .. } | AttemptResult::Defer { reason, .. } if attempt >= state.max_attempts => {
             give_up(&mut reply, format!("gave up after {attempt} attempts: {reason}"));
             reply_response(200, &reply)
         }

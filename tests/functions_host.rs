@@ -289,6 +289,53 @@ async fn permanent_failures_and_the_last_attempt_go_to_the_failed_queue_with_the
 }
 
 #[tokio::test]
+async fn a_request_still_throttled_at_the_last_dequeue_is_queued_again_not_given_up() {
+    let backend = ScriptedBackend::with(vec![Err(ProvisionError::Retryable {
+        reason: "ContainerGroupQuotaReached".into(),
+        retry_after: Some(std::time::Duration::from_secs(300)),
+    })]);
+    let app = spawn_app(backend.clone(), None, fast_queue()).await;
+    let msg = runner_request(&app, 9).await;
+    let last = app.state.max_attempts;
+    let invoke = |m: Value, n: u32| app.client.post(app.url("/provision-runner")).json(&queue_invocation(m, n)).send();
+
+    // The host's last dequeue, and creates are throttled (429 + Retry-After): a fresh copy.
+    let resp = invoke(msg.clone(), last).await.expect("send");
+    assert_eq!(resp.status(), 200, "answered, so the host does not poison it");
+    let reply: Value = resp.json().await.expect("json");
+    assert!(reply["Outputs"].get("failedRequest").is_none(), "{reply}");
+    let copy = reply["Outputs"]["runnerRequest"].clone();
+    assert_eq!(copy["job_id"], 9);
+    assert_eq!(copy["runner_name"], msg["runner_name"]);
+    assert_eq!(copy["origin"], runner_dispatch::server::REQUEUED_WHILE_THROTTLED);
+
+    // While the create gate is closed the copy's attempts are deferred (500: the host retries)...
+    let resp = invoke(copy.clone(), 1).await.expect("send");
+    assert_eq!(resp.status(), 500);
+    // ...and deferred again at its own last dequeue: queued again, still not given up.
+    let resp = invoke(copy.clone(), last).await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let reply: Value = resp.json().await.expect("json");
+    assert_eq!(reply["Outputs"]["runnerRequest"]["job_id"], 9, "{reply}");
+    assert_eq!(backend.create_count(), 1, "deferred attempts create nothing");
+
+    // A fault without Retry-After at the last dequeue is still given up and reported.
+    let backend = ScriptedBackend::with(vec![Err(ProvisionError::retryable("InternalServerError"))]);
+    let app = spawn_app(backend.clone(), None, fast_queue()).await;
+    let msg = runner_request(&app, 10).await;
+    let resp = app
+        .client
+        .post(app.url("/provision-runner"))
+        .json(&queue_invocation(msg, app.state.max_attempts))
+        .send()
+        .await
+        .expect("send");
+    let reply: Value = resp.json().await.expect("json");
+    assert!(reply["Outputs"].get("runnerRequest").is_none(), "{reply}");
+    assert!(reply["Outputs"]["failedRequest"]["reason"].as_str().expect("reason").contains("InternalServerError"));
+}
+
+#[tokio::test]
 async fn an_unreadable_queue_message_is_reported_on_the_failed_queue() {
     let (app, backend) = spawn_dry_run(None).await;
     let resp = app
@@ -384,6 +431,13 @@ fn host_json_and_function_folders_declare_the_contract() {
             .expect("b")
             .iter()
             .any(|x| x["queueName"] == "runner-requests-failed" && x["name"] == "failedRequest")
+    );
+    assert!(
+        prov["bindings"].as_array().expect("b").iter().any(|x| x["type"] == "queue"
+            && x["direction"] == "out"
+            && x["queueName"] == "runner-requests"
+            && x["name"] == "runnerRequest"),
+        "provision-runner re-queues throttled requests"
     );
     let clean = read("cleanup-runner");
     assert!(

@@ -252,7 +252,10 @@ async fn a_throttled_create_keeps_its_registration_and_the_retry_spends_no_githu
     assert_eq!(gh.calls(), vec!["jit ghr-70 self-hosted,linux,x64,ubuntu-latest 1"], "kept, not deleted");
     assert_eq!(p.held_registrations(), 1);
     tokio::time::advance(std::time::Duration::from_secs(30)).await;
-    assert_eq!(p.provision(&message(70, 0), 2).await.expect("retry"), ProvisionOutcome::Created { backend: "scripted" });
+    assert_eq!(
+        p.provision(&message(70, 0), 2).await.expect("retry"),
+        ProvisionOutcome::Created { backend: "scripted" }
+    );
     assert_eq!(gh.calls().len(), 1, "the retry reused the registration: {:?}", gh.calls());
     let creates = backend.creates.lock().expect("lock").clone();
     assert_eq!(creates.len(), 2);
@@ -284,7 +287,10 @@ async fn a_held_registration_expires_and_the_retry_replaces_it_through_the_409_p
     backend.script.lock().expect("lock").push_back(Err(ProvisionError::retryable("InternalServerError")));
     assert!(p.provision(&message(72, 0), 1).await.expect_err("transient").is_retryable());
     tokio::time::advance(runner_dispatch::provision::HELD_REGISTRATION_TTL + std::time::Duration::from_secs(1)).await;
-    assert_eq!(p.provision(&message(72, 0), 2).await.expect("retry"), ProvisionOutcome::Created { backend: "scripted" });
+    assert_eq!(
+        p.provision(&message(72, 0), 2).await.expect("retry"),
+        ProvisionOutcome::Created { backend: "scripted" }
+    );
     let calls = gh.calls();
     assert_eq!(calls.iter().filter(|c| c.starts_with("jit")).count(), 3, "409, then a fresh one: {calls:?}");
     assert!(calls.iter().any(|c| c.starts_with("delete-runner")), "{calls:?}");
