@@ -562,6 +562,30 @@ mod tests {
     }
 
     #[test]
+    fn body_escapes_decode_as_serde_json_decodes_them() {
+        for text in [
+            r#""""#,
+            r#""quotes \" and \\ backslash \/ slash \b\f\n\r\t""#,
+            r#""\u0000\u001f\u00e9\u20ac and a pair \ud83d\ude00 and upper \uD83D\uDE00 end""#,
+            "\"raw UTF-8 \u{e9}\u{20ac}\u{1f600} kept\"",
+            r#""\\u0041 is not an escape""#,
+        ] {
+            let envelope = format!(r#"{{"Data":{{"req":{{"Method":"POST","Body":{text}}}}}}}"#);
+            let expected: String = serde_json::from_str(text).expect("serde reads it");
+            let got = parse_http_invocation(envelope.as_bytes()).expect("parses").body;
+            assert_eq!(got, expected.into_bytes(), "{text}");
+        }
+        for lone in [r#""\ud83d""#, r#""\ud83dx""#, r#""\ud83d\u0041""#, r#""\ude00""#] {
+            let envelope = format!(r#"{{"Data":{{"req":{{"Method":"POST","Body":{lone}}}}}}}"#);
+            assert!(
+                matches!(parse_http_invocation(envelope.as_bytes()), Err(EnvelopeError::NotJson(_))),
+                "{lone} refused as serde_json refuses it"
+            );
+            assert!(matches!(reference_parse(envelope.as_bytes()), Err(EnvelopeError::NotJson(_))));
+        }
+    }
+
+    #[test]
     fn reply_uses_the_host_field_names() {
         let mut r = InvocationReply::new();
         r.http_response(202, &json!({"result":"accepted"}));
