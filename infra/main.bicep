@@ -59,6 +59,12 @@ param githubHookScope string = 'app'
 @description('Hook id for org/repo hooks (GITHUB_HOOK_ID), used to redeliver missed deliveries.')
 param githubHookId string = ''
 
+@description('Organisation that owns an org hook (GITHUB_HOOK_OWNER); needed with githubHookScope = org.')
+param githubHookOwner string = ''
+
+@description('owner/repo that owns a repository hook (GITHUB_HOOK_REPOSITORY); needed with githubHookScope = repo.')
+param githubHookRepository string = ''
+
 @secure()
 @description('Webhook secret to store in Key Vault now. Empty: set the secret github-webhook-secret after the deployment.')
 param githubWebhookSecret string = ''
@@ -360,6 +366,8 @@ var runnerDispatchSettings = union(
   empty(githubAppClientId) ? {} : { GITHUB_APP_CLIENT_ID: githubAppClientId },
   empty(githubAppInstallationId) ? {} : { GITHUB_APP_INSTALLATION_ID: githubAppInstallationId },
   empty(githubHookId) ? {} : { GITHUB_HOOK_ID: githubHookId },
+  empty(githubHookOwner) ? {} : { GITHUB_HOOK_OWNER: githubHookOwner },
+  empty(githubHookRepository) ? {} : { GITHUB_HOOK_REPOSITORY: githubHookRepository },
   poolsFileFromKeyVault ? { RUNNER_DISPATCH_CONFIG_TOML: '@Microsoft.KeyVault(SecretUri=${vaultUri}secrets/runners-toml/)' } : {},
   extraAppSettings
 )

@@ -12,7 +12,13 @@ param tags = {
 
 // GitHub App (docs/deploy.md, step 1)
 param githubAppId = '123456'
+// Which hook reconcile reads deliveries of (GITHUB_HOOK_SCOPE): 'app' (the App's own
+// hook) needs nothing more. For an organisation hook set 'org', the hook id and the
+// organisation; for a repository hook set 'repo', the hook id and 'owner/repo'.
 param githubHookScope = 'app'
+param githubHookId = ''
+param githubHookOwner = ''
+param githubHookRepository = ''
 
 // Your object id (az ad signed-in-user show --query id -o tsv): lets you set the secrets.
 param deployerPrincipalId = ''

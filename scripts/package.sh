@@ -4,7 +4,8 @@
 #   dist/functionapp/                    the app root, as the Functions host sees it
 #     host.json                          from the repository root
 #     <function>/function.json           one folder per function, from function_app/<function>/
-#     runner-dispatch                    the release binary (the custom handler)
+#     runner-dispatch                    the release binary (the custom handler), named as
+#                                        host.json's customHandler.description.defaultExecutablePath
 #     runners.toml                       the pools file (runners.example.toml if none)
 #   dist/runner-dispatch-functionapp.zip the same tree, zipped, for deployment
 #
@@ -16,7 +17,11 @@
 #                                      platform's, or use the musl target to be safe.
 #   CARGO_PROFILE=release              cargo profile (default release)
 #   POOLS_FILE=path/to/runners.toml    pools file to ship (default ./runners.toml)
-#   DIST_DIR=dist                      output directory
+#   DIST_DIR=dist                      output directory (relative to the repository, or absolute)
+#   BINARY=path/to/runner-dispatch     ship this prebuilt binary instead of the cargo build
+#                                      output (implies --no-build; tests use it)
+#   ZIPPER=zip|python                  zip with the zip CLI or python3's zipfile (default:
+#                                      zip when installed, else python3)
 #
 # Zip permissions: Linux Functions hosts start the handler only if its executable
 # bit survives. This script stores Unix modes in the zip (0755 for the binary) and
@@ -32,7 +37,7 @@ for arg in "$@"; do
   case "${arg}" in
     --no-build) build=0 ;;
     -h | --help)
-      sed -n '2,25p' "$0"
+      sed -n '2,30p' "$0"
       exit 0
       ;;
     *)
@@ -43,6 +48,10 @@ for arg in "$@"; do
 done
 
 dist="${DIST_DIR:-dist}"
+case "${dist}" in
+  /*) ;;
+  *) dist="${root}/${dist}" ;;
+esac
 app_dir="${dist}/functionapp"
 zip_path="${dist}/runner-dispatch-functionapp.zip"
 profile="${CARGO_PROFILE:-release}"
@@ -56,24 +65,41 @@ die() {
 
 [ -f host.json ] || die "host.json is missing at the repository root"
 [ -d function_app ] || die "function_app/ is missing (one folder per function, each with function.json)"
+# The host starts the file host.json names; ship the binary under exactly that name.
+exe="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["customHandler"]["description"]["defaultExecutablePath"])' host.json 2>/dev/null)" ||
+  die "host.json has no customHandler.description.defaultExecutablePath (or is not valid JSON)"
+case "${exe}" in
+  /*)
+    # The loader workaround of docs/deploy.md ("Permission denied"): host.json starts a
+    # program outside the package, which is given runner-dispatch as its argument.
+    warn "host.json starts ${exe}, outside the package; shipping the binary as runner-dispatch"
+    exe=runner-dispatch
+    ;;
+  "" | */* | .*) die "host.json's defaultExecutablePath '${exe}' must be a file name at the app root (or an absolute path)" ;;
+esac
 
 # ---- build ------------------------------------------------------------------
 cargo_args=(build --locked --profile "${profile}")
 if [ -n "${target}" ]; then
   cargo_args+=(--target "${target}")
 fi
+[ -n "${BINARY:-}" ] && build=0
 if [ "${build}" -eq 1 ]; then
   echo "package.sh: cargo ${cargo_args[*]}"
   cargo "${cargo_args[@]}"
 fi
 profile_dir="${profile}"
 [ "${profile}" = "dev" ] && profile_dir="debug"
-if [ -n "${target}" ]; then
+if [ -n "${BINARY:-}" ]; then
+  binary="${BINARY}"
+elif [ -n "${target}" ]; then
   binary="target/${target}/${profile_dir}/runner-dispatch"
 else
   binary="target/${profile_dir}/runner-dispatch"
 fi
-[ -x "${binary}" ] || die "binary ${binary} not found (build it, or drop --no-build)"
+if [ ! -f "${binary}" ] || [ ! -x "${binary}" ]; then
+  die "binary ${binary} not found or not executable (build it, or drop --no-build)"
+fi
 
 # ---- assemble dist/functionapp ------------------------------------------------
 rm -rf "${app_dir}" "${zip_path}"
@@ -94,7 +120,7 @@ for dir in function_app/*/; do
 done
 [ "${functions}" -gt 0 ] || die "no function_app/<name>/function.json found"
 
-install -m 0755 "${binary}" "${app_dir}/runner-dispatch"
+install -m 0755 "${binary}" "${app_dir}/${exe}"
 
 pools_file="${POOLS_FILE:-runners.toml}"
 if [ -f "${pools_file}" ]; then
@@ -110,34 +136,41 @@ fi
 
 # ---- zip (Unix modes kept) ----------------------------------------------------
 # Entries are relative to the app root: host.json must sit at the top of the zip.
-abs_zip="${root}/${zip_path}"
-if command -v zip >/dev/null 2>&1; then
+abs_zip="${zip_path}"
+zipper="${ZIPPER:-}"
+if [ -z "${zipper}" ]; then
+  zipper=python
+  command -v zip >/dev/null 2>&1 && zipper=zip
+fi
+if [ "${zipper}" = zip ]; then
   (cd "${app_dir}" && zip -q -r -X "${abs_zip}" .)
-else
+elif [ "${zipper}" = python ]; then
   # zipfile's CLI records each file's st_mode in the entry's external attributes.
   (cd "${app_dir}" && python3 -m zipfile -c "${abs_zip}" ./*)
+else
+  die "ZIPPER=${zipper}: use zip or python"
 fi
 
 # ---- check what we built --------------------------------------------------------
-python3 - "${abs_zip}" <<'PY'
+python3 - "${abs_zip}" "${exe}" <<'PY'
 import stat
 import sys
 import zipfile
 
-path = sys.argv[1]
+path, exe = sys.argv[1], sys.argv[2]
 with zipfile.ZipFile(path) as zf:
     names = {i.filename.lstrip("./"): i for i in zf.infolist()}
     problems = []
     if "host.json" not in names:
         problems.append("host.json is not at the root of the zip")
-    binary = names.get("runner-dispatch")
+    binary = names.get(exe)
     if binary is None:
-        problems.append("runner-dispatch is not at the root of the zip")
+        problems.append(f"{exe} (host.json's defaultExecutablePath) is not at the root of the zip")
     else:
         mode = (binary.external_attr >> 16) & 0o7777
         if binary.create_system != 3 or not mode & stat.S_IXUSR:
             problems.append(
-                f"runner-dispatch has no Unix executable bit in the zip (mode {oct(mode)}, "
+                f"{exe} has no Unix executable bit in the zip (mode {oct(mode)}, "
                 f"create_system {binary.create_system})"
             )
     functions = sorted(n.split("/")[0] for n in names if n.endswith("/function.json"))
@@ -149,4 +182,4 @@ with zipfile.ZipFile(path) as zf:
 PY
 
 size="$(du -h "${zip_path}" | cut -f1)"
-echo "package.sh: wrote ${zip_path} (${size}) from ${app_dir}/"
+echo "package.sh: wrote ${zip_path#"${root}/"} (${size}) from ${app_dir#"${root}/"}/"

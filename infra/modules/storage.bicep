@@ -31,6 +31,10 @@ param queueNames array = [
 param skuName string = 'Standard_LRS'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration reaches its host storage over the public endpoint; shared keys are off, so only Entra ID identities with a role get in
+  // checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35 (anonymous blob access itself is off: allowBlobPublicAccess false)
+  // checkov:skip=CKV_AZURE_206: the account holds leases, queue messages and the deployment package, all recreated or redelivered; skuName selects ZRS/GRS where wanted
+  // checkov:skip=CKV_AZURE_43: the name is a parameter that main.bicep builds from lower-case letters and digits (toLower, take 24); checkov cannot evaluate it
   name: storageAccountName
   location: location
   tags: tags

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment files (infra/, scripts/, runner-image/):
 #   bash -n and shellcheck (when installed) on every shell script,
-#   check_bicep.py (when pycep-parser is installed), YAML syntax of the example workflow.
+#   check_bicep.py (when pycep-parser is installed), checkov's Bicep checks (when checkov
+#   is installed; every skip must carry a reason), YAML syntax of the example workflow.
 # Usage: infra/scripts/lint.sh        (exit 1 on any finding)
+#   REQUIRE_CHECKOV=1   a missing checkov is a failure instead of a skip (.ci/run sets it)
+#   CHECKOV=path        the checkov to run (default: checkov on PATH)
+# checkov 3.3.30 pins pycep-parser 0.5.1, which cannot parse Bicep's import/func syntax;
+# .ci/run installs pycep-parser 0.7.1 over it. A parsing error fails this script, so a
+# file checkov could not read is never counted as passing.
 set -Eeuo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,6 +28,51 @@ if python3 -c 'import pycep' 2>/dev/null; then
   python3 infra/scripts/check_bicep.py || status=1
 else
   echo "lint.sh: pycep-parser not installed (pip install pycep-parser): Bicep check skipped"
+fi
+
+checkov="${CHECKOV:-checkov}"
+if command -v "$checkov" >/dev/null 2>&1; then
+  report="$(mktemp)"
+  # Exit status 1 means failed checks; the report below says which, so it is not fatal here.
+  "$checkov" --directory infra --framework bicep --skip-download --compact --output json >"$report" 2>/dev/null || true
+  python3 - "$report" <<'PY' || status=1
+import json, sys
+
+try:
+    data = json.load(open(sys.argv[1]))
+except ValueError:
+    sys.exit("lint.sh: checkov produced no JSON report (run it by hand: checkov -d infra --framework bicep)")
+# One framework gives one report object; an empty scan gives a summary without results.
+report = data[0] if isinstance(data, list) else data
+summary = report.get("summary", {})
+results = report.get("results", {})
+problems = 0
+for check in results.get("failed_checks", []):
+    problems += 1
+    print(f"checkov: FAILED {check['check_id']} {check['check_name']}: "
+          f"{check['resource']} ({check['file_path']}:{check['file_line_range'][0]})")
+for check in results.get("skipped_checks", []):
+    reason = (check.get("check_result", {}).get("suppress_comment") or "").strip()
+    if not reason or reason == "No comment provided":
+        problems += 1
+        print(f"checkov: skip of {check['check_id']} on {check['resource']} ({check['file_path']}) has no reason")
+for path in results.get("parsing_errors", []):
+    problems += 1
+    print(f"checkov: could not parse {path} (is pycep-parser 0.7.1 or later installed with checkov?)")
+if summary.get("resource_count", 0) == 0:
+    problems += 1
+    print("checkov: no Bicep resources scanned")
+print(f"checkov {summary.get('checkov_version', '?')}: passed {summary.get('passed', 0)}, "
+      f"failed {summary.get('failed', 0)}, skipped {summary.get('skipped', 0)}, "
+      f"parsing errors {summary.get('parsing_errors', 0)}")
+sys.exit(1 if problems else 0)
+PY
+  rm -f "$report"
+elif [ "${REQUIRE_CHECKOV:-0}" = 1 ]; then
+  echo "lint.sh: checkov not installed (see .ci/run) and REQUIRE_CHECKOV=1"
+  status=1
+else
+  echo "lint.sh: checkov not installed (pip install checkov; see .ci/run): Bicep checks skipped"
 fi
 
 if python3 -c 'import yaml' 2>/dev/null; then

@@ -1,0 +1,282 @@
+//! `runner-dispatch doctor`, the real binary, against one local fake that plays GitHub
+//! (PAT auth), the managed identity endpoint (App Service protocol), ARM and the Batch
+//! data plane. Each test scripts the fake's answers and reads doctor's verdict.
+//!
+//! Bodies follow GitHub's OpenAPI examples (`tests/fixtures/github-openapi`); the runner
+//! group body is not in that subset and follows the documented `runner-groups-org` fields.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+const PAT: &str = "ghp_DOCTORTESTPATSECRET0123456789";
+const MI_TOKEN: &str = "mi-token-DOCTOR-SECRET-for-arm-and-batch";
+const IDENTITY_HEADER: &str = "fake-identity-header";
+const SUBSCRIPTION: &str = "00000000-0000-0000-0000-000000000000";
+const OPENAPI: &str = include_str!("fixtures/github-openapi/api.github.com.runners-subset.json");
+
+/// One protected ACI pool (repositories + its own runner group 7) and one Batch pool.
+const POOLS: &str = r#"
+[github]
+allowed_owners = ["octo-org"]
+
+[[pools]]
+name = "secure"
+backend = "aci"
+labels = ["self-hosted", "linux", "secure"]
+image = "example.azurecr.io/runner:1"
+repositories = ["octo-org/api"]
+runner_group_id = 7
+resource_group = "rg-runners"
+location = "westeurope"
+
+[[pools]]
+name = "batch"
+backend = "batch"
+labels = ["self-hosted", "linux", "batch"]
+image = "example.azurecr.io/runner:1"
+batch_pool_id = "linux-pool"
+"#;
+
+fn example(name: &str) -> Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    let doc = DOC.get_or_init(|| serde_json::from_str(OPENAPI).expect("openapi subset"));
+    let value = doc["components"]["examples"][name]["value"].clone();
+    assert!(!value.is_null(), "no example {name}");
+    value
+}
+
+/// What the fake answers differently from a healthy deployment.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    /// Runner group 7 admits every repository of the organisation.
+    GroupVisibleToAll,
+    /// GitHub refuses the credentials when listing runners.
+    RunnersUnauthorized,
+    /// ARM refuses to list the container groups.
+    ArmForbidden,
+}
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+}
+
+#[derive(Clone)]
+struct Fake {
+    fault: Fault,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+fn github_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({"message": message, "documentation_url": "https://docs.github.com/rest"})))
+        .into_response()
+}
+
+async fn answer(State(fake): State<Fake>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let header = |k: &str| req.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let authorization = header("authorization");
+    fake.seen.lock().unwrap().push(Seen { method: req.method().to_string(), path: path.clone(), authorization });
+    let github_auth_ok = header("authorization").as_deref() == Some(&format!("Bearer {PAT}"));
+    let azure_auth_ok = header("authorization").as_deref() == Some(&format!("Bearer {MI_TOKEN}"));
+    let rg_groups = format!(
+        "/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-runners/providers/Microsoft.ContainerInstance/containerGroups"
+    );
+    match path.as_str() {
+        // Managed identity endpoint (App Service protocol, api-version 2019-08-01).
+        "/msi/token" => {
+            let api_version = query.get("api-version").map(String::as_str);
+            if header("x-identity-header").as_deref() != Some(IDENTITY_HEADER) || api_version != Some("2019-08-01") {
+                return (StatusCode::BAD_REQUEST, "bad identity request").into_response();
+            }
+            let expires_on = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+            axum::Json(json!({
+                "access_token": MI_TOKEN,
+                "expires_on": expires_on.to_string(),
+                "resource": query.get("resource").cloned().unwrap_or_default().replace("%3A", ":").replace("%2F", "/"),
+                "token_type": "Bearer",
+            }))
+            .into_response()
+        }
+        "/orgs/octo-org/actions/runners" if fake.fault == Fault::RunnersUnauthorized => {
+            github_error(StatusCode::UNAUTHORIZED, "Bad credentials")
+        }
+        _ if path.starts_with("/orgs/") && !github_auth_ok => github_error(StatusCode::UNAUTHORIZED, "Bad credentials"),
+        "/orgs/octo-org/actions/runners" => axum::Json(example("runner-paginated")).into_response(),
+        "/orgs/octo-org/hooks/7/deliveries" => axum::Json(example("hook-delivery-items")).into_response(),
+        "/orgs/octo-org/actions/runner-groups/7" => {
+            let visibility = if fake.fault == Fault::GroupVisibleToAll { "all" } else { "selected" };
+            axum::Json(json!({
+                "id": 7,
+                "name": "api-runners",
+                "visibility": visibility,
+                "default": false,
+                "runners_url": "https://api.github.com/orgs/octo-org/actions/runner-groups/7/runners",
+                "selected_repositories_url": "https://api.github.com/orgs/octo-org/actions/runner-groups/7/repositories",
+                "inherited": false,
+                "allows_public_repositories": false,
+                "restricted_to_workflows": false,
+                "selected_workflows": [],
+                "workflow_restrictions_read_only": false
+            }))
+            .into_response()
+        }
+        _ if path == rg_groups => {
+            if !azure_auth_ok {
+                return (StatusCode::UNAUTHORIZED, "no token").into_response();
+            }
+            if fake.fault == Fault::ArmForbidden {
+                let error = json!({"error": {"code": "AuthorizationFailed", "message": "The client does not have authorization to perform action 'Microsoft.ContainerInstance/containerGroups/read'."}});
+                return (StatusCode::FORBIDDEN, axum::Json(error)).into_response();
+            }
+            axum::Json(json!({"value": []})).into_response()
+        }
+        _ if path.starts_with("/jobs/") && path.ends_with("/tasks") && azure_auth_ok => {
+            axum::Json(json!({"value": []})).into_response()
+        }
+        _ => (StatusCode::IM_A_TEAPOT, format!("the fake does not know {path}")).into_response(),
+    }
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    seen: Vec<Seen>,
+}
+
+/// Runs `runner-dispatch doctor` with only the settings given here.
+async fn doctor(fault: Fault) -> Run {
+    let fake = Fake { fault, seen: Arc::default() };
+    let app = Router::new().fallback(answer).with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-dispatch"))
+        .arg("doctor")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .env("GITHUB_WEBHOOK_SECRET", "doctor-webhook-secret")
+        .env("GITHUB_TOKEN", PAT)
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_HOOK_SCOPE", "org")
+        .env("GITHUB_HOOK_ID", "7")
+        .env("GITHUB_HOOK_OWNER", "octo-org")
+        .env("RUNNER_DISPATCH_CONFIG_TOML", POOLS)
+        .env("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION)
+        .env("AZURE_RESOURCE_MANAGER_URL", &url)
+        .env("AZURE_BATCH_ACCOUNT_URL", &url)
+        .env("IDENTITY_ENDPOINT", format!("{url}/msi/token"))
+        .env("IDENTITY_HEADER", IDENTITY_HEADER)
+        .output()
+        .await
+        .expect("run runner-dispatch doctor");
+    server.abort();
+    let seen = fake.seen.lock().unwrap().clone();
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        seen,
+    }
+}
+
+impl Run {
+    fn all(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout, self.stderr)
+    }
+
+    /// The one stdout line that starts with `prefix` and contains every part.
+    fn line(&self, prefix: &str, parts: &[&str]) -> &str {
+        self.stdout
+            .lines()
+            .find(|l| l.starts_with(prefix) && parts.iter().all(|p| l.contains(p)))
+            .unwrap_or_else(|| panic!("no line {prefix:?} with {parts:?} in:\n{}", self.all()))
+    }
+
+    fn no_secrets(&self) {
+        for secret in [PAT, MI_TOKEN, "doctor-webhook-secret"] {
+            assert!(!self.all().contains(secret), "{secret} printed:\n{}", self.all());
+        }
+    }
+
+    /// Exit 1 with exactly one failure, the line `prefix` with every part, and no secret.
+    fn fails_once(&self, prefix: &str, parts: &[&str]) {
+        assert_eq!(self.code, Some(1), "{}", self.all());
+        self.line(prefix, parts);
+        assert_eq!(self.stdout.matches("FAIL").count(), 1, "one failure expected:\n{}", self.all());
+        assert_eq!(self.stdout.lines().last(), Some("1 problem(s)"), "{}", self.all());
+        self.no_secrets();
+    }
+
+    fn saw(&self, method: &str, path: &str) -> bool {
+        self.seen.iter().any(|s| s.method == method && s.path == path)
+    }
+}
+
+#[tokio::test]
+async fn doctor_passes_a_healthy_deployment_and_says_what_it_checked() {
+    let run = doctor(Fault::None).await;
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(run.stdout.lines().last(), Some("all checks passed"), "{}", run.all());
+    assert!(!run.stdout.contains("FAIL"), "{}", run.all());
+    run.line("ok    GitHub: /orgs/octo-org lists 2 runner(s), 0 of them ours", &[]);
+    run.line("ok    GitHub: hook deliveries readable", &[]);
+    run.line("ok    pool secure: runner group 7 (api-runners) in octo-org is restricted", &["selected"]);
+    run.line("ok    Azure: pool secure (aci) reachable", &[]);
+    run.line("ok    Azure: pool batch (batch) reachable", &[]);
+    // Each check really asked: GitHub with the PAT, ARM and Batch with the identity's token.
+    for path in ["/orgs/octo-org/actions/runners", "/orgs/octo-org/hooks/7/deliveries"] {
+        assert!(run.saw("GET", path), "doctor never asked {path}: {:?}", run.seen);
+    }
+    assert!(run.saw("GET", "/orgs/octo-org/actions/runner-groups/7"), "{:?}", run.seen);
+    assert!(run.seen.iter().any(|s| s.path.ends_with("/containerGroups")), "{:?}", run.seen);
+    assert!(run.seen.iter().any(|s| s.path.ends_with("/tasks")), "{:?}", run.seen);
+    for s in run.seen.iter().filter(|s| s.path.starts_with("/orgs/")) {
+        assert_eq!(s.authorization.as_deref(), Some(format!("Bearer {PAT}").as_str()), "{s:?}");
+    }
+    run.no_secrets();
+}
+
+#[tokio::test]
+async fn doctor_fails_a_protected_pool_whose_runner_group_admits_all_repositories() {
+    let run = doctor(Fault::GroupVisibleToAll).await;
+    run.fails_once(
+        "FAIL  pool secure: runner group 7 (api-runners) in octo-org",
+        &["visibility \"all\"", "restrict it"],
+    );
+}
+
+#[tokio::test]
+async fn doctor_names_the_github_call_that_was_refused_and_never_prints_the_token() {
+    let run = doctor(Fault::RunnersUnauthorized).await;
+    run.fails_once(
+        "FAIL  GitHub: cannot list runners of /orgs/octo-org",
+        &["GET /orgs/octo-org/actions/runners", "401"],
+    );
+}
+
+#[tokio::test]
+async fn doctor_fails_a_pool_whose_compute_the_identity_cannot_list() {
+    let run = doctor(Fault::ArmForbidden).await;
+    run.fails_once("FAIL  Azure: pool secure (aci)", &["AuthorizationFailed", "403", "rg-runners"]);
+    run.line("ok    Azure: pool batch (batch) reachable", &[]);
+}
