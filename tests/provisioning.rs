@@ -248,7 +248,11 @@ async fn a_throttled_create_keeps_its_registration_and_the_retry_spends_no_githu
         reason: "ContainerGroupQuotaReached".into(),
         retry_after: Some(std::time::Duration::from_secs(30)),
     }));
-    assert!(p.provision(&message(70, 0), 1).await.expect_err("throttled").is_retryable());
+    let err = p.provision(&message(70, 0), 1).await.expect_err("throttled");
+    assert!(
+        matches!(&err, ProvisionError::Deferred { retry_after, .. } if *retry_after == std::time::Duration::from_secs(30)),
+        "a throttled create waits as a deferral, not a failed attempt: {err:?}"
+    );
     assert_eq!(gh.calls(), vec!["jit ghr-70 self-hosted,linux,x64,ubuntu-latest 1"], "kept, not deleted");
     assert_eq!(p.held_registrations(), 1);
     tokio::time::advance(std::time::Duration::from_secs(30)).await;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use common::*;
 use runner_dispatch::provision::ProvisionError;
 use runner_dispatch::provision::dry_run::DryRunBackend;
+use runner_dispatch::spool::QueueOptions;
 
 async fn post_raw(
     app: &TestApp,
@@ -114,11 +115,10 @@ async fn spooled_requests_survive_a_restart_and_are_replayed() {
     let dir = tempfile::tempdir().expect("tmp");
     {
         // First process: every attempt fails retryably with a long backoff, then it "dies".
-        let stuck = ScriptedBackend::with(vec![Err(ProvisionError::Retryable {
-            reason: "down".into(),
-            retry_after: Some(std::time::Duration::from_secs(3600)),
-        })]);
-        let app = spawn_app(stuck.clone(), Some(dir.path()), fast_queue()).await;
+        let stuck = ScriptedBackend::with(vec![Err(ProvisionError::retryable("down"))]);
+        let hour = std::time::Duration::from_secs(3600);
+        let options = QueueOptions { backoff_base: hour, backoff_max: hour, ..fast_queue() };
+        let app = spawn_app(stuck.clone(), Some(dir.path()), options).await;
         let body = fresh_queued(701);
         assert_eq!(post_raw(&app, &body, "workflow_job", Some(sign(&body)), "z").await.0, 202);
         assert!(eventually(|| stuck.create_count() == 1).await);

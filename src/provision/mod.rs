@@ -306,7 +306,15 @@ impl Provisioner {
                         self.delete_registration(&job, msg.job_id, &name, id).await;
                     }
                 }
-                Err(e)
+                // A create refused with a Retry-After is a quota or throttle, not a fault of
+                // this request: it waits as a deferral (not an attempt, so the retry is not
+                // "stale" by itself; the job's age still triggers the check).
+                Err(match e {
+                    ProvisionError::Retryable { reason, retry_after: Some(after) } => {
+                        ProvisionError::Deferred { reason, retry_after: after }
+                    }
+                    other => other,
+                })
             }
         }
     }
