@@ -208,7 +208,9 @@ impl Reconciler {
             }
         }
         // Registrations of ours whose compute is gone: offline ones are removed once seen
-        // orphaned in two passes (a fresh JIT registration may be seconds from its compute).
+        // orphaned in two passes (a fresh JIT registration may be seconds from its compute),
+        // unless this instance holds it for a retry (HELD_REGISTRATION_TTL is shorter than
+        // two passes, so another instance's reconcile cannot remove it under the hold either).
         if listed_everything {
             let mut seen_now = HashSet::new();
             let previous = self.orphans_seen.lock().map(|s| s.clone()).unwrap_or_default();
@@ -218,6 +220,7 @@ impl Reconciler {
                         || compute_names.contains(&r.name)
                         || r.online
                         || r.busy
+                        || p.holds_registration(&r.name)
                     {
                         continue;
                     }

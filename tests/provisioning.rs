@@ -300,3 +300,46 @@ async fn a_held_registration_expires_and_the_retry_replaces_it_through_the_409_p
     assert!(calls.iter().any(|c| c.starts_with("delete-runner")), "{calls:?}");
     assert_eq!(gh.runners.lock().expect("lock").len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_create_throttled_for_longer_than_the_hold_deletes_its_registration_at_once() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    let hour = std::time::Duration::from_secs(3600);
+    backend
+        .script
+        .lock()
+        .expect("lock")
+        .push_back(Err(ProvisionError::Retryable { reason: "hourly quota".into(), retry_after: Some(hour) }));
+    assert!(p.provision(&message(73, 0), 1).await.expect_err("throttled").is_retryable());
+    assert_eq!(p.held_registrations(), 0, "an hour is longer than a hold may last");
+    assert!(gh.runners.lock().expect("lock").is_empty(), "deleted, so the retry starts clean");
+    tokio::time::advance(hour).await;
+    assert_eq!(
+        p.provision(&message(73, 0), 1).await.expect("retry"),
+        ProvisionOutcome::Created { backend: "scripted" }
+    );
+    let calls = gh.calls();
+    assert_eq!(calls.iter().filter(|c| c.starts_with("jit")).count(), 2, "no 409 to resolve: {calls:?}");
+    assert!(!calls.iter().any(|c| c.starts_with("find")), "{calls:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconcile_leaves_a_held_registration_alone() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    // An existing runner so reconcile lists the org's registrations.
+    p.provision(&message(74, 0), 1).await.expect("created");
+    backend.script.lock().expect("lock").push_back(Err(ProvisionError::retryable("InternalServerError")));
+    assert!(p.provision(&message(75, 0), 1).await.expect_err("transient").is_retryable());
+    assert_eq!(p.held_registrations(), 1);
+    let p = Arc::new(p);
+    let r = runner_dispatch::reconcile::Reconciler::new(p.clone(), false);
+    for _ in 0..2 {
+        assert_eq!(r.run().await.orphan_registrations, 0);
+    }
+    assert!(gh.runners.lock().expect("lock").iter().any(|x| x.name == "ghr-75"), "held, so not an orphan");
+    // Once the hold has lapsed it is an orphan like any other (seen in two passes).
+    tokio::time::advance(runner_dispatch::provision::HELD_REGISTRATION_TTL).await;
+    r.run().await;
+    assert_eq!(r.run().await.orphan_registrations, 1);
+    assert!(!gh.runners.lock().expect("lock").iter().any(|x| x.name == "ghr-75"));
+}

@@ -32,12 +32,22 @@ pub const STALE_AFTER: Duration = Duration::from_secs(120);
 pub const MAX_JIT_WAIT: Duration = Duration::from_secs(20);
 
 /// A JIT registration whose create failed retryably is kept (in memory, with its config)
-/// this long for the next attempt, instead of being deleted and generated again.
-pub const HELD_REGISTRATION_TTL: Duration = Duration::from_secs(3600);
+/// this long for the next attempt, instead of being deleted and generated again. Shorter
+/// than one reconcile period: reconcile (on any instance) removes an offline registration
+/// without compute only when it saw it in two passes, so a registration younger than this
+/// is never removed under a held config.
+pub const HELD_REGISTRATION_TTL: Duration = Duration::from_secs(240);
 
 /// At most this many registrations are held; beyond, a failed create deletes its
 /// registration as before.
 pub const MAX_HELD_REGISTRATIONS: usize = 10_000;
+
+/// A JIT registration made for this attempt's runner, and when.
+#[derive(Debug, Clone, Copy)]
+struct Registration {
+    id: u64,
+    made_at: tokio::time::Instant,
+}
 
 /// A JIT registration made for a runner whose compute could not be created yet.
 struct HeldRegistration {
@@ -111,14 +121,18 @@ impl Provisioner {
     }
 
     /// Keeps a registration for the next attempt. `false`: not kept (too many held).
-    fn hold(&self, name: &str, runner_id: u64, config: crate::secret::Secret) -> bool {
+    fn hold(&self, name: &str, registration: Registration, config: crate::secret::Secret) -> bool {
         let now = tokio::time::Instant::now();
         let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         held.retain(|_, h| h.until > now);
         if held.len() >= MAX_HELD_REGISTRATIONS && !held.contains_key(name) {
             return false;
         }
-        held.insert(name.to_owned(), HeldRegistration { runner_id, config, until: now + HELD_REGISTRATION_TTL });
+        let until = registration.made_at + HELD_REGISTRATION_TTL;
+        if until <= now {
+            return false;
+        }
+        held.insert(name.to_owned(), HeldRegistration { runner_id: registration.id, config, until });
         true
     }
 
@@ -132,6 +146,14 @@ impl Provisioner {
     #[must_use]
     pub fn held_registrations(&self) -> usize {
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Whether a fresh registration of this name is held for a later attempt (reconcile
+    /// leaves it alone).
+    #[must_use]
+    pub fn holds_registration(&self, name: &str) -> bool {
+        let held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.get(name).is_some_and(|h| h.until > tokio::time::Instant::now())
     }
 
     /// The create gate of the pool's backend and location (quotas are per region or account).
@@ -289,11 +311,21 @@ impl Provisioner {
                 if let ProvisionError::Retryable { retry_after: Some(after), .. } = &e {
                     admission.throttled(*after);
                 }
-                if let Some(id) = runner_id {
+                if let Some(registration) = runner_id {
+                    let id = registration.id;
                     // 5. A permanent failure deletes the registration. A retryable one
                     // keeps it, with its config, for the next attempt: no second JIT call,
                     // no 409 to resolve. (Not held: deleted, and the next attempt starts over.)
-                    let held = e.is_retryable()
+                    // Held only when the retry is due within the hold; a longer wait
+                    // (an hourly quota) deletes it now, so that retry starts clean.
+                    let retry_soon = match &e {
+                        ProvisionError::Retryable { retry_after, .. } => {
+                            retry_after.is_none_or(|after| after < HELD_REGISTRATION_TTL)
+                        }
+                        ProvisionError::Deferred { retry_after, .. } => *retry_after < HELD_REGISTRATION_TTL,
+                        ProvisionError::Permanent { .. } => false,
+                    };
+                    let held = retry_soon
                         && request
                             .env
                             .iter()
@@ -301,7 +333,7 @@ impl Provisioner {
                                 EnvValue::Secret(s) if *k == pool.env_names.jitconfig => Some(s.clone()),
                                 _ => None,
                             })
-                            .is_some_and(|config| self.hold(&name, id, config));
+                            .is_some_and(|config| self.hold(&name, registration, config));
                     if !held {
                         self.delete_registration(&job, msg.job_id, &name, id).await;
                     }
@@ -358,7 +390,7 @@ impl Provisioner {
         job: &JobContext,
         name: &str,
         attempt: u32,
-    ) -> Result<(Option<Vec<(String, EnvValue)>>, Option<u64>), ProvisionError> {
+    ) -> Result<(Option<Vec<(String, EnvValue)>>, Option<Registration>), ProvisionError> {
         let n = &pool.env_names;
         let mut env = Vec::new();
         let mut runner_id = None;
@@ -366,7 +398,9 @@ impl Provisioner {
             TokenMode::Jit => {
                 let group = pool.runner_group_id.unwrap_or(1);
                 let held = self.take_held(name);
-                // The registration an earlier attempt made and could not use yet, or a new one.
+                // The registration an earlier attempt made and could not use yet (it keeps its
+                // age: a hold never outlives HELD_REGISTRATION_TTL from the JIT call), or a new one.
+                let made_at = held.as_ref().map_or_else(tokio::time::Instant::now, |h| h.until - HELD_REGISTRATION_TTL);
                 let jit = match held {
                     Some(h) => crate::github::JitConfig { runner_id: h.runner_id, encoded_jit_config: h.config },
                     None => match self.generate_jit(job, name, &pool.labels, group).await? {
@@ -393,7 +427,7 @@ impl Provisioner {
                         Err(e) => return Err(e.into()),
                     },
                 };
-                runner_id = Some(jit.runner_id);
+                runner_id = Some(Registration { id: jit.runner_id, made_at });
                 env.push((n.jitconfig.clone(), EnvValue::Secret(jit.encoded_jit_config)));
             }
             TokenMode::Registration => {
