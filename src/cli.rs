@@ -324,7 +324,13 @@ pub fn assemble_state(
     backends: Backends,
     queue: Option<(Spool, QueueOptions)>,
 ) -> Arc<AppState> {
-    let provisioner = Arc::new(Provisioner::new(pools.clone(), github, backends));
+    let mut provisioner = Provisioner::new(pools.clone(), github, backends);
+    if queue.is_some() {
+        // Standalone: this process's reconcile is the only one, and it leaves held
+        // registrations alone, so a throttled create may keep its registration longer.
+        provisioner = provisioner.with_registration_hold(crate::provision::STANDALONE_HELD_REGISTRATION_TTL);
+    }
+    let provisioner = Arc::new(provisioner);
     let reconciler = Arc::new(Reconciler::new(provisioner.clone(), settings.hook_scope.is_some()));
     let max_attempts = std::env::var("RUNNER_DISPATCH_MAX_ATTEMPTS")
         .ok()

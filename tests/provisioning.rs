@@ -343,3 +343,23 @@ async fn reconcile_leaves_a_held_registration_alone() {
     assert_eq!(r.run().await.orphan_registrations, 1);
     assert!(!gh.runners.lock().expect("lock").iter().any(|x| x.name == "ghr-75"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn standalone_holds_a_registration_through_an_hourly_quota() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    let p = p.with_registration_hold(runner_dispatch::provision::STANDALONE_HELD_REGISTRATION_TTL);
+    let hour = std::time::Duration::from_secs(3600);
+    backend
+        .script
+        .lock()
+        .expect("lock")
+        .push_back(Err(ProvisionError::Retryable { reason: "hourly quota".into(), retry_after: Some(hour) }));
+    assert!(p.provision(&message(76, 0), 1).await.expect_err("throttled").is_retryable());
+    assert_eq!(p.held_registrations(), 1, "within the standalone hold");
+    tokio::time::advance(hour).await;
+    assert_eq!(
+        p.provision(&message(76, 0), 1).await.expect("retry"),
+        ProvisionOutcome::Created { backend: "scripted" }
+    );
+    assert_eq!(gh.calls(), vec!["jit ghr-76 self-hosted,linux,x64,ubuntu-latest 1"], "one GitHub call in all");
+}

@@ -38,6 +38,11 @@ pub const MAX_JIT_WAIT: Duration = Duration::from_secs(20);
 /// is never removed under a held config.
 pub const HELD_REGISTRATION_TTL: Duration = Duration::from_secs(240);
 
+/// The hold in standalone mode, where the only reconcile is this process's own (which
+/// leaves held registrations alone): long enough to wait out ACI's hourly create quota.
+/// GitHub removes an ephemeral registration that never connected after a day.
+pub const STANDALONE_HELD_REGISTRATION_TTL: Duration = Duration::from_secs(2 * 3600);
+
 /// At most this many registrations are held; beyond, a failed create deletes its
 /// registration as before.
 pub const MAX_HELD_REGISTRATIONS: usize = 10_000;
@@ -53,7 +58,7 @@ struct Registration {
 struct HeldRegistration {
     runner_id: u64,
     config: crate::secret::Secret,
-    until: tokio::time::Instant,
+    made_at: tokio::time::Instant,
 }
 
 /// How a request ended.
@@ -103,6 +108,8 @@ pub struct Provisioner {
     /// By runner name: JIT registrations kept for the next attempt after a retryable
     /// create failure, so a throttled create costs no further GitHub call.
     held: Mutex<BTreeMap<String, HeldRegistration>>,
+    /// How long from its JIT call a registration may be held.
+    hold_ttl: Duration,
 }
 
 impl Provisioner {
@@ -117,29 +124,41 @@ impl Provisioner {
             jit_pacer,
             create_gates: Mutex::new(BTreeMap::new()),
             held: Mutex::new(BTreeMap::new()),
+            hold_ttl: HELD_REGISTRATION_TTL,
         }
+    }
+
+    /// Holds registrations this long from their JIT call instead of
+    /// [`HELD_REGISTRATION_TTL`]: only where no other instance's reconcile runs (standalone).
+    #[must_use]
+    pub fn with_registration_hold(mut self, ttl: Duration) -> Self {
+        self.hold_ttl = ttl;
+        self
     }
 
     /// Keeps a registration for the next attempt. `false`: not kept (too many held).
     fn hold(&self, name: &str, registration: Registration, config: crate::secret::Secret) -> bool {
         let now = tokio::time::Instant::now();
         let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        held.retain(|_, h| h.until > now);
+        let ttl = self.hold_ttl;
+        held.retain(|_, h| h.made_at + ttl > now);
         if held.len() >= MAX_HELD_REGISTRATIONS && !held.contains_key(name) {
             return false;
         }
-        let until = registration.made_at + HELD_REGISTRATION_TTL;
-        if until <= now {
+        if registration.made_at + ttl <= now {
             return false;
         }
-        held.insert(name.to_owned(), HeldRegistration { runner_id: registration.id, config, until });
+        held.insert(
+            name.to_owned(),
+            HeldRegistration { runner_id: registration.id, config, made_at: registration.made_at },
+        );
         true
     }
 
     /// Takes the registration held for `name`, if it is still fresh.
     fn take_held(&self, name: &str) -> Option<HeldRegistration> {
         let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        held.remove(name).filter(|h| h.until > tokio::time::Instant::now())
+        held.remove(name).filter(|h| h.made_at + self.hold_ttl > tokio::time::Instant::now())
     }
 
     /// How many registrations are held for a later attempt (for tests and metrics).
@@ -153,7 +172,7 @@ impl Provisioner {
     #[must_use]
     pub fn holds_registration(&self, name: &str) -> bool {
         let held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        held.get(name).is_some_and(|h| h.until > tokio::time::Instant::now())
+        held.get(name).is_some_and(|h| h.made_at + self.hold_ttl > tokio::time::Instant::now())
     }
 
     /// The create gate of the pool's backend and location (quotas are per region or account).
@@ -318,13 +337,14 @@ impl Provisioner {
                     // no 409 to resolve. (Not held: deleted, and the next attempt starts over.)
                     // Held only when the retry is due within the hold; a longer wait
                     // (an hourly quota) deletes it now, so that retry starts clean.
-                    let retry_soon = match &e {
-                        ProvisionError::Retryable { retry_after, .. } => {
-                            retry_after.is_none_or(|after| after < HELD_REGISTRATION_TTL)
-                        }
-                        ProvisionError::Deferred { retry_after, .. } => *retry_after < HELD_REGISTRATION_TTL,
-                        ProvisionError::Permanent { .. } => false,
+                    let due = match &e {
+                        ProvisionError::Retryable { retry_after, .. } => Some(retry_after.unwrap_or_default()),
+                        ProvisionError::Deferred { retry_after, .. } => Some(*retry_after),
+                        ProvisionError::Permanent { .. } => None,
                     };
+                    let retry_soon = due.is_some_and(|after| {
+                        registration.made_at + self.hold_ttl > tokio::time::Instant::now() + after
+                    });
                     let held = retry_soon
                         && request
                             .env
@@ -399,8 +419,8 @@ impl Provisioner {
                 let group = pool.runner_group_id.unwrap_or(1);
                 let held = self.take_held(name);
                 // The registration an earlier attempt made and could not use yet (it keeps its
-                // age: a hold never outlives HELD_REGISTRATION_TTL from the JIT call), or a new one.
-                let made_at = held.as_ref().map_or_else(tokio::time::Instant::now, |h| h.until - HELD_REGISTRATION_TTL);
+                // age: a hold never outlives the hold time from the JIT call), or a new one.
+                let made_at = held.as_ref().map_or_else(tokio::time::Instant::now, |h| h.made_at);
                 let jit = match held {
                     Some(h) => crate::github::JitConfig { runner_id: h.runner_id, encoded_jit_config: h.config },
                     None => match self.generate_jit(job, name, &pool.labels, group).await? {
