@@ -39,13 +39,14 @@ pub const MAX_JIT_WAIT: Duration = Duration::from_secs(20);
 pub const HELD_REGISTRATION_TTL: Duration = Duration::from_secs(240);
 
 /// The hold in standalone mode, where the only reconcile is this process's own (which
-/// leaves held registrations alone): long enough to wait out ACI's hourly create quota.
-/// GitHub removes an ephemeral registration that never connected after a day.
-pub const STANDALONE_HELD_REGISTRATION_TTL: Duration = Duration::from_secs(2 * 3600);
+/// leaves held registrations alone): long enough to wait out hours of ACI create quota,
+/// and under the day after which GitHub removes an ephemeral registration that never
+/// connected (and the job, queued that long, is cancelled anyway).
+pub const STANDALONE_HELD_REGISTRATION_TTL: Duration = Duration::from_secs(20 * 3600);
 
 /// At most this many registrations are held; beyond, a failed create deletes its
 /// registration as before.
-pub const MAX_HELD_REGISTRATIONS: usize = 10_000;
+pub const MAX_HELD_REGISTRATIONS: usize = 2_000;
 
 /// A JIT registration made for this attempt's runner, and when.
 #[derive(Debug, Clone, Copy)]
