@@ -42,6 +42,17 @@ fn setup(extra: &str) -> (Provisioner, Arc<FakeGitHub>, Arc<ScriptedBackend>) {
     (Provisioner::new(pools, gh.clone(), Backends::single(backend.clone())), gh, backend)
 }
 
+/// The backend's next create is refused as ACI refuses it over quota: retryable, with a
+/// Retry-After of `secs`. Returns that wait.
+fn throttle_next_create(backend: &ScriptedBackend, secs: u64) -> std::time::Duration {
+    let after = std::time::Duration::from_secs(secs);
+    backend.script.lock().expect("lock").push_back(Err(ProvisionError::Retryable {
+        reason: "ContainerGroupQuotaReached".into(),
+        retry_after: Some(after),
+    }));
+    after
+}
+
 #[tokio::test]
 async fn jit_mode_makes_one_call_and_passes_the_config_only_as_a_secret() {
     let (p, gh, backend) = setup("check_job_queued = \"stale\"");
@@ -186,10 +197,7 @@ async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_a_busy_own_runne
 #[tokio::test(start_paused = true)]
 async fn a_throttled_create_defers_later_jobs_before_any_github_call_then_one_probe_goes() {
     let (p, gh, backend) = setup("check_job_queued = \"never\"");
-    backend.script.lock().expect("lock").push_back(Err(ProvisionError::Retryable {
-        reason: "ContainerGroupQuotaReached".into(),
-        retry_after: Some(std::time::Duration::from_secs(30)),
-    }));
+    throttle_next_create(&backend, 30);
     let err = p.provision(&message(50, 0), 1).await.expect_err("throttled");
     assert!(err.is_retryable());
     let jit_calls = |gh: &FakeGitHub| gh.calls().iter().filter(|c| c.starts_with("jit")).count();
@@ -244,10 +252,7 @@ async fn jit_calls_are_paced_to_jit_per_minute() {
 #[tokio::test(start_paused = true)]
 async fn a_throttled_create_keeps_its_registration_and_the_retry_spends_no_github_call() {
     let (p, gh, backend) = setup("check_job_queued = \"never\"");
-    backend.script.lock().expect("lock").push_back(Err(ProvisionError::Retryable {
-        reason: "ContainerGroupQuotaReached".into(),
-        retry_after: Some(std::time::Duration::from_secs(30)),
-    }));
+    throttle_next_create(&backend, 30);
     let err = p.provision(&message(70, 0), 1).await.expect_err("throttled");
     assert!(
         matches!(&err, ProvisionError::Deferred { retry_after, .. } if *retry_after == std::time::Duration::from_secs(30)),
@@ -304,12 +309,7 @@ async fn a_held_registration_expires_and_the_retry_replaces_it_through_the_409_p
 #[tokio::test(start_paused = true)]
 async fn a_create_throttled_for_longer_than_the_hold_deletes_its_registration_at_once() {
     let (p, gh, backend) = setup("check_job_queued = \"never\"");
-    let hour = std::time::Duration::from_secs(3600);
-    backend
-        .script
-        .lock()
-        .expect("lock")
-        .push_back(Err(ProvisionError::Retryable { reason: "hourly quota".into(), retry_after: Some(hour) }));
+    let hour = throttle_next_create(&backend, 3600);
     assert!(p.provision(&message(73, 0), 1).await.expect_err("throttled").is_retryable());
     assert_eq!(p.held_registrations(), 0, "an hour is longer than a hold may last");
     assert!(gh.runners.lock().expect("lock").is_empty(), "deleted, so the retry starts clean");
@@ -348,12 +348,7 @@ async fn reconcile_leaves_a_held_registration_alone() {
 async fn standalone_holds_a_registration_through_an_hourly_quota() {
     let (p, gh, backend) = setup("check_job_queued = \"never\"");
     let p = p.with_registration_hold(runner_dispatch::provision::STANDALONE_HELD_REGISTRATION_TTL);
-    let hour = std::time::Duration::from_secs(3600);
-    backend
-        .script
-        .lock()
-        .expect("lock")
-        .push_back(Err(ProvisionError::Retryable { reason: "hourly quota".into(), retry_after: Some(hour) }));
+    let hour = throttle_next_create(&backend, 3600);
     assert!(p.provision(&message(76, 0), 1).await.expect_err("throttled").is_retryable());
     assert_eq!(p.held_registrations(), 1, "within the standalone hold");
     tokio::time::advance(hour).await;
