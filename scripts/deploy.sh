@@ -10,9 +10,9 @@
 #   APP_PRIVATE_KEY_FILE=path  -> secret github-app-private-key (the App's .pem)
 #   RUNNERS_TOML_FILE=path     -> secret runners-toml (used when the Bicep parameter
 #                                 poolsFileFromKeyVault is true)
-# The signed-in identity needs Owner (or Contributor + Role Based Access Control
-# Administrator) on the resource group(s): the Bicep creates role assignments and
-# two custom roles. To write secrets it needs Key Vault Secrets Officer on the vault
+# The signed-in identity needs Owner (or Contributor + User Access Administrator) on
+# the resource group(s): the Bicep creates role assignments and two custom role
+# definitions (Role Based Access Control Administrator cannot write definitions). To write secrets it needs Key Vault Secrets Officer on the vault
 # (pass your object id as the Bicep parameter deployerPrincipalId).
 #
 # Requires Azure CLI 2.60 or later (Bicep is installed by `az bicep install` on
