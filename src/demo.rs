@@ -168,6 +168,7 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
     );
     println!();
 
+    crate::tls::install_crypto_provider();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
     let mut rows = Vec::new();
     for (i, s) in samples().into_iter().enumerate() {

@@ -24,5 +24,6 @@ pub mod secret;
 pub mod server;
 pub mod spool;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook;
 pub mod wiring;

@@ -164,6 +164,7 @@ mod azure {
     async fn token_hits() -> Vec<TokenHit> {
         let endpoint = std::env::var("IDENTITY_ENDPOINT").expect("child env");
         let stats = endpoint.replacen("/msi/", "/stats/", 1);
+        runner_dispatch::tls::install_crypto_provider();
         reqwest::get(stats).await.expect("stats").json().await.expect("stats json")
     }
 

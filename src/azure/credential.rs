@@ -150,6 +150,8 @@ impl AzureCredential {
     /// The `azure_identity` constructor refused the settings.
     pub fn build(azure: &AzureSettings, kind: CredentialKind) -> Result<Self, CredentialError> {
         let err = |e: azure_core::Error| CredentialError::Build { kind: kind.as_str(), message: e.to_string() };
+        // azure_identity's own HTTP client is reqwest too, and needs the provider.
+        crate::tls::install_crypto_provider();
         let inner: Arc<dyn TokenCredential> = match kind {
             CredentialKind::ClientSecret => {
                 let (Some(tenant), Some(client), Some(secret)) =

@@ -29,6 +29,7 @@ pub const HTTP_DATE: &[FormatItem<'static>] =
 /// A reqwest client with timeouts, for one Azure upstream.
 #[must_use]
 pub fn http_client() -> reqwest::Client {
+    crate::tls::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)

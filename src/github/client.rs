@@ -587,6 +587,7 @@ impl GitHubClient {
 }
 
 fn build_http(policy: &RetryPolicy) -> Result<reqwest::Client, ClientSetupError> {
+    crate::tls::install_crypto_provider();
     let mut headers = HeaderMap::new();
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));

@@ -129,6 +129,7 @@ pub async fn spawn_app_with(
     tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });
+    runner_dispatch::tls::install_crypto_provider();
     TestApp { addr, state, github, client: reqwest::Client::new() }
 }
 
