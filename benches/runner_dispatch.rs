@@ -531,8 +531,7 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
     let (standalone, _) = start_and_wait(bins, Target::RunnerDispatch);
     let (hello, _) = start_and_wait(bins, Target::Hello);
     let template = payload_template();
-    runner_dispatch::tls::install_crypto_provider();
-    let client = reqwest::Client::builder()
+    let client = runner_dispatch::tls::client_builder()
         .pool_max_idle_per_host(64)
         .timeout(Duration::from_secs(10))
         .no_proxy()

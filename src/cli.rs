@@ -248,8 +248,7 @@ async fn send_webhook(file: &PathBuf, url: &str, event: &str, delivery: Option<S
     };
     let delivery = delivery.unwrap_or_else(random_delivery_id);
     let signature = crate::webhook::sign(secret.as_bytes(), &body);
-    crate::tls::install_crypto_provider();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build();
+    let client = crate::tls::client_builder().timeout(Duration::from_secs(30)).build();
     let Ok(client) = client else {
         eprintln!("error: cannot build an HTTP client");
         return ExitCode::FAILURE;

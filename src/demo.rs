@@ -168,8 +168,7 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
     );
     println!();
 
-    crate::tls::install_crypto_provider();
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let client = crate::tls::client_builder().timeout(Duration::from_secs(10)).build()?;
     let mut rows = Vec::new();
     for (i, s) in samples().into_iter().enumerate() {
         let before_created: Vec<String> = backend.created().into_iter().map(|r| r.name).collect();

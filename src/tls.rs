@@ -2,8 +2,9 @@
 //!
 //! reqwest is built with `rustls-no-provider` (and azure_core shares that reqwest), so
 //! every HTTPS client in the process takes rustls's default provider, which this module
-//! installs. Every constructor of an HTTP client in this crate calls
-//! [`install_crypto_provider`] first; it is idempotent and cheap after the first call.
+//! installs. Every HTTP client of this crate starts from [`client_builder`], which installs
+//! it first; azure_identity builds its own clients, so the credential set-up calls
+//! [`install_crypto_provider`] itself. Both are idempotent and cheap after the first call.
 
 use std::sync::Once;
 
@@ -17,6 +18,13 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// `reqwest::Client::builder()`, with the crypto provider installed: reqwest panics
+/// building a client without one.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -24,10 +32,9 @@ mod tests {
     #[test]
     fn https_clients_build_once_the_provider_is_installed() {
         install_crypto_provider();
-        install_crypto_provider();
-        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
         // reqwest panics here when no provider is installed.
-        let client = reqwest::Client::builder().https_only(true).build();
+        let client = client_builder().https_only(true).build();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
         assert!(client.is_ok(), "{client:?}");
     }
 }

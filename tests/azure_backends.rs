@@ -164,8 +164,8 @@ mod azure {
     async fn token_hits() -> Vec<TokenHit> {
         let endpoint = std::env::var("IDENTITY_ENDPOINT").expect("child env");
         let stats = endpoint.replacen("/msi/", "/stats/", 1);
-        runner_dispatch::tls::install_crypto_provider();
-        reqwest::get(stats).await.expect("stats").json().await.expect("stats json")
+        let client = runner_dispatch::tls::client_builder().build().expect("client");
+        client.get(stats).send().await.expect("stats").json().await.expect("stats json")
     }
 
     // -----------------------------------------------------------------------------------

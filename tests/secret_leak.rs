@@ -214,8 +214,7 @@ async fn spawn(
     tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });
-    runner_dispatch::tls::install_crypto_provider();
-    App { addr, state, client: reqwest::Client::new(), _dir: dir }
+    App { addr, state, client: runner_dispatch::tls::client_builder().build().expect("client"), _dir: dir }
 }
 
 fn fake_github() -> Arc<FakeGitHub> {
@@ -512,8 +511,7 @@ fn the_served_binary_logs_nothing_secret() {
     let mut child = c.spawn().expect("serve");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     let replies = rt.block_on(async {
-        runner_dispatch::tls::install_crypto_provider();
-        let client = reqwest::Client::new();
+        let client = runner_dispatch::tls::client_builder().build().expect("client");
         let url = format!("http://127.0.0.1:{port}/api/github-webhook");
         let mut replies = Vec::new();
         for _ in 0..100 {

@@ -2,7 +2,7 @@
 //! provider that `src/tls.rs` installs) completes a TLS handshake with a local server,
 //! verifies its certificate against the roots it is given, and refuses one it cannot
 //! verify. `send-webhook` is the client here; the GitHub and Azure clients are built
-//! the same way (`reqwest::Client::builder()` after `install_crypto_provider`).
+//! the same way (`runner_dispatch::tls::client_builder()`).
 //!
 //! Roots come from `SSL_CERT_FILE`, which rustls-platform-verifier honours on Linux
 //! (through rustls-native-certs), so the test CA is trusted only by the child process.

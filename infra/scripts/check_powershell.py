@@ -37,8 +37,8 @@ def problems(source: bytes):
     while stack:
         node = stack.pop()
         if node.type == "ERROR" or node.is_missing:
-            text = source[node.start_byte : node.end_byte].decode("utf-8", "replace")
-            found.append((node.start_point[0] + 1, (text or node.type).splitlines()[0][:80] if text else node.type))
+            text = source[node.start_byte : node.end_byte].decode("utf-8", "replace").strip()
+            found.append((node.start_point[0] + 1, text.splitlines()[0][:80] if text else node.type))
         stack.extend(node.children)
     return sorted(found)
 

@@ -29,8 +29,7 @@ pub const HTTP_DATE: &[FormatItem<'static>] =
 /// A reqwest client with timeouts, for one Azure upstream.
 #[must_use]
 pub fn http_client() -> reqwest::Client {
-    crate::tls::install_crypto_provider();
-    reqwest::Client::builder()
+    crate::tls::client_builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .user_agent(concat!("runner-dispatch/", env!("CARGO_PKG_VERSION")))

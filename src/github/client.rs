@@ -587,12 +587,11 @@ impl GitHubClient {
 }
 
 fn build_http(policy: &RetryPolicy) -> Result<reqwest::Client, ClientSetupError> {
-    crate::tls::install_crypto_provider();
     let mut headers = HeaderMap::new();
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
     headers.insert("x-github-api-version", HeaderValue::from_static(API_VERSION));
-    reqwest::Client::builder()
+    crate::tls::client_builder()
         .default_headers(headers)
         .connect_timeout(policy.connect_timeout)
         .timeout(policy.request_timeout)

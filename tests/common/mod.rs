@@ -129,8 +129,7 @@ pub async fn spawn_app_with(
     tokio::spawn(async move {
         axum::serve(listener, app).await.expect("serve");
     });
-    runner_dispatch::tls::install_crypto_provider();
-    TestApp { addr, state, github, client: reqwest::Client::new() }
+    TestApp { addr, state, github, client: runner_dispatch::tls::client_builder().build().expect("client") }
 }
 
 pub async fn spawn_dry_run(state_dir: Option<&Path>) -> (TestApp, Arc<DryRunBackend>) {
