@@ -1026,6 +1026,7 @@ batch_pool_id = "linux"
             azure: AzureSettings::default(),
             config_path: "runners.toml".into(),
             config_inline: None,
+            admin_token: None,
         };
         // tmpfs when there is one: fsync cost is wall time only (virtual time stands
         // still while the thread blocks), and it keeps this section short.

@@ -140,6 +140,7 @@ fn load_pools_from_env() -> Result<PoolsConfig, ConfigErrors> {
         azure: crate::config::AzureSettings::default(),
         config_path: path,
         config_inline: inline.map(crate::secret::Secret::new),
+        admin_token: None,
     };
     settings.load_pools()
 }
@@ -324,8 +325,9 @@ pub fn assemble_state(
     backends: Backends,
     queue: Option<(Spool, QueueOptions)>,
 ) -> Arc<AppState> {
+    let standalone = queue.is_some();
     let mut provisioner = Provisioner::new(pools.clone(), github, backends);
-    if queue.is_some() {
+    if standalone {
         // Standalone: this process's reconcile is the only one, and it leaves held
         // registrations alone, so a throttled create may keep its registration longer.
         provisioner = provisioner.with_registration_hold(crate::provision::STANDALONE_HELD_REGISTRATION_TTL);
@@ -351,6 +353,7 @@ pub fn assemble_state(
         reconciler,
         queue,
         max_attempts,
+        envelope_access: crate::server::EnvelopeAccess::new(!standalone, settings.admin_token.clone()),
     });
     let _ = cell.set(state.clone());
     state
@@ -409,7 +412,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown_signal()).await?;
+    crate::server::serve_connections(
+        listener,
+        router(state.clone()),
+        crate::server::HEADER_READ_TIMEOUT,
+        crate::server::MAX_CONNECTIONS,
+        shutdown_signal(),
+    )
+    .await?;
     if let Some(q) = &state.queue {
         let drained = q.drain(Duration::from_secs(20)).await;
         let pending = q.spool().pending();

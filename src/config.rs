@@ -132,6 +132,39 @@ pub struct GitHubConfig {
     pub jit_per_minute: u32,
 }
 
+impl GitHubConfig {
+    /// Whether the allowlists admit a job of `repository` (`owner/name`) owned by `owner`:
+    /// the owner and the repository globs. (Public repositories are checked where the
+    /// payload says so.)
+    ///
+    /// # Errors
+    /// Which allowlist refuses, in words.
+    pub fn admits(&self, owner: &str, repository: &str) -> Result<(), String> {
+        if !self.allowed_owners.contains(&owner.to_ascii_lowercase()) {
+            return Err(format!("owner {owner} is not in github.allowed_owners"));
+        }
+        if !self.allowed_repositories.is_empty() && !self.allowed_repositories.iter().any(|g| g.matches(repository)) {
+            return Err(format!("repository {repository} is not in github.allowed_repositories"));
+        }
+        Ok(())
+    }
+
+    /// Whether `github.allowed_installation_ids` admits a delivery through `installation_id`.
+    ///
+    /// # Errors
+    /// Which installation is refused, or that there is none while the list is set.
+    pub fn admits_installation(&self, installation_id: Option<u64>) -> Result<(), String> {
+        if !self.allowed_installation_ids.is_empty() {
+            match installation_id {
+                Some(id) if self.allowed_installation_ids.contains(&id) => {}
+                Some(id) => return Err(format!("installation {id} is not in github.allowed_installation_ids")),
+                None => return Err("delivery has no installation and github.allowed_installation_ids is set".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Names of the environment variables the runner container gets; a pool may rename
 /// them for third-party images (`[pools.env_names]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -818,7 +851,9 @@ impl Walker {
         if failed {
             return None;
         }
-        let labels_lower = labels.iter().map(|l| l.to_lowercase()).collect();
+        // GitHub compares labels ASCII-case-insensitively: `doc\u{212A}er` (a Kelvin sign) is
+        // not `docker`, though Unicode lowercases it so.
+        let labels_lower = labels.iter().map(|l| l.to_ascii_lowercase()).collect();
         Some(Pool {
             name,
             index,
@@ -970,6 +1005,9 @@ pub struct AzureSettings {
     pub client_secret: Option<Secret>,
 }
 
+/// Shortest `RUNNER_DISPATCH_ADMIN_TOKEN` accepted.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 /// Everything read from the environment (Function App settings).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -983,6 +1021,9 @@ pub struct Settings {
     pub azure: AzureSettings,
     pub config_path: String,
     pub config_inline: Option<Secret>,
+    /// `RUNNER_DISPATCH_ADMIN_TOKEN`: standalone only, the bearer token for the envelope
+    /// routes; unset, standalone does not serve them.
+    pub admin_token: Option<Secret>,
 }
 
 impl Settings {
@@ -1038,6 +1079,15 @@ impl Settings {
             (None, None, None) => GitHubAuth::None,
         };
 
+        // A guessable token would open the envelope routes (provision, cleanup, reconcile).
+        if get("RUNNER_DISPATCH_ADMIN_TOKEN").is_some_and(|t| t.len() < MIN_ADMIN_TOKEN_CHARS) {
+            err(
+                "RUNNER_DISPATCH_ADMIN_TOKEN",
+                format!(
+                    "too short: use at least {MIN_ADMIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 32`)"
+                ),
+            );
+        }
         let github_api_url = get("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
         if !github_api_url.starts_with("http://") && !github_api_url.starts_with("https://") {
             err("GITHUB_API_URL", format!("{github_api_url:?} must be an http(s) URL"));
@@ -1106,6 +1156,7 @@ impl Settings {
             azure,
             config_path: get("RUNNER_DISPATCH_CONFIG").unwrap_or_else(|| "runners.toml".into()),
             config_inline: get("RUNNER_DISPATCH_CONFIG_TOML").map(Secret::new),
+            admin_token: get("RUNNER_DISPATCH_ADMIN_TOKEN").map(Secret::new),
         })
     }
 

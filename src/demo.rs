@@ -138,6 +138,7 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
         azure: AzureSettings::default(),
         config_path: "(embedded)".into(),
         config_inline: None,
+        admin_token: None,
     };
     let pools =
         Arc::new(PoolsConfig::parse(EMBEDDED_DEMO_CONFIG).map_err(|e| anyhow::anyhow!("embedded config: {e}"))?);

@@ -6,12 +6,19 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::config::Pool;
 use crate::message::RunnerMessage;
+use crate::telemetry::loggable;
 use crate::webhook::WorkflowJobEvent;
 
 /// Parses an RFC 3339 timestamp from GitHub.
 #[must_use]
 pub fn parse_time(s: Option<&str>) -> Option<OffsetDateTime> {
     s.and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+}
+
+/// Now, as RFC 3339 (`None` only if the clock cannot be formatted).
+#[must_use]
+pub fn now_rfc3339() -> Option<String> {
+    OffsetDateTime::now_utc().format(&Rfc3339).ok()
 }
 
 /// Seconds from `from` to `to` (or now), when both are known.
@@ -32,14 +39,14 @@ fn tags_json(pool: &Pool) -> String {
 pub fn webhook_accepted(job: &WorkflowJobEvent, pool: &Pool, delivery: &str) {
     tracing::info!(
         event = "webhook_accepted",
-        action = %job.action,
+        action = %loggable(&job.action),
         delivery_id = delivery,
         job_id = job.job_id,
         run_id = job.run_id,
-        repository = %job.repository,
+        repository = %loggable(&job.repository),
         pool = %pool.name,
         pool_tags = %tags_json(pool),
-        labels = %job.labels.join(","),
+        labels = %loggable(&job.labels.join(",")),
         "webhook accepted"
     );
 }
@@ -49,8 +56,8 @@ pub fn job_started(job: &WorkflowJobEvent, delivery: &str) {
         event = "job_started",
         delivery_id = delivery,
         job_id = job.job_id,
-        repository = %job.repository,
-        runner_name = job.runner_name.as_deref().unwrap_or(""),
+        repository = %loggable(&job.repository),
+        runner_name = %loggable(job.runner_name.as_deref().unwrap_or("")),
         queued_to_started_s = seconds_between(job.created_at.as_deref(), job.started_at.as_deref()),
         "job started"
     );
@@ -61,8 +68,8 @@ pub fn refused(job: &WorkflowJobEvent, delivery: &str, reason: &str) {
         event = "webhook_forbidden",
         delivery_id = delivery,
         job_id = job.job_id,
-        repository = %job.repository,
-        reason,
+        repository = %loggable(&job.repository),
+        reason = %loggable(reason),
         "webhook refused: not allowed"
     );
 }
@@ -72,8 +79,8 @@ pub fn no_pool(job: &WorkflowJobEvent, delivery: &str) {
         event = "no_pool",
         delivery_id = delivery,
         job_id = job.job_id,
-        repository = %job.repository,
-        labels = %job.labels.join(","),
+        repository = %loggable(&job.repository),
+        labels = %loggable(&job.labels.join(",")),
         "no pool fits the job's labels; not provisioned"
     );
 }
@@ -83,7 +90,7 @@ pub fn runner_requested(msg: &RunnerMessage, pool: &Pool, backend: &str, attempt
         event = "runner_requested",
         delivery_id = %msg.delivery_id,
         job_id = msg.job_id,
-        repository = %msg.repository,
+        repository = %loggable(&msg.repository),
         pool = %pool.name,
         pool_tags = %tags_json(pool),
         runner_name = %msg.runner_name,
@@ -99,10 +106,10 @@ pub fn job_completed(msg: &RunnerMessage, pool: &Pool) {
         event = "job_completed",
         delivery_id = %msg.delivery_id,
         job_id = msg.job_id,
-        repository = %msg.repository,
+        repository = %loggable(&msg.repository),
         pool = %pool.name,
         pool_tags = %tags_json(pool),
-        ran_on = msg.ran_on.as_deref().unwrap_or(""),
+        ran_on = %loggable(msg.ran_on.as_deref().unwrap_or("")),
         queued_to_started_s = seconds_between(msg.job_created_at.as_deref(), msg.job_started_at.as_deref()),
         "job completed"
     );
@@ -113,7 +120,7 @@ pub fn given_up(msg: &RunnerMessage, reason: &str, attempts: u32) {
         event = "given_up",
         delivery_id = %msg.delivery_id,
         job_id = msg.job_id,
-        repository = %msg.repository,
+        repository = %loggable(&msg.repository),
         pool = %msg.pool,
         runner_name = %msg.runner_name,
         attempts,

@@ -17,6 +17,7 @@ pub mod functions_host;
 pub mod github;
 pub mod manifest;
 pub mod message;
+pub mod names;
 pub mod pools;
 pub mod provision;
 pub mod reconcile;

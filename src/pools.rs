@@ -24,7 +24,9 @@ impl Glob {
         &self.pattern
     }
 
-    /// Matches `text` (compared case-insensitively); linear time, no backtracking blow-up.
+    /// Matches `text` (compared ASCII-case-insensitively); linear time, no backtracking
+    /// blow-up. `*` and `?` never match a `/`: `octo-org/*` admits the repositories of
+    /// `octo-org`, not `octo-org/x/../../other-org`.
     #[must_use]
     pub fn matches(&self, text: &str) -> bool {
         self.matches_lowercase(text.to_ascii_lowercase().as_bytes())
@@ -33,30 +35,44 @@ impl Glob {
     /// [`Self::matches`] for text already lowercased (ASCII): no allocation.
     #[must_use]
     pub fn matches_lowercase(&self, t: &[u8]) -> bool {
-        let p = &self.lower;
-        let (mut pi, mut ti) = (0usize, 0usize);
-        let (mut star, mut mark) = (None::<usize>, 0usize);
-        while ti < t.len() {
-            if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-                pi += 1;
-                ti += 1;
-            } else if pi < p.len() && p[pi] == b'*' {
-                star = Some(pi);
-                mark = ti;
-                pi += 1;
-            } else if let Some(s) = star {
-                pi = s + 1;
-                mark += 1;
-                ti = mark;
-            } else {
-                return false;
+        // Wildcards stay inside a segment, so pattern and text must have as many segments,
+        // each matching its counterpart.
+        let mut patterns = self.lower.split(|&b| b == b'/');
+        let mut texts = t.split(|&b| b == b'/');
+        loop {
+            match (patterns.next(), texts.next()) {
+                (None, None) => return true,
+                (Some(p), Some(t)) if matches_segment(p, t) => {}
+                _ => return false,
             }
         }
-        while pi < p.len() && p[pi] == b'*' {
-            pi += 1;
-        }
-        pi == p.len()
     }
+}
+
+/// One `/`-free segment against one pattern segment: `*` any run, `?` one byte.
+fn matches_segment(p: &[u8], t: &[u8]) -> bool {
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let (mut star, mut mark) = (None::<usize>, 0usize);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
 }
 
 /// Why a pool does not fit a job (for `route` and logs).
@@ -110,7 +126,7 @@ fn fits_quickly(pool: &Pool, job_labels_lower: &[String], repository_lower: Opti
 /// (GitHub always sends at least one label; none means a malformed payload).
 #[must_use]
 pub fn normalize_labels(labels: &[String]) -> Vec<String> {
-    let mut v: Vec<String> = labels.iter().map(|l| l.trim().to_lowercase()).filter(|l| !l.is_empty()).collect();
+    let mut v: Vec<String> = labels.iter().map(|l| l.trim().to_ascii_lowercase()).filter(|l| !l.is_empty()).collect();
     v.sort();
     v.dedup();
     v
@@ -278,5 +294,48 @@ enabled = false
                 }
             }
         }
+    }
+
+    #[test]
+    fn labels_fold_ascii_case_only_as_github_does() {
+        let c = cfg(r#"
+[[pools]]
+name = "docker"
+backend = "aci"
+labels = ["docker", "LİNUX"]
+image = "i"
+"#);
+        let pick = |l: &[&str]| choose_pool(&c, &labels(l), None).map(|p| p.name.clone());
+        assert_eq!(pick(&["DOCKER"]).as_deref(), Some("docker"));
+        // The Kelvin sign lowercases to `k` in Unicode; GitHub does not fold it.
+        assert_eq!(pick(&["doc\u{212A}er"]), None);
+        // `İ` lowercases to `i` + combining dot in Unicode; only its ASCII neighbours fold.
+        assert_eq!(pick(&["li\u{307}nux"]), None);
+        assert_eq!(pick(&["lİnux"]).as_deref(), Some("docker"));
+        let lines = explain_route(&c, &labels(&["doc\u{212A}er"]), None);
+        assert_eq!(lines[0].verdict, Err(Misfit::MissingLabels(vec!["doc\u{212A}er".into()])));
+    }
+
+    #[test]
+    fn pools_that_differ_in_a_non_ascii_letter_are_not_reported_as_overlapping() {
+        let c = cfg(r#"
+[[pools]]
+name = "a"
+backend = "aci"
+labels = ["docker"]
+image = "i"
+[[pools]]
+name = "b"
+backend = "aci"
+labels = ["doc\u212Aer"]
+image = "i"
+[[pools]]
+name = "c"
+backend = "aci"
+labels = ["DOCKER"]
+image = "i"
+"#);
+        let overlaps: Vec<&str> = c.warnings.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(overlaps, ["pools[2]"], "{:?}", c.warnings);
     }
 }

@@ -40,6 +40,71 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 60;
 /// head, beyond which it answers 431); see the README's Security section.
 pub const RAW_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client may take to send a request's head (line and headers). GitHub sends
+/// its head in one go; without this a client trickling bytes holds a connection forever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once; further clients wait in the listen backlog until one
+/// closes. Well above GitHub's concurrency for one organisation, well below the process's
+/// file descriptor limit.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How long shutdown waits for open requests to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown` completes: HTTP/1.1 with a header-read
+/// timeout and at most `max_connections` connections at once, then a graceful close of
+/// the open ones (at most [`SHUTDOWN_GRACE`]).
+///
+/// # Errors
+/// None today; accept errors (e.g. out of file descriptors) are logged and retried.
+pub async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    max_connections: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(event = "accept_failed", error = %e, "could not accept a connection; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+        let connection =
+            graceful.watch(builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone())));
+        tokio::spawn(async move {
+            // Errors here are the client's (reset, timeout, malformed head): nothing to do.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!(event = "shutdown_timeout", "connections still open after the grace period; closing");
+    }
+    Ok(())
+}
+
 /// Shared state of every handler.
 pub struct AppState {
     pub secrets: Vec<Secret>,
@@ -50,6 +115,73 @@ pub struct AppState {
     pub queue: Option<StandaloneQueue>,
     /// The attempt at which a still-failing request is given up.
     pub max_attempts: u32,
+    /// Who may call the envelope routes.
+    pub envelope_access: EnvelopeAccess,
+}
+
+/// Who may call the envelope routes (`/github-webhook`, `/provision-runner`,
+/// `/cleanup-runner`, `/reconcile`). They carry already-trusted work: a provision message
+/// is obeyed without a webhook signature, so nobody may reach them unauthenticated.
+#[derive(Debug, Clone)]
+pub enum EnvelopeAccess {
+    /// Under the Functions host: the host calls the handler on the loopback port it chose.
+    FunctionsHost,
+    /// Standalone with `RUNNER_DISPATCH_ADMIN_TOKEN`: only `Authorization: Bearer <token>`.
+    Token(Secret),
+    /// Standalone without the setting: the routes are not served (404).
+    Closed,
+}
+
+impl EnvelopeAccess {
+    /// The rule for a process: the host's, else the admin token's, else closed.
+    #[must_use]
+    pub fn new(under_host: bool, admin_token: Option<Secret>) -> Self {
+        match (under_host, admin_token) {
+            (true, _) => EnvelopeAccess::FunctionsHost,
+            (false, Some(token)) => EnvelopeAccess::Token(token),
+            (false, None) => EnvelopeAccess::Closed,
+        }
+    }
+
+    /// `None` to let the request through, else the refusal's status.
+    fn refusal(&self, headers: &HeaderMap) -> Option<StatusCode> {
+        match self {
+            EnvelopeAccess::FunctionsHost => None,
+            EnvelopeAccess::Closed => Some(StatusCode::NOT_FOUND),
+            EnvelopeAccess::Token(token) => {
+                let presented = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+                    .unwrap_or_default();
+                // Constant time in the token's content; the length is not secret.
+                let equal: bool = subtle::ConstantTimeEq::ct_eq(presented, token.expose().as_bytes()).into();
+                if equal { None } else { Some(StatusCode::UNAUTHORIZED) }
+            }
+        }
+    }
+}
+
+/// Refuses an envelope route before anything is read or changed.
+async fn guard_envelope(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.envelope_access.refusal(request.headers()) {
+        None => next.run(request).await,
+        Some(StatusCode::NOT_FOUND) => json_response(
+            404,
+            &json!({"result":"not_found","detail":"envelope routes are served standalone only with RUNNER_DISPATCH_ADMIN_TOKEN set"}),
+        ),
+        Some(status) => {
+            tracing::warn!(
+                event = "envelope_unauthorized",
+                path = %crate::telemetry::loggable(request.uri().path()),
+                "envelope route called without the admin token; refused"
+            );
+            (status, [(header::WWW_AUTHENTICATE, "Bearer")], "").into_response()
+        }
+    }
 }
 
 /// The router for both transports.
@@ -61,6 +193,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Only the raw route is bounded: the envelope routes answer the Functions host, which has
 /// its own `functionTimeout`, and a provisioning attempt may take up to [`ATTEMPT_TIMEOUT`].
 pub fn router_with_timeout(state: Arc<AppState>, raw_timeout: Duration) -> Router {
+    let envelope = Router::new()
+        .route("/github-webhook", post(host_webhook))
+        .route("/provision-runner", post(host_provision))
+        .route("/cleanup-runner", post(host_cleanup))
+        .route("/reconcile", post(host_reconcile))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard_envelope));
     Router::new()
         .route("/", get(health))
         .route("/healthz", get(health))
@@ -68,10 +206,7 @@ pub fn router_with_timeout(state: Arc<AppState>, raw_timeout: Duration) -> Route
             "/api/github-webhook",
             post(raw_webhook).layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, raw_timeout)),
         )
-        .route("/github-webhook", post(host_webhook))
-        .route("/provision-runner", post(host_provision))
-        .route("/cleanup-runner", post(host_cleanup))
-        .route("/reconcile", post(host_reconcile))
+        .merge(envelope)
         // Envelopes carry the body as an escaped JSON string: allow room beyond the
         // webhook cap so oversize deliveries still get a proper 413 from `accept`.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES * 3))

@@ -56,15 +56,44 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+/// A temporary file of its own for every write: concurrent writers of one key (an App
+/// hook and an org hook delivering the same job) never share, truncate or rename another's.
+fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    fs::rename(&tmp, dir.join(name))?;
+    Ok(tmp)
+}
+
+/// Replaces `name` in `dir` with `bytes`, durably.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = write_temp(dir, name, bytes)?;
+    if let Err(e) = fs::rename(&tmp, dir.join(name)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fsync_dir(dir)
+}
+
+/// Creates `name` in `dir` with `bytes`, durably, only if it does not exist: the check and
+/// the write are one step (a hard link fails with `AlreadyExists` atomically, where
+/// `exists()` then `rename` would let two writers both think they were first).
+/// Returns `false` when it already existed.
+fn create_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<bool> {
+    let tmp = write_temp(dir, name, bytes)?;
+    let linked = fs::hard_link(&tmp, dir.join(name));
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => fsync_dir(dir).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 impl Spool {
@@ -85,12 +114,8 @@ impl Spool {
     /// # Errors
     /// Disk errors: the caller must not acknowledge the request.
     pub fn put_new(&self, item: &SpoolItem) -> std::io::Result<bool> {
-        let key = spool_key(&item.message);
-        if self.pending.join(format!("{key}.json")).exists() {
-            return Ok(false);
-        }
-        self.update(item)?;
-        Ok(true)
+        let bytes = serde_json::to_vec(item).map_err(std::io::Error::other)?;
+        create_durably(&self.pending, &format!("{}.json", spool_key(&item.message)), &bytes)
     }
 
     /// Rewrites the item (after an attempt).
@@ -263,7 +288,12 @@ impl StandaloneQueue {
     ///
     /// # Errors
     /// The spool write failed: the request must not be acknowledged.
-    pub fn enqueue(&self, message: RunnerMessage) -> std::io::Result<bool> {
+    pub fn enqueue(&self, mut message: RunnerMessage) -> std::io::Result<bool> {
+        // A request that carries no job time gets the time it was queued, so the 24 h age
+        // limit still ends it (deferrals are not attempts).
+        if message.job_created_at.is_none() {
+            message.job_created_at = crate::events::now_rfc3339();
+        }
         let item = SpoolItem { message, attempts: 0 };
         if !self.spool.put_new(&item)? {
             return Ok(false);

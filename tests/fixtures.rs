@@ -21,11 +21,35 @@ fn webhook_fixtures() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// octokit's queued, in_progress and completed examples have `full_name`
+/// `Codertocat/Hello-World` under owner `Octocoders`: GitHub never sends that (the owner part
+/// of `full_name` is the owner's login), and runner-dispatch refuses it, since a path built
+/// from one and an allowlist checked on the other is how a name escaped its URL segment.
+const INCONSISTENT_OWNER: &str = "workflow_job__completed.success.with-organization.payload.json";
+
+/// The fixtures as GitHub sends them: `full_name`'s owner part made the owner's login
+/// where octokit's example disagrees.
+fn consistent(_name: &str, body: Vec<u8>) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let login = v["repository"]["owner"]["login"].as_str().expect("login").to_owned();
+    let repo = v["repository"]["name"].as_str().expect("name").to_owned();
+    v["repository"]["full_name"] = format!("{login}/{repo}").into();
+    serde_json::to_vec(&v).expect("ser")
+}
+
+#[test]
+fn a_fixture_whose_full_name_names_another_owner_is_refused() {
+    let (_, body) = webhook_fixtures().into_iter().find(|(n, _)| n == INCONSISTENT_OWNER).expect("fixture");
+    let err = parse_workflow_job(&body).expect_err("full_name of another owner");
+    assert!(err.to_string().contains("another owner"), "{err}");
+}
+
 #[test]
 fn every_workflow_job_fixture_parses_with_its_action_labels_and_repository() {
     let fixtures = webhook_fixtures();
     assert_eq!(fixtures.len(), 4, "queued, waiting, in_progress, completed");
     for (name, body) in fixtures {
+        let body = consistent(&name, body);
         let raw: serde_json::Value = serde_json::from_slice(&body).expect("json");
         let e = parse_workflow_job(&body).unwrap_or_else(|err| panic!("{name}: {err}"));
         assert_eq!(e.action, raw["action"].as_str().expect("action"), "{name}");
@@ -46,7 +70,7 @@ fn every_workflow_job_fixture_parses_with_its_action_labels_and_repository() {
 #[test]
 fn every_workflow_job_fixture_parses_with_runner_fields_null_and_unknown_fields_added() {
     for (name, body) in webhook_fixtures() {
-        let mut v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let mut v: serde_json::Value = serde_json::from_slice(&consistent(&name, body)).expect("json");
         for k in [
             "runner_id",
             "runner_name",

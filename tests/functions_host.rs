@@ -126,6 +126,7 @@ async fn refusals_carry_their_status_inside_outputs_res_and_queue_nothing() {
 
     let mut v: Value = serde_json::from_slice(&body).expect("json");
     v["repository"]["owner"]["login"] = "mallory".into();
+    v["repository"]["full_name"] = "mallory/Hello-World".into();
     let disallowed = serde_json::to_vec(&v).expect("ser");
     let reply = post_webhook(&app, &signed_headers(&disallowed, "workflow_job"), Some(&disallowed)).await;
     assert_eq!(status(&reply), "403");
@@ -455,4 +456,85 @@ fn host_json_and_function_folders_declare_the_contract() {
             .iter()
             .any(|x| x["type"] == "timerTrigger" && x["schedule"] == "0 */5 * * * *")
     );
+}
+
+/// POOLS with `max_runners = 1` on the Linux pool.
+fn capped_pools() -> std::sync::Arc<runner_dispatch::config::PoolsConfig> {
+    let text = POOLS.replace(
+        "image = \"example.azurecr.io/runner:1\"\n\n[[pools]]\nname = \"windows\"",
+        "image = \"example.azurecr.io/runner:1\"\nmax_runners = 1\n\n[[pools]]\nname = \"windows\"",
+    );
+    std::sync::Arc::new(runner_dispatch::config::PoolsConfig::parse(&text).expect("pools"))
+}
+
+#[tokio::test]
+async fn a_request_waiting_on_max_runners_at_the_last_dequeue_is_queued_again_not_given_up() {
+    let backend = ScriptedBackend::with(vec![]);
+    let app = spawn_app_with(
+        capped_pools(),
+        backend.clone(),
+        None,
+        fast_queue(),
+        runner_dispatch::server::RAW_REQUEST_TIMEOUT,
+    )
+    .await;
+    let first = runner_request(&app, 601).await;
+    let resp =
+        app.client.post(app.url("/provision-runner")).json(&queue_invocation(first, 1)).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(backend.create_count(), 1);
+    // The pool is full. Waiting for a slot is not an attempt: at the host's last dequeue
+    // the request goes back on runner-requests, never to the failed queue.
+    let second = runner_request(&app, 602).await;
+    let last = app.state.max_attempts;
+    let resp =
+        app.client.post(app.url("/provision-runner")).json(&queue_invocation(second, last)).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let reply: Value = resp.json().await.expect("json");
+    assert!(reply["Outputs"].get("failedRequest").is_none(), "given up while waiting on max_runners: {reply}");
+    assert_eq!(reply["Outputs"]["runnerRequest"]["job_id"], 602, "{reply}");
+    assert_eq!(backend.create_count(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_of_one_job_all_get_202_and_make_one_runner() {
+    let (app, backend) = spawn_dry_run(None).await;
+    let app = std::sync::Arc::new(app);
+    let body = fresh_queued(611);
+    let replies = futures_join((0..8).map(|i| {
+        let (app, body) = (app.clone(), body.clone());
+        async move {
+            let mut headers = signed_headers(&body, "workflow_job");
+            headers[2].1 = format!("00000000-0000-0000-0000-00000000000{i}");
+            post_webhook(&app, &headers, Some(&body)).await
+        }
+    }))
+    .await;
+    assert!(replies.iter().all(|r| status(r) == "202"), "{replies:?}");
+    // The host runs the eight queued messages, at once.
+    let runs = futures_join(replies.into_iter().map(|r| {
+        let app = app.clone();
+        async move {
+            let msg = r["Outputs"]["runnerRequest"].clone();
+            app.client.post(app.url("/provision-runner")).json(&queue_invocation(msg, 1)).send().await.expect("send")
+        }
+    }))
+    .await;
+    // One creates; the others find it, or are told to come back while it is mid-flight.
+    assert!(runs.iter().all(|r| r.status() == 200 || r.status() == 500), "{runs:?}");
+    assert_eq!(backend.created().len(), 1, "{:?}", backend.created());
+}
+
+/// Runs the futures as concurrent tasks; their outputs in order.
+async fn futures_join<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
 }

@@ -1460,6 +1460,116 @@ mod github {
         fake.assert_no_problems();
     }
 
+    // ---------------------------------------------------------------------------
+    // Names never leave their path segment (issue 14, item 2)
+    // ---------------------------------------------------------------------------
+
+    /// A path as a server splits and decodes it: `/a/b%3Fc` is `["a", "b?c"]`.
+    fn decoded_segments(path: &str) -> Vec<String> {
+        fn decode(s: &str) -> String {
+            let b = s.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' && i + 2 < b.len() {
+                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("ascii");
+                    out.push(u8::from_str_radix(hex, 16).expect("hex escape"));
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).expect("utf-8")
+        }
+        path.trim_start_matches('/').split('/').map(decode).collect()
+    }
+
+    fn repo_target(owner: &str, repo: &str) -> JobContext {
+        JobContext {
+            target: RunnerTarget::Repo { owner: owner.into(), repo: repo.into() },
+            repository: format!("{owner}/{repo}"),
+            owner: owner.into(),
+            installation_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_with_dots_a_query_a_fragment_or_an_encoded_slash_stays_one_path_segment() {
+        let fake = Fake::start(|rec, _| {
+            if rec.path.ends_with("/generate-jitconfig") {
+                jit_answer(rec, 7)
+            } else if rec.path.ends_with("/actions/runners") {
+                runners_page(vec![])
+            } else if rec.method == Method::DELETE {
+                empty(204)
+            } else if rec.path.contains("/actions/jobs/") {
+                let mut job = example("job");
+                job["status"] = json!("queued");
+                reply(200, job)
+            } else {
+                unexpected()
+            }
+        })
+        .await;
+        let client = pat_client(&fake, &[]);
+        for (owner, repo) in [
+            ("octo-org", "x?y"),
+            ("octo-org", "x#y"),
+            ("octo-org", "x%2F..%2F..%2Forgs%2Fother-org"),
+            ("octo-org", "x%2e%2e"),
+            ("octo-org", "a..b"),
+            ("octo-org", "..x"),
+            ("octo-org", "x;y z"),
+            ("o%2F..", "r"),
+        ] {
+            let job = repo_target(owner, repo);
+            let before = fake.requests().len();
+            client.generate_jit_config(&job, "rd-1", &labels(), 1).await.expect("jit");
+            client.list_runners(&job).await.expect("list");
+            client.delete_runner(&job, 5).await.expect("delete");
+            client.job_state(&job, 9).await.expect("job");
+            let seen: Vec<Vec<String>> = fake.requests()[before..].iter().map(|r| decoded_segments(&r.path)).collect();
+            let expected: Vec<Vec<String>> = [
+                &["actions", "runners", "generate-jitconfig"][..],
+                &["actions", "runners"],
+                &["actions", "runners", "5"],
+                &["actions", "jobs", "9"],
+            ]
+            .iter()
+            .map(|tail| ["repos", owner, repo].iter().chain(tail.iter()).map(|s| (*s).to_owned()).collect())
+            .collect();
+            assert_eq!(seen, expected, "{owner}/{repo}");
+            // The query stays ours: nothing from the name leaked into it.
+            let last = fake.requests().into_iter().nth(before + 1).expect("list request");
+            assert_eq!(last.q("per_page"), Some("100"), "{owner}/{repo}: {:?}", last.query);
+        }
+        fake.assert_no_problems();
+    }
+
+    #[tokio::test]
+    async fn a_name_that_is_a_dot_segment_or_holds_a_slash_is_refused_before_any_request() {
+        let fake = Fake::start(|_, _| unexpected()).await;
+        let client = pat_client(&fake, &[]);
+        for (owner, repo) in [
+            ("octo-org", ".."),
+            ("octo-org", "."),
+            ("octo-org", ""),
+            ("octo-org", "x/../../../orgs/other-org"),
+            ("octo-org", "x\\..\\..\\orgs"),
+            ("..", "x"),
+            ("octo-org/..", "x"),
+        ] {
+            let job = repo_target(owner, repo);
+            let e = client.generate_jit_config(&job, "rd-1", &labels(), 1).await.expect_err("refused");
+            assert!(matches!(e, GitHubError::Permanent(_)), "{owner}/{repo}: {e}");
+            assert!(client.delete_runner(&job, 5).await.is_err(), "{owner}/{repo}");
+        }
+        let org = JobContext { target: RunnerTarget::Org { org: "..".into() }, ..repo_target("octo-org", "x") };
+        assert!(client.list_runners(&org).await.is_err());
+        assert!(fake.requests().is_empty(), "requests were sent: {:?}", fake.paths());
+    }
+
     trait WithOrg {
         fn clone_with_org(&self, org: &str) -> JobContext;
     }

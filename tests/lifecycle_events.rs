@@ -85,7 +85,7 @@ async fn accepted_requested_and_completed_events_carry_job_pool_tags_and_duratio
     assert_eq!(accepted["job_id"], 77);
     assert_eq!(accepted["delivery_id"], "guid-77");
     assert_eq!(accepted["pool"], "linux");
-    assert_eq!(accepted["repository"], "Codertocat/Hello-World");
+    assert_eq!(accepted["repository"], "Octocoders/Hello-World");
     let requested = find("runner_requested");
     assert_eq!(requested["runner_name"], "ghr-77");
     let tags: serde_json::Value =

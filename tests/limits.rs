@@ -7,22 +7,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use runner_dispatch::config::Settings;
 use runner_dispatch::provision::dry_run::DryRunBackend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SHORT: Duration = Duration::from_millis(300);
 
+/// The standalone admin token of [`app`]: the envelope routes are served to it.
+const ADMIN_TOKEN: &str = "limits-admin-token-0123456789abcdef";
+
 async fn app() -> TestApp {
     let dir = tempfile::tempdir().expect("tmp").keep();
-    spawn_app_with(pools(), Arc::new(DryRunBackend::new(false)), Some(&dir), fast_queue(), SHORT).await
+    let settings = Settings { admin_token: Some(ADMIN_TOKEN.into()), ..settings() };
+    spawn_app_with_settings(&settings, pools(), Arc::new(DryRunBackend::new(false)), Some(&dir), fast_queue(), SHORT)
+        .await
 }
 
 /// Sends `head` and the first `sent` bytes of a body announced as `len` bytes, then waits.
 async fn slow_request(app: &TestApp, path: &str, len: usize, sent: &[u8], pause: Duration, rest: &[u8]) -> String {
     let mut s = TcpStream::connect(app.addr).await.expect("connect");
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: ping\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nX-GitHub-Event: ping\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.expect("head");
     s.write_all(sent).await.expect("first part");
@@ -110,4 +116,58 @@ async fn hyper_refuses_a_request_head_over_its_buffer_with_431() {
     let big = format!("X-Big: {}\r\n", "a".repeat(600 * 1024));
     let reply = raw_head(&app, &big).await;
     assert!(reply.starts_with("HTTP/1.1 431"), "{}", &reply[..reply.len().min(200)]);
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_request_head_is_cut_off() {
+    let app = app().await;
+    let mut s = TcpStream::connect(app.addr).await.expect("connect");
+    let head = b"POST /api/github-webhook HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let start = Instant::now();
+    let mut cut_off = false;
+    // One byte every 2 s: hyper's header-read timeout must end it, not the client.
+    for b in head {
+        if s.write_all(&[*b]).await.is_err() {
+            cut_off = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => {
+                cut_off = true;
+                break;
+            }
+            Ok(Ok(_)) => {} // a 408 before the close is fine
+            Err(_) => {}    // still open: send the next byte
+        }
+        if start.elapsed() > Duration::from_secs(40) {
+            break;
+        }
+    }
+    assert!(cut_off, "a trickling client held its connection for {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(30), "cut off only after {:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn hundreds_of_idle_connections_do_not_keep_a_delivery_waiting() {
+    let app = app().await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(app.addr).await.expect("connect"));
+    }
+    let body = fresh_queued(931);
+    let resp = app
+        .client
+        .post(app.url("/api/github-webhook"))
+        .header("Content-Type", "application/json")
+        .header("X-GitHub-Event", "workflow_job")
+        .header("X-GitHub-Delivery", "idle-1")
+        .header("X-Hub-Signature-256", sign(&body))
+        .body(body)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("a delivery is answered while 300 connections sit idle");
+    assert_eq!(resp.status(), 202);
+    drop(idle);
 }

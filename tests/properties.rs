@@ -222,6 +222,20 @@ proptest! {
     }
 }
 
+#[test]
+fn a_star_in_a_repository_glob_never_crosses_a_slash() {
+    let g = Glob::new("octo-org/*");
+    assert!(g.matches("octo-org/x"));
+    assert!(g.matches("Octo-Org/.github"));
+    assert!(!g.matches("octo-org/x/../../../orgs/other-org"));
+    assert!(!g.matches("octo-org/x/y"));
+    assert!(!Glob::new("*").matches("octo-org/x"));
+    assert!(!Glob::new("octo-*").matches("octo-org/x"));
+    assert!(!Glob::new("octo-org/x?y").matches("octo-org/x/y"));
+    assert!(Glob::new("*/*").matches("a/b"));
+    assert!(!Glob::new("*/*").matches("a/b/c"));
+}
+
 /// Found by the `pools_file` fuzz target: a table with an empty key gave a problem with no key.
 #[test]
 fn an_empty_or_quoted_key_is_still_named() {
@@ -235,14 +249,17 @@ fn an_empty_or_quoted_key_is_still_named() {
     assert!(e.0.iter().any(|p| p.key == "github.\"a.b\""), "{e}");
 }
 
-/// The obvious recursive matcher: `*` any run (also empty), `?` one byte.
+/// The obvious recursive matcher: `*` any run (also empty), `?` one byte, neither of them
+/// a `/` (a glob's `*` stays inside its owner or repository part).
 fn reference_glob(p: &[u8], t: &[u8]) -> bool {
     match (p.first(), t.first()) {
         (None, None) => true,
         (None, Some(_)) => false,
-        (Some(b'*'), _) => reference_glob(&p[1..], t) || (!t.is_empty() && reference_glob(p, &t[1..])),
+        (Some(b'*'), _) => {
+            reference_glob(&p[1..], t) || (t.first().is_some_and(|&c| c != b'/') && reference_glob(p, &t[1..]))
+        }
         (Some(_), None) => false,
-        (Some(b'?'), Some(_)) => reference_glob(&p[1..], &t[1..]),
+        (Some(b'?'), Some(&c)) => c != b'/' && reference_glob(&p[1..], &t[1..]),
         (Some(c), Some(d)) => c == d && reference_glob(&p[1..], &t[1..]),
     }
 }

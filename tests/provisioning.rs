@@ -139,7 +139,9 @@ async fn max_runners_defers_instead_of_dropping() {
     let p = Provisioner::new(pools, gh.clone(), Backends::single(backend.clone()));
     p.provision(&message(30, 0), 1).await.expect("first fits");
     let err = p.provision(&message(31, 0), 1).await.expect_err("cap reached");
-    assert!(matches!(&err, ProvisionError::Retryable { reason, .. } if reason.contains("max_runners")), "{err}");
+    // A deferral, not a retryable failure: waiting for a slot is not an attempt, so the
+    // request is never given up for it (only the job's 24 h age ends it).
+    assert!(matches!(&err, ProvisionError::Deferred { reason, .. } if reason.contains("max_runners")), "{err}");
     assert_eq!(backend.create_count(), 1);
     assert_eq!(gh.calls().iter().filter(|c| c.starts_with("jit")).count(), 1, "no JIT config wasted on a deferral");
 }

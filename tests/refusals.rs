@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use common::*;
 use runner_dispatch::config::PoolsConfig;
+use runner_dispatch::provision::backend::ProvisionError;
 use runner_dispatch::provision::dry_run::DryRunBackend;
 use runner_dispatch::server::RAW_REQUEST_TIMEOUT;
 use serde_json::{Value, json};
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 const STRICT: &str = r#"
 [github]
 allowed_owners = ["Octocoders"]
-allowed_repositories = ["Codertocat/Hello-*"]
+allowed_repositories = ["Octocoders/Hello-*"]
 allow_public_repositories = false
 allowed_installation_ids = [3456996]
 check_job_queued = "never"
@@ -314,13 +315,19 @@ async fn missing_event_header() {
 
 #[tokio::test]
 async fn owner_not_allowed() {
-    let body = base_body(|v| v["repository"]["owner"]["login"] = "mallory".into());
+    let body = base_body(|v| {
+        v["repository"]["owner"]["login"] = "mallory".into();
+        v["repository"]["full_name"] = "mallory/Hello-World".into();
+    });
     check(refusal("owner not allowed", headers(&body), body).expect(403, "forbidden", "allowed_owners")).await;
 }
 
 #[tokio::test]
 async fn repository_not_allowed() {
-    let body = base_body(|v| v["repository"]["full_name"] = "Codertocat/secret-infra".into());
+    let body = base_body(|v| {
+        v["repository"]["full_name"] = "Octocoders/secret-infra".into();
+        v["repository"]["name"] = "secret-infra".into();
+    });
     check(refusal("repository not allowed", headers(&body), body).expect(403, "forbidden", "allowed_repositories"))
         .await;
 }
@@ -362,4 +369,204 @@ async fn installation_not_allowed() {
         let body = base_body(edit);
         check(refusal(case, headers(&body), body).expect(403, "forbidden", "no installation")).await;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Names and labels from the payload (issue 14, items 2 and 8)
+// ---------------------------------------------------------------------------
+
+/// Repository-scoped runners, an owner allowlist and a repository glob: the set-up in which
+/// a `full_name` with `..` once reached `POST /orgs/other-org/actions/runners/generate-jitconfig`.
+const REPO_SCOPE: &str = r#"
+[github]
+allowed_owners = ["octo-org"]
+allowed_repositories = ["octo-org/*"]
+runner_scope = "repo"
+check_job_queued = "never"
+
+[[pools]]
+name = "linux"
+backend = "aci"
+labels = ["self-hosted", "linux", "x64", "ubuntu-latest"]
+image = "example.azurecr.io/runner:1"
+"#;
+
+fn repo_scope() -> Arc<PoolsConfig> {
+    Arc::new(PoolsConfig::parse(REPO_SCOPE).expect("repo scope pools parse"))
+}
+
+/// The base request, from `octo-org/x` unless `edit` says otherwise.
+fn octo_body(edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    base_body(|v| {
+        v["repository"]["owner"]["login"] = "octo-org".into();
+        v["repository"]["full_name"] = "octo-org/x".into();
+        v["repository"]["name"] = "x".into();
+        edit(v);
+    })
+}
+
+#[tokio::test]
+async fn a_signed_full_name_that_climbs_out_of_its_path_segment_is_refused() {
+    let body = octo_body(|v| v["repository"]["full_name"] = "octo-org/x/../../../orgs/other-org".into());
+    check(Refusal { pools: repo_scope(), ..refusal("full_name with ..", headers(&body), body) }.expect(
+        400,
+        "bad_request",
+        "full_name",
+    ))
+    .await;
+}
+
+/// A case's name, how it edits the base payload, and what the refusal must mention.
+type NameCase = (&'static str, fn(&mut Value), &'static str);
+
+#[tokio::test]
+async fn repository_and_owner_names_outside_githubs_rules_are_refused() {
+    let cases: Vec<NameCase> = vec![
+        (
+            "repository name ..",
+            |v| {
+                v["repository"]["full_name"] = "octo-org/..".into();
+                v["repository"]["name"] = "..".into();
+            },
+            "repository name",
+        ),
+        (
+            "repository name .",
+            |v| {
+                v["repository"]["full_name"] = "octo-org/.".into();
+                v["repository"]["name"] = ".".into();
+            },
+            "repository name",
+        ),
+        (
+            "repository name with ?",
+            |v| {
+                v["repository"]["full_name"] = "octo-org/x?y".into();
+                v["repository"]["name"] = "x?y".into();
+            },
+            "repository name",
+        ),
+        (
+            "repository name with #",
+            |v| {
+                v["repository"]["full_name"] = "octo-org/x#y".into();
+                v["repository"]["name"] = "x#y".into();
+            },
+            "repository name",
+        ),
+        (
+            "repository name with %2F",
+            |v| {
+                v["repository"]["full_name"] = "octo-org/x%2F..".into();
+                v["repository"]["name"] = "x%2F..".into();
+            },
+            "repository name",
+        ),
+        (
+            "repository name of 101 characters",
+            |v| {
+                let long = "r".repeat(101);
+                v["repository"]["full_name"] = format!("octo-org/{long}").into();
+                v["repository"]["name"] = long.into();
+            },
+            "repository name",
+        ),
+        (
+            "owner login with a slash",
+            |v| {
+                v["repository"]["owner"]["login"] = "octo-org/x".into();
+                v["repository"]["full_name"] = "octo-org/x/x".into();
+            },
+            "owner",
+        ),
+        (
+            "owner login with ..",
+            |v| {
+                v["repository"]["owner"]["login"] = "..".into();
+                v["repository"]["full_name"] = "../x".into();
+            },
+            "owner",
+        ),
+        ("full_name of another owner", |v| v["repository"]["full_name"] = "other-org/x".into(), "full_name"),
+        ("full_name of another repository", |v| v["repository"]["full_name"] = "octo-org/y".into(), "full_name"),
+        ("full_name without a slash", |v| v["repository"]["full_name"] = "octo-org".into(), "full_name"),
+    ];
+    for (case, edit, because) in cases {
+        let body = octo_body(edit);
+        check(Refusal { pools: repo_scope(), ..refusal(case, headers(&body), body) }.expect(
+            400,
+            "bad_request",
+            because,
+        ))
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn names_github_allows_are_accepted_whatever_their_case() {
+    // The owner part of full_name may differ in case from owner.login; dots, underscores
+    // and hyphens are ordinary repository name characters.
+    for (login, full_name, name) in [
+        ("octo-org", "Octo-Org/x", "x"),
+        ("octo-org", "octo-org/.github", ".github"),
+        ("octo-org", "octo-org/a..b_c-d", "a..b_c-d"),
+    ] {
+        let body = octo_body(|v| {
+            v["repository"]["owner"]["login"] = login.into();
+            v["repository"]["full_name"] = full_name.into();
+            v["repository"]["name"] = name.into();
+        });
+        let dir = tempfile::tempdir().expect("tmp");
+        let backend = Arc::new(DryRunBackend::new(false));
+        let app = spawn_app_with(repo_scope(), backend, Some(dir.path()), fast_queue(), RAW_REQUEST_TIMEOUT).await;
+        let mut req = app.client.post(app.url("/api/github-webhook")).body(body.clone());
+        for (k, v) in headers(&body) {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.expect("send");
+        assert_eq!(resp.status(), 202, "{full_name}: {}", resp.text().await.unwrap_or_default());
+    }
+}
+
+/// `n` distinct labels of `len` bytes each (`l<i>` padded with `x`).
+fn distinct_labels(n: usize, len: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{:x<len$}", format!("l{i}-"))).collect()
+}
+
+#[tokio::test]
+async fn too_many_or_too_long_labels_are_refused() {
+    let cases: Vec<(&'static str, Vec<String>)> = vec![
+        ("101 distinct labels", distinct_labels(101, 8)),
+        ("a label of 129 bytes", vec!["linux".into(), "x".repeat(129)]),
+        ("labels of 4125 bytes in all", distinct_labels(33, 125)),
+    ];
+    for (case, labels) in cases {
+        let body = base_body(|v| v["workflow_job"]["labels"] = json!(labels));
+        check(refusal(case, headers(&body), body).expect(400, "bad_request", "label")).await;
+    }
+}
+
+#[tokio::test]
+async fn duplicate_labels_are_collapsed_before_the_message_is_built() {
+    // 110,000 copies of one label (about 1 MB) once made a 990 KB queue message. The
+    // backend refuses the create, so the message lands in failed/ where it can be read.
+    let mut labels: Vec<String> = vec!["linux".into(); 110_000];
+    labels.push("LINUX".into());
+    labels.push("Self-Hosted".into());
+    let body = base_body(|v| v["workflow_job"]["labels"] = json!(labels));
+    assert!(body.len() > 800_000 && body.len() < runner_dispatch::webhook::MAX_BODY_BYTES);
+    let dir = tempfile::tempdir().expect("tmp");
+    let backend = ScriptedBackend::with(vec![Err(ProvisionError::permanent("refused to read the message"))]);
+    let app = spawn_app_with(strict(), backend, Some(dir.path()), fast_queue(), RAW_REQUEST_TIMEOUT).await;
+    let mut req = app.client.post(app.url("/api/github-webhook")).body(body.clone());
+    for (k, v) in headers(&body) {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.expect("send");
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap_or_default());
+    let spool = app.state.queue.as_ref().expect("standalone queue").spool();
+    assert!(eventually(|| !spool.failed().is_empty()).await, "the message never reached failed/");
+    let failed = spool.failed().remove(0);
+    assert_eq!(failed.request.labels, ["linux", "Self-Hosted"]);
+    assert!(serde_json::to_vec(&failed).expect("ser").len() < 2048);
 }

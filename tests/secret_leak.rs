@@ -549,3 +549,70 @@ fn the_served_binary_logs_nothing_secret() {
         }
     }
 }
+
+/// Text logs (standalone's default) carry no forged line, no terminal escape and no
+/// megabyte line, whatever a delivery's unsigned headers or signed labels hold.
+#[test]
+fn the_served_binary_logs_untrusted_values_escaped_and_capped() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut env = planted_env(true);
+    env.push(("RUNNER_DISPATCH_LOG_FORMAT", "text".to_owned()));
+    let mut c = bin(&env);
+    c.args(["serve", "--dry-run", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("serve");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let statuses = rt.block_on(async {
+        let client = runner_dispatch::tls::client_builder().build().expect("client");
+        for _ in 0..100 {
+            if client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let url = format!("http://127.0.0.1:{port}/api/github-webhook");
+        let forged = "x\n2026-01-01T00:00:00Z  INFO FORGED event=\"webhook_accepted\" \u{1b}[31mred";
+        let mut v: Value = serde_json::from_slice(&fresh_queued(7601)).expect("json");
+        v["workflow_job"]["labels"] = serde_json::json!(["self-hosted", forged]);
+        let labelled = serde_json::to_vec(&v).expect("ser");
+        let mut statuses = Vec::new();
+        for (body, delivery, key) in [
+            (fresh_queued(7602), "y".repeat(200_000), None),
+            (labelled, "label-case".to_owned(), Some(WEBHOOK_SECRET)),
+            (fresh_queued(7603), "a\nFORGED line".to_owned(), None),
+        ] {
+            let mut req = client
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .header("X-GitHub-Event", "workflow_job")
+                .body(body.clone());
+            if let Ok(h) = reqwest::header::HeaderValue::from_bytes(delivery.as_bytes()) {
+                req = req.header("X-GitHub-Delivery", h);
+            }
+            if let Some(k) = key {
+                req = req.header("X-Hub-Signature-256", runner_dispatch::webhook::sign(k.as_bytes(), &body));
+            }
+            statuses.push(req.send().await.map(|r| r.status().as_u16()).unwrap_or(0));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        statuses
+    });
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(statuses[0], 401, "{statuses:?}");
+    assert_eq!(statuses[1], 200, "no pool fits the forged label: {statuses:?}");
+    assert!(text.contains("webhook_refused") && text.contains("no_pool"), "logs were captured: {text}");
+    for line in text.lines() {
+        assert!(line.len() < 2_000, "a {}-byte log line", line.len());
+        assert!(!line.contains("FORGED") || !line.starts_with("2026-01-01"), "a forged line: {line}");
+        assert!(!line.contains('\u{1b}'), "a terminal escape reached the log: {line:?}");
+    }
+    assert!(!text.contains(&"y".repeat(300)), "the unsigned delivery header was logged whole");
+}

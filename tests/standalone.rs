@@ -135,3 +135,173 @@ async fn spooled_requests_survive_a_restart_and_are_replayed() {
     let q = app.state.queue.as_ref().expect("q");
     assert!(eventually(|| q.spool().pending().is_empty()).await);
 }
+
+// ---------------------------------------------------------------------------
+// The envelope routes standalone (issue 14, item 1)
+// ---------------------------------------------------------------------------
+
+const ADMIN_TOKEN: &str = "standalone-admin-token-0123456789abcdef";
+
+/// A queue-trigger envelope carrying a provision message for `owner/repo`.
+fn provision_envelope(job_id: u64, owner: &str, repo: &str) -> serde_json::Value {
+    let message = serde_json::json!({
+        "v": 1, "kind": "provision", "job_id": job_id, "run_id": 1,
+        "repository": format!("{owner}/{repo}"), "owner": owner, "installation_id": null,
+        "labels": ["self-hosted", "linux"], "pool": "linux", "runner_name": format!("ghr-{job_id}"),
+        "delivery_id": "d", "job_created_at": null
+    });
+    serde_json::json!({"Data": {"message": message}, "Metadata": {"DequeueCount": 1}})
+}
+
+async fn standalone_with_token(token: Option<&str>) -> (TestApp, Arc<DryRunBackend>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let backend = Arc::new(DryRunBackend::new(false));
+    let settings = runner_dispatch::config::Settings { admin_token: token.map(Into::into), ..settings() };
+    let app = spawn_app_with_settings(
+        &settings,
+        pools(),
+        backend.clone(),
+        Some(dir.path()),
+        fast_queue(),
+        runner_dispatch::server::RAW_REQUEST_TIMEOUT,
+    )
+    .await;
+    (app, backend, dir)
+}
+
+async fn post_envelope(app: &TestApp, path: &str, bearer: Option<&str>, body: &serde_json::Value) -> u16 {
+    let mut req = app.client.post(app.url(path)).json(body);
+    if let Some(b) = bearer {
+        req = req.header("Authorization", b);
+    }
+    req.send().await.expect("send").status().as_u16()
+}
+
+#[tokio::test]
+async fn without_an_admin_token_standalone_does_not_serve_the_envelope_routes() {
+    let (app, backend, _dir) = standalone_with_token(None).await;
+    let message = provision_envelope(801, "Octocoders", "Hello-World");
+    for path in ["/github-webhook", "/provision-runner", "/cleanup-runner", "/reconcile"] {
+        for bearer in [None, Some(format!("Bearer {ADMIN_TOKEN}"))] {
+            assert_eq!(post_envelope(&app, path, bearer.as_deref(), &message).await, 404, "{path}");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(app.github.calls().is_empty(), "GitHub was called: {:?}", app.github.calls());
+    assert!(backend.created().is_empty());
+}
+
+#[tokio::test]
+async fn with_an_admin_token_the_envelope_routes_want_it_exactly() {
+    let (app, backend, _dir) = standalone_with_token(Some(ADMIN_TOKEN)).await;
+    let message = provision_envelope(802, "Octocoders", "Hello-World");
+    let wrong = [
+        None,
+        Some(String::new()),
+        Some(ADMIN_TOKEN.to_owned()),
+        Some(format!("bearer {ADMIN_TOKEN}")),
+        Some(format!("Bearer {ADMIN_TOKEN}x")),
+        Some(format!("Bearer {}", &ADMIN_TOKEN[1..])),
+        Some("Basic dXNlcjpwYXNz".to_owned()),
+    ];
+    for path in ["/github-webhook", "/provision-runner", "/cleanup-runner", "/reconcile"] {
+        for bearer in &wrong {
+            assert_eq!(post_envelope(&app, path, bearer.as_deref(), &message).await, 401, "{path} {bearer:?}");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(app.github.calls().is_empty(), "GitHub was called: {:?}", app.github.calls());
+    assert!(backend.created().is_empty());
+    // The operator, with the token, re-drives a request.
+    assert_eq!(post_envelope(&app, "/provision-runner", Some(&format!("Bearer {ADMIN_TOKEN}")), &message).await, 200);
+    assert_eq!(backend.created().len(), 1);
+    assert_eq!(backend.created()[0].name, "ghr-802");
+}
+
+#[tokio::test]
+async fn a_message_for_an_owner_the_allowlist_refuses_is_refused_whatever_the_route() {
+    let (app, backend, _dir) = standalone_with_token(Some(ADMIN_TOKEN)).await;
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    for (owner, repo) in [("other-org", "Hello-World"), ("Octocoders", "..")] {
+        let message = provision_envelope(803, owner, repo);
+        let resp = app
+            .client
+            .post(app.url("/provision-runner"))
+            .header("Authorization", &bearer)
+            .json(&message)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 200);
+        let reply: serde_json::Value = resp.json().await.expect("json");
+        let reason = reply["Outputs"]["failedRequest"]["reason"].as_str().unwrap_or_default().to_owned();
+        assert!(reason.contains("message refused"), "{owner}/{repo}: {reply}");
+    }
+    assert!(app.github.calls().is_empty(), "GitHub was called: {:?}", app.github.calls());
+    assert!(backend.created().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Concurrent deliveries and waiting on max_runners (issue 14, items 11 and 4)
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn concurrent_deliveries_of_one_job_are_all_accepted_and_spooled_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (app, backend) = spawn_dry_run(Some(dir.path())).await;
+    let app = Arc::new(app);
+    let body = fresh_queued(811);
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let (app, body) = (app.clone(), body.clone());
+            tokio::spawn(async move {
+                let delivery = format!("00000000-0000-0000-0000-0000000000{i:02}");
+                post_raw(&app, &body, "workflow_job", Some(sign(&body)), &delivery).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (status, reply) = t.await.expect("task");
+        assert_eq!(status, 202, "{reply}");
+    }
+    assert!(eventually(|| backend.created().len() == 1).await);
+    let queue = app.state.queue.as_ref().expect("standalone queue");
+    assert!(eventually(|| queue.spool().pending().is_empty()).await);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(backend.created().len(), 1, "{:?}", backend.created());
+    assert_eq!(app.github.calls().iter().filter(|c| c.contains("generate-jitconfig")).count(), 1);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("pending")).expect("dir").flatten().collect();
+    assert!(leftovers.is_empty(), "temporary files left behind: {leftovers:?}");
+}
+
+#[tokio::test]
+async fn a_request_waiting_on_max_runners_is_deferred_never_given_up() {
+    let text = POOLS.replace(
+        "image = \"example.azurecr.io/runner:1\"\n\n[[pools]]\nname = \"windows\"",
+        "image = \"example.azurecr.io/runner:1\"\nmax_runners = 1\n\n[[pools]]\nname = \"windows\"",
+    );
+    let pools = Arc::new(runner_dispatch::config::PoolsConfig::parse(&text).expect("pools"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let backend = common::ScriptedBackend::with(vec![]);
+    // Three attempts at most, retried within milliseconds: a cap wait counted as an
+    // attempt would land in failed/ at once.
+    let app = spawn_app_with(
+        pools,
+        backend.clone(),
+        Some(dir.path()),
+        fast_queue(),
+        runner_dispatch::server::RAW_REQUEST_TIMEOUT,
+    )
+    .await;
+    for job in [821, 822] {
+        let body = fresh_queued(job);
+        let (status, _) = post_raw(&app, &body, "workflow_job", Some(sign(&body)), &format!("d-{job}")).await;
+        assert_eq!(status, 202);
+    }
+    assert!(eventually(|| backend.create_count() == 1).await);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let spool = app.state.queue.as_ref().expect("standalone queue").spool();
+    assert!(spool.failed().is_empty(), "given up while waiting on max_runners: {:?}", spool.failed());
+    assert_eq!(spool.pending().len(), 1, "the second request still waits");
+    assert_eq!(backend.create_count(), 1);
+}

@@ -249,10 +249,30 @@ impl GitHubClient {
         &self.web
     }
 
+    /// The API URL of `path`, built segment by segment: each `/`-separated part is
+    /// percent-encoded on its own (`?`, `#`, `%` included), so no part can add a query, a
+    /// fragment or a path step. Names from payloads go through [`segment`] first, which
+    /// refuses the ones holding a `/` or being a dot segment.
     fn url(&self, path: &str) -> Result<Url, GitHubError> {
-        self.api
-            .join(path.trim_start_matches('/'))
-            .map_err(|e| GitHubError::Permanent(format!("cannot build a URL for {path}: {e}")))
+        let mut url = self.api.clone();
+        url.path_segments_mut()
+            .map_err(|()| GitHubError::Permanent("GITHUB_API_URL cannot carry a path".into()))?
+            .pop_if_empty()
+            .extend(path.trim_start_matches('/').split('/'));
+        Ok(url)
+    }
+
+    /// `orgs/{org}`, `repos/{o}/{r}` or `enterprises/{e}` with every name checked by [`segment`].
+    fn target_prefix(target: &RunnerTarget) -> Result<String, GitHubError> {
+        match target {
+            RunnerTarget::Org { org } => segment(org)?,
+            RunnerTarget::Repo { owner, repo } => {
+                segment(owner)?;
+                segment(repo)?
+            }
+            RunnerTarget::Enterprise { enterprise } => segment(enterprise)?,
+        };
+        Ok(target.api_prefix())
     }
 
     // -- Authentication -----------------------------------------------------------------
@@ -315,8 +335,7 @@ impl GitHubClient {
     /// `orgs/{org}` or `repos/{o}/{r}`: where to look up the installation for a runner call.
     fn installation_lookup_for_target(job: &JobContext) -> Result<String, GitHubError> {
         match &job.target {
-            RunnerTarget::Org { org } => Ok(format!("orgs/{org}")),
-            RunnerTarget::Repo { owner, repo } => Ok(format!("repos/{owner}/{repo}")),
+            RunnerTarget::Org { .. } | RunnerTarget::Repo { .. } => Self::target_prefix(&job.target),
             RunnerTarget::Enterprise { enterprise } => Err(GitHubError::Permanent(format!(
                 "enterprise {enterprise}: the GitHub App installation cannot be looked up for enterprise runners; \
                  set GITHUB_APP_INSTALLATION_ID or use the App's own webhook (its payloads carry the installation)"
@@ -405,7 +424,7 @@ impl GitHubClient {
     /// As every call: not found, permission, rate limit, transport.
     pub async fn runner_group(&self, job: &JobContext, org: &str, id: u64) -> Result<RunnerGroup, GitHubError> {
         let bearer = self.runner_bearer(job).await?;
-        let path = format!("orgs/{org}/actions/runner-groups/{id}");
+        let path = format!("orgs/{}/actions/runner-groups/{id}", segment(org)?);
         let reply = self.send(Method::GET, self.url(&path)?, None, &bearer, &[]).await?;
         reply.json(&Method::GET, &path)
     }
@@ -550,7 +569,7 @@ impl GitHubClient {
             runners: Vec<RunnerJson>,
         }
         let bearer = self.runner_bearer(job).await?;
-        let path = format!("{}/actions/runners", job.target.api_prefix());
+        let path = format!("{}/actions/runners", Self::target_prefix(&job.target)?);
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
             let mut url = self.url(&path)?;
@@ -645,6 +664,18 @@ fn hook_path(scope: HookScope, hook_id: Option<u64>, target: Option<&str>) -> Ho
             HookPath { scope, prefix, owner_path: repo.map(|r| format!("repos/{r}")) }
         }
     }
+}
+
+/// A name from a payload, checked to stay one URL path segment: not empty, not `.` or
+/// `..`, no `/` or `\\`. Other characters are percent-encoded by [`GitHubClient::url`].
+fn segment(name: &str) -> Result<&str, GitHubError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\']) {
+        return Err(GitHubError::Permanent(format!(
+            "{:?} is not a valid GitHub owner or repository name",
+            crate::telemetry::loggable(name)
+        )));
+    }
+    Ok(name)
 }
 
 /// The path and query of a URL, for logs and errors (never carries a credential).
@@ -861,7 +892,7 @@ impl RunnerRegistry for GitHubClient {
             id: u64,
         }
         let bearer = self.runner_bearer(job).await?;
-        let path = format!("{}/actions/runners/generate-jitconfig", job.target.api_prefix());
+        let path = format!("{}/actions/runners/generate-jitconfig", Self::target_prefix(&job.target)?);
         let body = json!({
             "name": name,
             "runner_group_id": runner_group_id,
@@ -879,7 +910,7 @@ impl RunnerRegistry for GitHubClient {
             token: String,
             expires_at: String,
         }
-        let prefix = job.target.api_prefix();
+        let prefix = Self::target_prefix(&job.target)?;
         let mut cache = self.registration_tokens.lock().await;
         let now = OffsetDateTime::now_utc();
         if let Some(t) = cache.get(&prefix).filter(|t| t.expires_at - now > REGISTRATION_TOKEN_MIN_LEFT) {
@@ -908,7 +939,7 @@ impl RunnerRegistry for GitHubClient {
 
     async fn delete_runner(&self, job: &JobContext, runner_id: u64) -> Result<RunnerDeletion, GitHubError> {
         let bearer = self.runner_bearer(job).await?;
-        let path = format!("{}/actions/runners/{runner_id}", job.target.api_prefix());
+        let path = format!("{}/actions/runners/{runner_id}", Self::target_prefix(&job.target)?);
         let reply = self.send(Method::DELETE, self.url(&path)?, None, &bearer, &[404, 422]).await?;
         Ok(match reply.status.as_u16() {
             404 => RunnerDeletion::NotFound,
@@ -923,10 +954,10 @@ impl RunnerRegistry for GitHubClient {
             status: String,
             runner_name: Option<String>,
         }
-        let repository = job.repository.trim_matches('/');
-        if repository.split('/').count() != 2 {
-            return Err(GitHubError::Permanent(format!("repository {repository:?} is not owner/name")));
-        }
+        let Some((owner, name)) = job.repository.split_once('/') else {
+            return Err(GitHubError::Permanent("the job's repository is not owner/name".into()));
+        };
+        let repository = format!("{}/{}", segment(owner)?, segment(name)?);
         let bearer = self.bearer_for_job(job, || Ok(format!("repos/{repository}"))).await?;
         let path = format!("repos/{repository}/actions/jobs/{job_id}");
         let reply = self.send(Method::GET, self.url(&path)?, None, &bearer, &[]).await?;

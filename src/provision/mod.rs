@@ -245,6 +245,7 @@ impl Provisioner {
     /// # Errors
     /// Retryable (the queue brings the message back) or permanent (report it as failed).
     pub async fn provision(&self, msg: &RunnerMessage, attempt: u32) -> Result<ProvisionOutcome, ProvisionError> {
+        self.check_message(msg)?;
         let pool = self.pool_for(msg).ok_or_else(|| {
             ProvisionError::permanent(format!("pool {:?} no longer exists and no other pool fits the job", msg.pool))
         })?;
@@ -291,9 +292,11 @@ impl Provisioner {
         if let Some(max) = pool.max_runners {
             if let Some(active) = backend.active_count(&pool).await? {
                 if active >= max as usize {
-                    return Err(ProvisionError::Retryable {
+                    // Waiting for a slot is a deferral, like a quota wait: it is not an
+                    // attempt, and only the job's 24 h age ends it.
+                    return Err(ProvisionError::Deferred {
                         reason: format!("pool {} is at max_runners ({active}/{max})", pool.name),
-                        retry_after: None,
+                        retry_after: MAX_RUNNERS_RECHECK,
                     });
                 }
             }
@@ -475,6 +478,7 @@ impl Provisioner {
     /// # Errors
     /// Retryable backend or GitHub failures (the queue retries).
     pub async fn cleanup(&self, msg: &RunnerMessage) -> Result<Vec<String>, ProvisionError> {
+        self.check_message(msg)?;
         let Some(pool) = self.pool_for(msg) else {
             return Ok(Vec::new());
         };
@@ -511,6 +515,22 @@ impl Provisioner {
         Ok(deleted)
     }
 
+    /// A message may come by a route other than the signed webhook (an envelope route, a
+    /// spool file), so the names and allowlists are checked again on every one: a message
+    /// the webhook would have refused is refused here, before any call.
+    fn check_message(&self, msg: &RunnerMessage) -> Result<(), ProvisionError> {
+        let refuse = |why: String| ProvisionError::permanent(format!("message refused: {why}"));
+        crate::names::check_full_name(&msg.repository, &msg.owner).map_err(refuse)?;
+        self.pools.github.admits(&msg.owner, &msg.repository).map_err(refuse)?;
+        // A message without an installation uses the configured one or the lookup of our own
+        // App's installation for this (allowed) owner: it cannot reach another installation.
+        if msg.installation_id.is_some() {
+            self.pools.github.admits_installation(msg.installation_id).map_err(refuse)?;
+        }
+        crate::names::dedup_labels(msg.labels.clone()).map_err(refuse)?;
+        Ok(())
+    }
+
     /// The pool whose prefix a runner name carries (several pools may share a prefix:
     /// the first one with that prefix serves, as they share backend naming).
     fn pool_of_runner(&self, runner_name: &str) -> Option<Arc<Pool>> {
@@ -526,6 +546,9 @@ impl Provisioner {
             .cloned()
     }
 }
+
+/// How soon a request waiting on `max_runners` looks again: runners finish in minutes.
+pub const MAX_RUNNERS_RECHECK: Duration = Duration::from_secs(30);
 
 /// How long ago GitHub created the job.
 #[must_use]

@@ -96,6 +96,9 @@ pub enum EventError {
     NotJson(String),
     #[error("workflow_job payload lacks {0}")]
     Missing(&'static str),
+    /// A name or label outside GitHub's rules or our caps.
+    #[error("workflow_job payload: {0}")]
+    Invalid(String),
 }
 
 /// Where and roughly why the body could not be read, without serde's wording (which names
@@ -118,6 +121,8 @@ pub fn parse_workflow_job(body: &[u8]) -> Result<WorkflowJobEvent, EventError> {
     let action = raw.action.ok_or(EventError::Missing("action"))?;
     let job = raw.workflow_job.ok_or(EventError::Missing("workflow_job"))?;
     let repo = raw.repository.ok_or(EventError::Missing("repository"))?;
+    // The owner login is what the allowlist checks, so the repository's path is built from
+    // it and a full_name that names the same owner; neither may leave its URL segment.
     let owner = repo
         .owner
         .and_then(|o| o.login)
@@ -125,8 +130,16 @@ pub fn parse_workflow_job(body: &[u8]) -> Result<WorkflowJobEvent, EventError> {
         .ok_or(EventError::Missing("repository.owner.login"))?;
     let repository = repo
         .full_name
-        .or_else(|| repo.name.map(|n| format!("{owner}/{n}")))
+        .or_else(|| repo.name.as_ref().map(|n| format!("{owner}/{n}")))
         .ok_or(EventError::Missing("repository.full_name"))?;
+    let name = crate::names::check_full_name(&repository, &owner).map_err(EventError::Invalid)?;
+    if repo.name.as_deref().is_some_and(|n| !n.eq_ignore_ascii_case(name)) {
+        return Err(EventError::Invalid("repository full_name names another repository than repository.name".into()));
+    }
+    // The canonical spelling: the owner as the allowlist saw it.
+    let repository = format!("{owner}/{name}");
+    let labels = crate::names::dedup_labels(job.labels.unwrap_or_default().into_iter().flatten().collect())
+        .map_err(EventError::Invalid)?;
     let public = match (repo.visibility.as_deref(), repo.private) {
         (Some(v), _) => v.eq_ignore_ascii_case("public"),
         (None, Some(private)) => !private,
@@ -138,7 +151,7 @@ pub fn parse_workflow_job(body: &[u8]) -> Result<WorkflowJobEvent, EventError> {
         job_id: job.id,
         run_id: job.run_id.unwrap_or_default(),
         run_attempt: job.run_attempt.unwrap_or(1),
-        labels: job.labels.unwrap_or_default().into_iter().flatten().collect(),
+        labels,
         status: job.status,
         conclusion: job.conclusion,
         created_at: job.created_at,

@@ -69,7 +69,9 @@ impl WebhookOutcome {
 pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: &[u8]) -> WebhookOutcome {
     // Every line logged below names the delivery itself (no per-request span: on the
     // envelope route a span and its JSON rendering cost as much as the line).
-    let delivery = headers.get("x-github-delivery").unwrap_or("-").to_owned();
+    // The header is not signed and is logged before the signature check: only a plain id
+    // (GitHub sends a GUID) is kept; anything else is logged and queued as "invalid".
+    let delivery = delivery_id(headers.get("x-github-delivery"));
     if body.len() > MAX_BODY_BYTES {
         return refuse(413, "too_large", format!("body over {MAX_BODY_BYTES} bytes"), &delivery);
     }
@@ -131,7 +133,9 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
         pool: pool.name.clone(),
         runner_name: pool.runner_name(job.job_id),
         delivery_id: delivery.clone(),
-        job_created_at: job.created_at.clone(),
+        // Without GitHub's own time, the receive time: a request must be able to age out
+        // (24 h) even while it waits on a throttle that never counts as an attempt.
+        job_created_at: job.created_at.clone().or_else(crate::events::now_rfc3339),
         ran_on: if kind == MessageKind::Cleanup { job.runner_name.clone() } else { None },
         job_started_at: if kind == MessageKind::Cleanup { job.started_at.clone() } else { None },
         origin: None,
@@ -152,9 +156,29 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
     out
 }
 
+/// The delivery id as logged and queued: `-` when absent, `invalid` unless it is 1 to
+/// [`MAX_DELIVERY_ID_CHARS`] ASCII letters, digits, `-` or `_`.
+#[must_use]
+pub fn delivery_id(header: Option<&str>) -> String {
+    match header {
+        None => "-".to_owned(),
+        Some(v)
+            if !v.is_empty()
+                && v.len() <= MAX_DELIVERY_ID_CHARS
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            v.to_owned()
+        }
+        Some(_) => "invalid".to_owned(),
+    }
+}
+
+/// Longest `X-GitHub-Delivery` kept (a GUID is 36).
+pub const MAX_DELIVERY_ID_CHARS: usize = 64;
+
 fn refuse(status: u16, result: &str, detail: impl Into<String>, delivery: &str) -> WebhookOutcome {
     let detail = detail.into();
-    tracing::warn!(event = "webhook_refused", status, result, delivery_id = delivery, reason = %detail, "webhook refused");
+    tracing::warn!(event = "webhook_refused", status, result, delivery_id = delivery, reason = %crate::telemetry::loggable(&detail), "webhook refused");
     WebhookOutcome::reply(status, result, detail)
 }
 
@@ -164,22 +188,10 @@ fn refuse(status: u16, result: &str, detail: impl Into<String>, delivery: &str) 
 /// The reason, for the 403 body and the log.
 pub fn check_allowed(pools: &PoolsConfig, job: &WorkflowJobEvent) -> Result<(), String> {
     let gh = &pools.github;
-    let owner = job.owner.to_ascii_lowercase();
-    if !gh.allowed_owners.contains(&owner) {
-        return Err(format!("owner {} is not in github.allowed_owners", job.owner));
-    }
-    if !gh.allowed_repositories.is_empty() && !gh.allowed_repositories.iter().any(|g| g.matches(&job.repository)) {
-        return Err(format!("repository {} is not in github.allowed_repositories", job.repository));
-    }
+    gh.admits(&job.owner, &job.repository)?;
+    gh.admits_installation(job.installation_id)?;
     if job.public && !gh.allow_public_repositories {
         return Err(format!("repository {} is public and github.allow_public_repositories is false", job.repository));
-    }
-    if !gh.allowed_installation_ids.is_empty() {
-        match job.installation_id {
-            Some(id) if gh.allowed_installation_ids.contains(&id) => {}
-            Some(id) => return Err(format!("installation {id} is not in github.allowed_installation_ids")),
-            None => return Err("delivery has no installation and github.allowed_installation_ids is set".into()),
-        }
     }
     Ok(())
 }
