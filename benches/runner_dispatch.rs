@@ -893,6 +893,7 @@ batch_pool_id = "linux"
                 state: ComputeState::Pending,
                 created_at: None,
                 job_id: None,
+                runner_id: None,
                 repository: None,
                 tags: BTreeMap::new(),
             }))
@@ -997,6 +998,7 @@ batch_pool_id = "linux"
             delivery_id: format!("d-{job_id}"),
             job_created_at: Some(now.to_owned()),
             ran_on: None,
+            ran_on_id: None,
             job_started_at: None,
             origin: None,
         }

@@ -233,7 +233,17 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// The compute and runner name for a job: `<prefix>-<job id>`.
+    /// The job id in one of this pool's runner names: exactly `<prefix>-<digits>` (ASCII
+    /// digits only, no sign), else `None`.
+    #[must_use]
+    pub fn job_id_of(&self, runner_name: &str) -> Option<u64> {
+        runner_name
+            .strip_prefix(self.name_prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(parse_job_id)
+    }
+
+    /// `<prefix>-<job id>`: compute and runner name for a job.
     #[must_use]
     pub fn runner_name(&self, job_id: u64) -> String {
         format!("{}-{job_id}", self.name_prefix)
@@ -264,15 +274,10 @@ impl PoolsConfig {
         v
     }
 
-    /// The pool a runner name belongs to, when the name is `<prefix>-<digits>`.
+    /// The job id in a runner name of any pool, when the name is exactly `<prefix>-<digits>`.
     #[must_use]
     pub fn job_id_of_runner(&self, runner_name: &str) -> Option<u64> {
-        self.pools.iter().find_map(|p| {
-            runner_name
-                .strip_prefix(p.name_prefix.as_str())
-                .and_then(|rest| rest.strip_prefix('-'))
-                .and_then(|digits| digits.parse().ok())
-        })
+        self.pools.iter().find_map(|p| p.job_id_of(runner_name))
     }
 
     /// Parses and validates a pools file, collecting every problem.
@@ -1003,6 +1008,16 @@ pub struct AzureSettings {
     pub client_id: Option<String>,
     pub tenant_id: Option<String>,
     pub client_secret: Option<Secret>,
+}
+
+/// The job id of a runner name's tail: 1 to 20 ASCII digits and nothing else (`+12`,
+/// ` 12` or `12x` are someone else's names).
+#[must_use]
+pub fn parse_job_id(digits: &str) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Shortest `RUNNER_DISPATCH_ADMIN_TOKEN` accepted.

@@ -115,6 +115,21 @@ pub fn samples() -> Vec<Sample> {
     ]
 }
 
+/// A completed job's payload names the runner that ran it by name and id, as GitHub's
+/// does: the id is the one the dry-run registration gave the runner of that name (cleanup
+/// deletes compute only for the runner id recorded on it).
+fn with_runner_id(body: Vec<u8>, backend: &crate::provision::dry_run::DryRunBackend) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(&body) else { return body };
+    let Some(name) = v["workflow_job"]["runner_name"].as_str().map(str::to_owned) else { return body };
+    match backend.created().into_iter().find(|r| r.name == name).and_then(|r| r.runner_id) {
+        Some(id) => {
+            v["workflow_job"]["runner_id"] = id.into();
+            serde_json::to_vec(&v).unwrap_or(body)
+        }
+        None => body,
+    }
+}
+
 /// Runs the demo.
 pub async fn run(verbose: bool) -> ExitCode {
     match run_inner(verbose).await {
@@ -175,13 +190,14 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
         let before_created: Vec<String> = backend.created().into_iter().map(|r| r.name).collect();
         let before_deleted = backend.deleted().len();
         let key = if s.bad_signature { "not-the-secret".as_bytes() } else { secret.as_bytes() };
+        let body = with_runner_id(s.body, &backend);
         let resp = client
             .post(&url)
             .header("Content-Type", "application/json")
             .header("X-GitHub-Event", s.event)
             .header("X-GitHub-Delivery", &s.delivery)
-            .header("X-Hub-Signature-256", crate::webhook::sign(key, &s.body))
-            .body(s.body.clone())
+            .header("X-Hub-Signature-256", crate::webhook::sign(key, &body))
+            .body(body)
             .send()
             .await?;
         let status = resp.status().as_u16();

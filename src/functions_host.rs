@@ -17,6 +17,8 @@ pub mod bindings {
     pub const RUNNER_CLEANUP: &str = "runnerCleanup";
     /// `provision-runner`: queue output to `runner-requests-failed`.
     pub const FAILED: &str = "failedRequest";
+    /// `cleanup-runner`: queue output to `runner-cleanup-failed`.
+    pub const FAILED_CLEANUP: &str = "failedCleanup";
     /// `provision-runner` / `cleanup-runner`: the queue trigger.
     pub const QUEUE_TRIGGER: &str = "message";
 }

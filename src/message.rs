@@ -36,6 +36,11 @@ pub struct RunnerMessage {
     /// Cleanup only: the runner that actually ran the job (the payload's `runner_name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ran_on: Option<String>,
+    /// Cleanup only: the id of the runner that ran the job (the payload's `runner_id`).
+    /// Runner names are unique only per scope: the compute named `ran_on` is deleted only
+    /// when this id is the one recorded on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_on_id: Option<u64>,
     /// Cleanup only: the job's `started_at`, for lifecycle durations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_started_at: Option<String>,
@@ -105,6 +110,7 @@ mod tests {
             delivery_id: "d".into(),
             job_created_at: Some("2026-01-01T00:00:00Z".into()),
             ran_on: None,
+            ran_on_id: None,
             job_started_at: None,
             origin: None,
         }

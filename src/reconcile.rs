@@ -71,13 +71,35 @@ pub struct Reconciler {
     provisioner: Arc<Provisioner>,
     redeliver: bool,
     orphans_seen: Mutex<HashSet<String>>,
+    /// JIT runner ids recorded on our compute in the last pass: an orphan registration is
+    /// removed only if its id is one of ours (another deployment may use the same prefix).
+    recorded_ids: Mutex<HashSet<u64>>,
+}
+
+/// Whether a listed compute is one runner-dispatch made for this pool: named exactly
+/// `<prefix>-<digits>` and, where the backend records it, tagged with that same job id.
+/// Anyone who can tag a container group in the resource group could otherwise get it deleted.
+fn is_ours(pool: &Pool, info: &ComputeInfo) -> bool {
+    pool.job_id_of(&info.name).is_some_and(|id| info.job_id == Some(id))
+}
+
+/// The registration named like `info` in `list`, if it is the runner made for this compute:
+/// its id must be the one recorded on the compute (when one was: JIT mode). Runner names are
+/// unique only per scope, so a same-named runner elsewhere is not ours.
+fn registration_of<'a>(info: &ComputeInfo, list: &'a [RunnerInfo]) -> Option<&'a RunnerInfo> {
+    list.iter().find(|r| r.name == info.name && info.runner_id.is_none_or(|id| id == r.id))
 }
 
 impl Reconciler {
     /// `redeliver`: whether a hook is configured (`GITHUB_HOOK_SCOPE`).
     #[must_use]
     pub fn new(provisioner: Arc<Provisioner>, redeliver: bool) -> Self {
-        Self { provisioner, redeliver, orphans_seen: Mutex::new(HashSet::new()) }
+        Self {
+            provisioner,
+            redeliver,
+            orphans_seen: Mutex::new(HashSet::new()),
+            recorded_ids: Mutex::new(HashSet::new()),
+        }
     }
 
     /// One pass. Never fails: errors are counted and logged, and the pass goes on.
@@ -151,6 +173,7 @@ impl Reconciler {
             delivery_id: String::new(),
             job_created_at: None,
             ran_on: None,
+            ran_on_id: None,
             job_started_at: None,
             origin: None,
         };
@@ -164,6 +187,7 @@ impl Reconciler {
         // Runners per registration target, listed once per pass.
         let mut runners: BTreeMap<String, (JobContext, Vec<RunnerInfo>)> = BTreeMap::new();
         let mut compute_names: BTreeSet<String> = BTreeSet::new();
+        let mut recorded_now: HashSet<u64> = HashSet::new();
         let mut listed_everything = true;
         let mut seen_batch_pools: HashSet<(Backend, Option<String>, Option<String>)> = HashSet::new();
         for pool in &p.pools.pools {
@@ -181,7 +205,12 @@ impl Reconciler {
             };
             let first_time = seen_batch_pools.insert(key);
             for info in computes {
+                if !is_ours(pool, &info) {
+                    tracing::debug!(runner_name = %crate::telemetry::loggable(&info.name), pool = %pool.name, "listed compute is not named and tagged as ours; left alone");
+                    continue;
+                }
                 compute_names.insert(info.name.clone());
+                recorded_now.extend(info.runner_id);
                 if !first_time && pool.backend == Backend::Batch {
                     continue;
                 }
@@ -199,8 +228,7 @@ impl Reconciler {
                         }
                     }
                 }
-                let registration =
-                    runners.get(&target_key).and_then(|(_, l)| l.iter().find(|r| r.name == info.name).cloned());
+                let registration = runners.get(&target_key).and_then(|(_, l)| registration_of(&info, l).cloned());
                 if let Err(e) = self.reap_one(pool, &info, &job, registration, now, report).await {
                     report.errors += 1;
                     tracing::warn!(event = "reconcile_error", step = "reap", runner_name = %info.name, error = %e, "could not clean up a runner");
@@ -211,12 +239,19 @@ impl Reconciler {
         // orphaned in two passes (a fresh JIT registration may be seconds from its compute),
         // unless this instance holds it for a retry (HELD_REGISTRATION_TTL is shorter than
         // two passes, so another instance's reconcile cannot remove it under the hold either).
+        // Only ids recorded on our compute (this pass or the last) count: an offline runner
+        // merely named like ours may be another deployment's (say, a Batch runner waiting
+        // for a node). Crash leftovers without a record are removed by GitHub itself, which
+        // deletes ephemeral runners that never connect within a day.
+        let mut recorded: HashSet<u64> = self.recorded_ids.lock().map(|s| s.clone()).unwrap_or_default();
+        recorded.extend(recorded_now.iter().copied());
         if listed_everything {
             let mut seen_now = HashSet::new();
             let previous = self.orphans_seen.lock().map(|s| s.clone()).unwrap_or_default();
             for (job, list) in runners.values() {
                 for r in list {
                     if p.pools.job_id_of_runner(&r.name).is_none()
+                        || !(recorded.contains(&r.id) || p.made_registration(r.id))
                         || compute_names.contains(&r.name)
                         || r.online
                         || r.busy
@@ -235,12 +270,17 @@ impl Reconciler {
                         }
                     } else {
                         seen_now.insert(key);
+                        // Remembered until the next pass decides on it.
+                        recorded_now.insert(r.id);
                     }
                 }
             }
             if let Ok(mut s) = self.orphans_seen.lock() {
                 *s = seen_now;
             }
+        }
+        if let Ok(mut s) = self.recorded_ids.lock() {
+            *s = if listed_everything { recorded_now } else { recorded };
         }
     }
 
@@ -272,7 +312,9 @@ impl Reconciler {
             return Ok(());
         }
         if age > pool.runner_ttl {
-            if let Some(r) = &registration {
+            // The compute goes whatever it is doing (the TTL is a hard limit); a busy
+            // registration is left for GitHub to end with its job.
+            if let Some(r) = registration.as_ref().filter(|r| !r.busy) {
                 delete_registration(r).await?;
             }
             backend.delete(pool, &info.name).await.map_err(|e| e.to_string())?;
@@ -297,7 +339,7 @@ impl Reconciler {
             // Registered but never online, or no registration at all: a failed start
             // once past the boot timeout.
             _ if age > pool.runner_boot_timeout => {
-                if let Some(r) = &registration {
+                if let Some(r) = registration.as_ref().filter(|r| !r.busy) {
                     delete_registration(r).await?;
                 }
                 backend.delete(pool, &info.name).await.map_err(|e| e.to_string())?;
@@ -330,6 +372,7 @@ impl Reconciler {
             delivery_id: format!("reconcile-{job_id}"),
             job_created_at: info.tags.get("runner-dispatch-job-created-at").cloned(),
             ran_on: None,
+            ran_on_id: None,
             job_started_at: None,
             origin: Some("reconcile:failed_start".into()),
         }

@@ -359,6 +359,11 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
         }
     };
     let attempt = invocation.dequeue_count;
+    // Each trigger reports what it gives up on its own failed queue.
+    let failed_binding = match expected {
+        MessageKind::Provision => bindings::FAILED,
+        MessageKind::Cleanup => bindings::FAILED_CLEANUP,
+    };
     let message = match decode_message(&invocation.message) {
         Ok(m) if m.kind == expected => m,
         Ok(m) => {
@@ -367,24 +372,14 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
                 job_id = m.job_id,
                 "message of the wrong kind on this queue; dropped to the failed queue"
             );
-            if expected == MessageKind::Provision {
-                reply.queue(
-                    bindings::FAILED,
-                    vec![to_value(&FailedMessage {
-                        request: m,
-                        reason: "message of kind cleanup on runner-requests".into(),
-                        attempts: attempt,
-                    })],
-                );
-            }
+            let reason = format!("message of kind {:?} on the {expected:?} queue", m.kind).to_lowercase();
+            reply.queue(failed_binding, vec![to_value(&FailedMessage { request: m, reason, attempts: attempt })]);
             return reply_response(200, &reply);
         }
         Err(e) => {
             let raw: String = invocation.message.to_string().chars().take(2000).collect();
             tracing::error!(event = "message_invalid", error = %e, "queue message unreadable; moved to the failed queue");
-            if expected == MessageKind::Provision {
-                reply.queue(bindings::FAILED, vec![json!({"v":1,"reason":e.to_string(),"attempts":attempt,"raw":raw})]);
-            }
+            reply.queue(failed_binding, vec![json!({"v":1,"reason":e.to_string(),"attempts":attempt,"raw":raw})]);
             reply.log(format!("unreadable message: {e}"));
             return reply_response(200, &reply);
         }
@@ -393,12 +388,10 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
     let give_up = |reply: &mut InvocationReply, reason: String| {
         crate::events::given_up(&message, &reason, attempt);
         reply.log(format!("given up: {reason}"));
-        if expected == MessageKind::Provision {
-            reply.queue(
-                bindings::FAILED,
-                vec![to_value(&FailedMessage { request: message.clone(), reason, attempts: attempt })],
-            );
-        }
+        reply.queue(
+            failed_binding,
+            vec![to_value(&FailedMessage { request: message.clone(), reason, attempts: attempt })],
+        );
     };
     match result {
         AttemptResult::Done => {

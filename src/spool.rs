@@ -404,6 +404,7 @@ mod tests {
             delivery_id: "d".into(),
             job_created_at: None,
             ran_on: None,
+            ran_on_id: None,
             job_started_at: None,
             origin: None,
         }

@@ -278,6 +278,7 @@ run_on_host = true
                 run_id: 9001,
                 repository: "octo-org/api".into(),
                 job_created_at: Some("2026-11-23T15:00:00Z".into()),
+                runner_id: Some(4242),
             },
             env: vec![
                 ("RUNNER_JITCONFIG".into(), EnvValue::Secret(Secret::new(JIT_SECRET))),
@@ -289,6 +290,7 @@ run_on_host = true
     /// The legacy registration mode's variables.
     fn registration_request(pool: &Pool, job_id: u64) -> ComputeRequest {
         let mut r = jit_request(pool, job_id);
+        r.job.runner_id = None;
         r.env = vec![
             ("RUNNER_URL".into(), EnvValue::Plain("https://github.com/octo-org".into())),
             ("RUNNER_TOKEN".into(), EnvValue::Secret(Secret::new(JIT_SECRET))),
@@ -621,6 +623,7 @@ run_on_host = true
                     "runner-dispatch-job-id": "7",
                     "runner-dispatch-run-id": "9001",
                     "runner-dispatch-repository": "octo-org/api",
+                    "runner-dispatch-runner-id": "4242",
                     "runner-dispatch-job-created-at": "2026-11-23T15:00:00Z",
                 })
             );

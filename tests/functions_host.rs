@@ -374,6 +374,8 @@ async fn cleanup_and_reconcile_and_readiness_answer_the_host() {
     let mut cleanup = msg.clone();
     cleanup["kind"] = "cleanup".into();
     cleanup["ran_on"] = "ghr-9".into();
+    // The id of the JIT registration made for ghr-9 (the dry-run registry's first).
+    cleanup["ran_on_id"] = 1.into();
     let resp =
         app.client.post(app.url("/cleanup-runner")).json(&queue_invocation(cleanup, 1)).send().await.expect("send");
     assert_eq!(resp.status(), 200);
@@ -537,4 +539,32 @@ where
         out.push(t.await.expect("task"));
     }
     out
+}
+
+#[tokio::test]
+async fn a_cleanup_given_up_goes_to_the_cleanup_failed_queue_with_the_reason() {
+    let (app, backend) = spawn_dry_run(None).await;
+    let cleanup = json!({
+        "v": 1, "kind": "cleanup", "job_id": 631, "run_id": 1, "repository": "mallory/Hello-World",
+        "owner": "mallory", "labels": ["self-hosted"], "pool": "linux", "runner_name": "ghr-631",
+        "delivery_id": "d", "ran_on": "ghr-630", "ran_on_id": 5
+    });
+    let resp =
+        app.client.post(app.url("/cleanup-runner")).json(&queue_invocation(cleanup, 1)).send().await.expect("send");
+    assert_eq!(resp.status(), 200);
+    let reply: Value = resp.json().await.expect("json");
+    let failed = &reply["Outputs"]["failedCleanup"];
+    assert_eq!(failed["job_id"], 631, "{reply}");
+    assert!(failed["reason"].as_str().is_some_and(|r| r.contains("allowed_owners")), "{reply}");
+    assert!(backend.deleted().is_empty());
+    // An unreadable cleanup message is reported there too, not only in the log.
+    let resp = app
+        .client
+        .post(app.url("/cleanup-runner"))
+        .json(&queue_invocation(json!("garbage"), 1))
+        .send()
+        .await
+        .expect("send");
+    let reply: Value = resp.json().await.expect("json");
+    assert!(reply["Outputs"]["failedCleanup"]["reason"].is_string(), "{reply}");
 }

@@ -321,6 +321,7 @@ fn arb_message() -> impl Strategy<Value = RunnerMessage> {
                 runner_name,
                 delivery_id,
                 job_created_at: created,
+                ran_on_id: ran_on.as_ref().map(|r| r.len() as u64),
                 ran_on,
                 job_started_at: started,
                 origin,

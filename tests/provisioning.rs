@@ -27,6 +27,7 @@ fn message(job_id: u64, minutes_old: i64) -> RunnerMessage {
         delivery_id: "d".into(),
         job_created_at: Some(created.format(&time::format_description::well_known::Rfc3339).expect("fmt")),
         ran_on: None,
+        ran_on_id: None,
         job_started_at: None,
         origin: None,
     }
@@ -185,6 +186,7 @@ async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_a_busy_own_runne
     let mut done = message(61, 0);
     done.kind = MessageKind::Cleanup;
     done.ran_on = Some("ghr-60".into());
+    done.ran_on_id = gh.runners.lock().expect("lock").iter().find(|r| r.name == "ghr-60").map(|r| r.id);
     let deleted = p.cleanup(&done).await.expect("ok");
     assert_eq!(deleted, vec!["ghr-60"], "ghr-61 is busy with job 60 and stays");
     assert!(backend.existing.lock().expect("lock").contains_key("ghr-61"));
@@ -194,6 +196,32 @@ async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_a_busy_own_runne
     other.kind = MessageKind::Cleanup;
     other.ran_on = Some("GitHub Actions 5".into());
     assert_eq!(p.cleanup(&other).await.expect("ok"), vec!["ghr-62"]);
+}
+
+#[tokio::test]
+async fn cleanup_never_deletes_compute_for_a_job_that_ran_on_a_same_named_foreign_runner() {
+    let (p, gh, backend) = setup("check_job_queued = \"never\"");
+    // The victim's runner ghr-70 is running job 70.
+    p.provision(&message(70, 0), 1).await.expect("ok");
+    let victim_id = gh.runners.lock().expect("lock").iter().find(|r| r.name == "ghr-70").map(|r| r.id);
+    assert!(victim_id.is_some());
+    // A repository admin registered a repo-level runner also named ghr-70 (id 777); a job
+    // of theirs completed on it.
+    for ran_on_id in [Some(777), None] {
+        let mut done = message(71, 0);
+        done.kind = MessageKind::Cleanup;
+        done.ran_on = Some("ghr-70".into());
+        done.ran_on_id = ran_on_id;
+        let deleted = p.cleanup(&done).await.expect("ok");
+        assert!(deleted.is_empty(), "{ran_on_id:?}: deleted {deleted:?}");
+        assert!(backend.existing.lock().expect("lock").contains_key("ghr-70"), "{ran_on_id:?}");
+    }
+    // The victim's own completion, with the recorded id, does delete it.
+    let mut done = message(70, 0);
+    done.kind = MessageKind::Cleanup;
+    done.ran_on = Some("ghr-70".into());
+    done.ran_on_id = victim_id;
+    assert_eq!(p.cleanup(&done).await.expect("ok"), vec!["ghr-70"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -19,6 +19,8 @@ fn compute(name: &str, job_id: u64, state: ComputeState, minutes_old: i64) -> Co
         created_at: Some(time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes_old)),
         job_id: Some(job_id),
         repository: Some("octo-org/api".into()),
+        // The JIT registration made for it: tests register runner `100 + job id` for it.
+        runner_id: Some(100 + job_id),
         tags: BTreeMap::from([("runner-dispatch-job-created-at".to_owned(), "2026-11-23T00:00:00Z".to_owned())]),
     }
 }
@@ -78,20 +80,65 @@ async fn each_kind_of_leftover_is_reaped_and_healthy_runners_are_left_alone() {
 }
 
 #[tokio::test]
-async fn an_orphan_registration_is_removed_only_when_seen_twice() {
-    let (r, gh, _backend) = setup(false);
+async fn an_orphan_registration_is_removed_only_when_ours_and_seen_twice() {
+    let (r, gh, backend) = setup(false);
     // Reconcile lists runners per target of existing compute; give it one to see the org.
-    put(&_backend, compute("ghr-9", 9, ComputeState::Running, 1));
+    put(&backend, compute("ghr-9", 9, ComputeState::Running, 1));
     gh.add_runner(109, "ghr-9", true, true);
-    gh.add_runner(200, "ghr-200", false, false); // ours, no compute
+    // Ours: its compute (recording runner id 200) existed in the first pass, then went.
+    put(&backend, compute("ghr-100", 100, ComputeState::Running, 1));
+    gh.add_runner(200, "ghr-100", false, false);
+    gh.add_runner(201, "ghr-201", false, false); // named like ours, never our compute
     gh.add_runner(300, "someone-else", false, false); // not ours
-    let first = r.run().await;
-    assert_eq!(first.orphan_registrations, 0);
-    let second = r.run().await;
-    assert_eq!(second.orphan_registrations, 1);
+    assert_eq!(r.run().await.orphan_registrations, 0);
+    backend.existing.lock().expect("lock").remove("ghr-100");
+    assert_eq!(r.run().await.orphan_registrations, 0, "seen orphaned once");
+    assert_eq!(r.run().await.orphan_registrations, 1, "seen orphaned twice");
+    assert_eq!(r.run().await.orphan_registrations, 0);
     let calls = gh.calls();
     assert!(calls.contains(&"delete-runner 200".to_owned()));
+    assert!(!calls.contains(&"delete-runner 201".to_owned()), "another deployment's ghr-201 was removed");
     assert!(!calls.contains(&"delete-runner 300".to_owned()));
+}
+
+#[tokio::test]
+async fn compute_not_named_and_tagged_as_ours_is_left_alone() {
+    let (r, gh, backend) = setup(false);
+    // Tagged with our pool by someone who can tag in the resource group, finished long ago.
+    let mut foreign = compute("database", 1, ComputeState::Succeeded, 600);
+    foreign.job_id = None;
+    put(&backend, foreign);
+    // Our name pattern, but the job-id tag says another job.
+    let mut mismatched = compute("ghr-55", 56, ComputeState::Succeeded, 600);
+    mismatched.name = "ghr-55".into();
+    put(&backend, mismatched);
+    // A sign in the name is not a job id.
+    put(&backend, compute("ghr-+12", 12, ComputeState::Succeeded, 600));
+    gh.add_runner(112, "ghr-+12", false, false);
+    let report = r.run().await;
+    assert_eq!((report.finished, report.over_ttl, report.failed_starts), (0, 0, 0), "{report:?}");
+    for kept in ["database", "ghr-55", "ghr-+12"] {
+        assert!(exists(&backend, kept), "{kept} was deleted");
+    }
+    assert!(gh.calls().iter().all(|c| !c.starts_with("delete-runner")), "{:?}", gh.calls());
+}
+
+#[tokio::test]
+async fn a_busy_or_foreign_registration_is_never_removed() {
+    let (r, gh, backend) = setup(false);
+    // Over the TTL and busy: the compute goes (hard limit), the busy registration stays.
+    put(&backend, compute("ghr-4", 4, ComputeState::Running, 400));
+    gh.add_runner(104, "ghr-4", true, true);
+    // Idle past the timeout, but the online runner of that name is not the one we made
+    // (id 999, say from another scope): it is not deregistered.
+    put(&backend, compute("ghr-3", 3, ComputeState::Running, 12));
+    gh.add_runner(999, "ghr-3", true, false);
+    let report = r.run().await;
+    assert_eq!(report.over_ttl, 1, "{report:?}");
+    assert!(!exists(&backend, "ghr-4"));
+    let calls = gh.calls();
+    assert!(!calls.contains(&"delete-runner 104".to_owned()), "a busy registration was removed: {calls:?}");
+    assert!(!calls.contains(&"delete-runner 999".to_owned()), "a foreign registration was removed: {calls:?}");
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ param queueNames array = [
   'runner-requests'
   'runner-requests-failed'
   'runner-cleanup'
+  'runner-cleanup-failed'
   'runner-requests-poison'
   'runner-cleanup-poison'
 ]

@@ -30,6 +30,8 @@ pub const TAG_JOB_ID: &str = "runner-dispatch-job-id";
 pub const TAG_RUN_ID: &str = "runner-dispatch-run-id";
 pub const TAG_REPOSITORY: &str = "runner-dispatch-repository";
 pub const TAG_JOB_CREATED_AT: &str = "runner-dispatch-job-created-at";
+/// The JIT runner id (cleanup deletes the group only for a job that ran on that runner).
+pub const TAG_RUNNER_ID: &str = "runner-dispatch-runner-id";
 
 /// The one container in each group.
 pub const CONTAINER_NAME: &str = "runner";
@@ -113,6 +115,9 @@ fn tags(pool: &Pool, request: &ComputeRequest) -> BTreeMap<String, String> {
     if let Some(created) = &request.job.job_created_at {
         tags.insert(TAG_JOB_CREATED_AT.into(), created.clone());
     }
+    if let Some(id) = request.job.runner_id {
+        tags.insert(TAG_RUNNER_ID.into(), id.to_string());
+    }
     tags
 }
 
@@ -167,6 +172,7 @@ pub fn container_group_info(group: &Value) -> ComputeInfo {
         created_at,
         job_id: tags.get(TAG_JOB_ID).and_then(|v| v.parse().ok()),
         repository: tags.get(TAG_REPOSITORY).cloned(),
+        runner_id: tags.get(TAG_RUNNER_ID).and_then(|v| v.parse().ok()),
         tags,
     }
 }

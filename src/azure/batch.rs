@@ -164,7 +164,11 @@ pub fn batch_task_body(pool: &Pool, request: &ComputeRequest) -> Value {
         .collect();
     let mut task = json!({
         "id": request.name,
-        "displayName": format!("{} job {} (pool {})", request.job.repository, request.job.job_id, pool.name),
+        // Tasks have no metadata: the JIT runner id rides in the display name, for cleanup.
+        "displayName": match request.job.runner_id {
+            Some(id) => format!("{} job {} (pool {}) runner {id}", request.job.repository, request.job.job_id, pool.name),
+            None => format!("{} job {} (pool {})", request.job.repository, request.job.job_id, pool.name),
+        },
         "commandLine": batch_command_line(pool),
         "environmentSettings": env,
         "constraints": {
@@ -210,14 +214,15 @@ pub fn batch_task_info(pool: &Pool, task: &Value) -> ComputeInfo {
         other => ComputeState::Unknown(other.to_owned()),
     };
     let created_at = task["creationTime"].as_str().and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok());
-    let job_id =
-        name.strip_prefix(pool.name_prefix.as_str()).and_then(|r| r.strip_prefix('-')).and_then(|d| d.parse().ok());
+    let job_id = pool.job_id_of(&name);
     let repository = task["displayName"]
         .as_str()
         .and_then(|d| d.split_whitespace().next())
         .filter(|r| r.contains('/'))
         .map(str::to_owned);
-    ComputeInfo { name, state, created_at, job_id, repository, tags: std::collections::BTreeMap::new() }
+    let runner_id =
+        task["displayName"].as_str().and_then(|d| d.rsplit_once(") runner ")).and_then(|(_, id)| id.parse().ok());
+    ComputeInfo { name, state, created_at, job_id, repository, runner_id, tags: std::collections::BTreeMap::new() }
 }
 
 fn classify(e: &AzureError, what: &str, secrets: &[&str]) -> ProvisionError {

@@ -80,7 +80,9 @@ impl AzureError {
             if !out.is_empty() {
                 out.push_str(": ");
             }
-            out.push_str(&truncate(m.trim(), MAX_MESSAGE_CHARS));
+            // Redact the whole message first, then cut it: cutting first could leave a
+            // prefix of a secret that the redaction no longer recognises.
+            out.push_str(&truncate(&redact(m.trim(), secrets), MAX_MESSAGE_CHARS));
         }
         if out.is_empty() {
             out.push_str("no error details");
@@ -96,7 +98,8 @@ impl AzureError {
 pub fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>) {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         let text = String::from_utf8_lossy(body).trim().to_owned();
-        return (None, (!text.is_empty()).then(|| truncate(&text, MAX_MESSAGE_CHARS)));
+        // Kept whole: `describe` redacts, then truncates.
+        return (None, (!text.is_empty()).then_some(text));
     };
     let inner = v.get("error").or_else(|| v.get("odata.error")).unwrap_or(&v);
     let code = inner.get("code").and_then(Value::as_str).map(str::to_owned);
@@ -249,6 +252,23 @@ mod tests {
         assert_eq!(registry_host("ghcr.io/actions/actions-runner:2.330.0"), Some("ghcr.io"));
         assert_eq!(registry_host("ubuntu"), None);
         assert_eq!(registry_host("library/ubuntu:24.04"), None);
+    }
+
+    #[test]
+    fn a_long_error_echoing_a_secret_is_redacted_before_it_is_cut() {
+        // The secret straddles the cut: truncating first left its first 300 characters.
+        let secret = format!("JITCONFIG{}", "q".repeat(900));
+        let echo = format!("{}{secret} was rejected", "p".repeat(100));
+        for body in [
+            serde_json::to_vec(&serde_json::json!({"error": {"code": "InvalidRequest", "message": echo}})).unwrap(),
+            echo.clone().into_bytes(),
+        ] {
+            let (code, message) = parse_error_body(&body);
+            let e = AzureError { status: 400, code, message, retry_after: None };
+            let described = e.describe(&[secret.as_str()]);
+            assert!(!described.contains("JITCONFIG") && !described.contains("qqqq"), "{described}");
+            assert!(described.contains("[redacted]"), "{described}");
+        }
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct JobInfo {
     pub repository: String,
     /// The job's own `created_at` from GitHub (deterministic: never "now").
     pub job_created_at: Option<String>,
+    /// The id GitHub gave the JIT registration made for this runner (none in registration
+    /// mode): recorded on the compute, so cleanup deletes it only for a job that ran on
+    /// exactly that runner, not on another scope's runner that took the same name.
+    pub runner_id: Option<u64>,
 }
 
 /// Everything a backend needs to create one runner.
@@ -81,6 +85,8 @@ pub struct ComputeInfo {
     /// From tags (ACI) or the task id.
     pub job_id: Option<u64>,
     pub repository: Option<String>,
+    /// The JIT runner id recorded at create (see [`JobInfo::runner_id`]).
+    pub runner_id: Option<u64>,
     pub tags: BTreeMap<String, String>,
 }
 

@@ -18,6 +18,8 @@ pub struct RecordedRequest {
     pub backend: &'static str,
     pub job_id: u64,
     pub repository: String,
+    /// The JIT runner id the request carried.
+    pub runner_id: Option<u64>,
     pub body: serde_json::Value,
 }
 
@@ -82,6 +84,7 @@ impl ComputeBackend for DryRunBackend {
             created_at: None,
             job_id: Some(r.job_id),
             repository: Some(r.repository.clone()),
+            runner_id: r.runner_id,
             tags: BTreeMap::new(),
         }))
     }
@@ -107,6 +110,7 @@ impl ComputeBackend for DryRunBackend {
             backend: pool.backend.as_str(),
             job_id: request.job.job_id,
             repository: request.job.repository.clone(),
+            runner_id: request.job.runner_id,
             body,
         };
         if let Ok(mut h) = self.history.lock() {
@@ -137,6 +141,7 @@ impl ComputeBackend for DryRunBackend {
                 created_at: None,
                 job_id: Some(r.job_id),
                 repository: Some(r.repository.clone()),
+                runner_id: r.runner_id,
                 tags: BTreeMap::new(),
             })
             .collect())

@@ -111,7 +111,14 @@ pub struct Provisioner {
     held: Mutex<BTreeMap<String, HeldRegistration>>,
     /// How long from its JIT call a registration may be held.
     hold_ttl: Duration,
+    /// The ids of the JIT registrations this process made (the last
+    /// [`MADE_REGISTRATIONS_KEPT`]): reconcile removes an orphan registration only if it is
+    /// ours, recorded here or on our compute.
+    made: Mutex<std::collections::VecDeque<u64>>,
 }
+
+/// How many JIT registration ids a process remembers as its own.
+pub const MADE_REGISTRATIONS_KEPT: usize = 10_000;
 
 impl Provisioner {
     #[must_use]
@@ -126,6 +133,7 @@ impl Provisioner {
             create_gates: Mutex::new(BTreeMap::new()),
             held: Mutex::new(BTreeMap::new()),
             hold_ttl: HELD_REGISTRATION_TTL,
+            made: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -317,6 +325,7 @@ impl Provisioner {
                 run_id: msg.run_id,
                 repository: msg.repository.clone(),
                 job_created_at: msg.job_created_at.clone(),
+                runner_id: runner_id.as_ref().map(|r| r.id),
             },
             env,
         };
@@ -451,6 +460,7 @@ impl Provisioner {
                         Err(e) => return Err(e.into()),
                     },
                 };
+                self.remember_made(jit.runner_id);
                 runner_id = Some(Registration { id: jit.runner_id, made_at });
                 env.push((n.jitconfig.clone(), EnvValue::Secret(jit.encoded_jit_config)));
             }
@@ -487,22 +497,31 @@ impl Provisioner {
         let mut deleted = Vec::new();
         let own = pool.runner_name(msg.job_id);
         if let Some(ran_on) = msg.ran_on.as_deref().filter(|n| self.pools.job_id_of_runner(n).is_some()) {
-            let owner_pool = self.pool_of_runner(ran_on).unwrap_or_else(|| pool.clone());
-            let backend = self.backends.for_pool(&owner_pool);
-            if backend.find(&owner_pool, ran_on).await?.is_some() {
-                backend.delete(&owner_pool, ran_on).await?;
-                deleted.push(ran_on.to_owned());
+            if let Some((owner_pool, info)) = self.compute_of_runner(&pool, ran_on).await? {
+                if ran_on_this_compute(&info, msg.ran_on_id) {
+                    self.backends.for_pool(&owner_pool).delete(&owner_pool, ran_on).await?;
+                    deleted.push(ran_on.to_owned());
+                } else {
+                    tracing::warn!(
+                        event = "cleanup_skipped",
+                        job_id = msg.job_id,
+                        runner_name = %ran_on,
+                        "the job ran on a runner named like ours but not the one made for this compute; left alone"
+                    );
+                }
             }
             if ran_on == own {
                 return Ok(deleted);
             }
         }
         let backend = self.backends.for_pool(&pool);
-        if backend.find(&pool, &own).await?.is_none() {
+        let Some(info) = backend.find(&pool, &own).await? else {
             return Ok(deleted);
-        }
+        };
         match self.github.find_runner(&job, &own).await? {
             Some(r) if r.busy => return Ok(deleted),
+            // Named like ours but not the registration made for this compute: not ours to remove.
+            Some(r) if info.runner_id.is_some_and(|id| id != r.id) => {}
             Some(r) => {
                 if self.github.delete_runner(&job, r.id).await? == RunnerDeletion::Busy {
                     return Ok(deleted);
@@ -513,6 +532,22 @@ impl Provisioner {
         backend.delete(&pool, &own).await?;
         deleted.push(own);
         Ok(deleted)
+    }
+
+    fn remember_made(&self, runner_id: u64) {
+        if let Ok(mut made) = self.made.lock() {
+            if made.len() == MADE_REGISTRATIONS_KEPT {
+                made.pop_front();
+            }
+            made.push_back(runner_id);
+        }
+    }
+
+    /// Whether this process made the JIT registration with this id (one of the last
+    /// [`MADE_REGISTRATIONS_KEPT`]).
+    #[must_use]
+    pub fn made_registration(&self, runner_id: u64) -> bool {
+        self.made.lock().is_ok_and(|m| m.contains(&runner_id))
     }
 
     /// A message may come by a route other than the signed webhook (an envelope route, a
@@ -531,19 +566,36 @@ impl Provisioner {
         Ok(())
     }
 
-    /// The pool whose prefix a runner name carries (several pools may share a prefix:
-    /// the first one with that prefix serves, as they share backend naming).
-    fn pool_of_runner(&self, runner_name: &str) -> Option<Arc<Pool>> {
-        self.pools
-            .pools
-            .iter()
-            .find(|p| {
-                runner_name
-                    .strip_prefix(p.name_prefix.as_str())
-                    .and_then(|r| r.strip_prefix('-'))
-                    .is_some_and(|d| d.parse::<u64>().is_ok())
-            })
-            .cloned()
+    /// The compute named `runner_name` and its pool: the message's pool first, then every
+    /// other pool whose prefix the name carries (pools may share a prefix but not a
+    /// backend, so each is asked). Only compute named and tagged as ours counts.
+    async fn compute_of_runner(
+        &self,
+        first: &Arc<Pool>,
+        runner_name: &str,
+    ) -> Result<Option<(Arc<Pool>, ComputeInfo)>, ProvisionError> {
+        let candidates = std::iter::once(first)
+            .chain(self.pools.pools.iter().filter(|p| p.name != first.name))
+            .filter(|p| p.job_id_of(runner_name).is_some());
+        for pool in candidates {
+            if let Some(info) = self.backends.for_pool(pool).find(pool, runner_name).await? {
+                if pool.job_id_of(&info.name).is_some_and(|id| info.job_id.is_none_or(|tag| tag == id)) {
+                    return Ok(Some((pool.clone(), info)));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Whether a completed job whose runner had id `ran_on_id` ran on this compute's runner:
+/// the id recorded at create must match. Without a record (registration mode, or compute
+/// made by an older version), only compute that has already finished is taken, so a
+/// same-named runner elsewhere can never get a running job's compute deleted.
+fn ran_on_this_compute(info: &ComputeInfo, ran_on_id: Option<u64>) -> bool {
+    match info.runner_id {
+        Some(recorded) => ran_on_id == Some(recorded),
+        None => info.state.is_finished(),
     }
 }
 

@@ -137,6 +137,7 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
         // (24 h) even while it waits on a throttle that never counts as an attempt.
         job_created_at: job.created_at.clone().or_else(crate::events::now_rfc3339),
         ran_on: if kind == MessageKind::Cleanup { job.runner_name.clone() } else { None },
+        ran_on_id: if kind == MessageKind::Cleanup { job.runner_id } else { None },
         job_started_at: if kind == MessageKind::Cleanup { job.started_at.clone() } else { None },
         origin: None,
     };

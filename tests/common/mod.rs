@@ -223,6 +223,7 @@ impl ComputeBackend for ScriptedBackend {
                     created_at: None,
                     job_id: Some(request.job.job_id),
                     repository: Some(request.job.repository.clone()),
+                    runner_id: request.job.runner_id,
                     tags: BTreeMap::from([("pool".to_owned(), pool.name.clone())]),
                 },
             );
