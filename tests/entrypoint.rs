@@ -221,3 +221,148 @@ fn a_stop_signal_reaches_the_runner_and_the_container_ends_with_its_status() {
     assert_eq!(status.code(), Some(0), "the container must end with the runner's status; output:\n{output}");
     assert_no_secret_in("the entrypoint's output", &output);
 }
+
+// ---------------------------------------------------------------------------
+// runner-image/fetch-runner.sh: the latest runner by default, checked by its sha256
+// ---------------------------------------------------------------------------
+
+/// A local stand-in for GitHub's releases API and download host: answers `GET path` from
+/// a map and records every path asked for.
+struct FakeReleases {
+    base: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn fake_releases(routes: BTreeMap<String, Vec<u8>>) -> FakeReleases {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            log.lock().expect("lock").push(path.clone());
+            let (status, body) = match routes.get(&path) {
+                Some(b) => ("200 OK", b.clone()),
+                None => ("404 Not Found", b"{}".to_vec()),
+            };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream.write_all(&body);
+        }
+    });
+    FakeReleases { base, seen }
+}
+
+/// A runner tarball holding `run.sh`, and its sha256.
+fn runner_tarball(dir: &Path) -> (Vec<u8>, String) {
+    use sha2::Digest;
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("run.sh"), "#!/bin/sh\necho runner\n").expect("write");
+    let tgz = dir.join("runner.tar.gz");
+    let ok = Command::new("tar").arg("-czf").arg(&tgz).arg("-C").arg(&src).arg("run.sh").status().expect("tar");
+    assert!(ok.success());
+    let bytes = std::fs::read(&tgz).expect("read");
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    (bytes, sha)
+}
+
+const VERSION: &str = "2.400.0";
+const ASSET: &str = "actions-runner-linux-x64-2.400.0.tar.gz";
+
+/// Runs fetch-runner.sh in a fresh directory with these variables; returns (success,
+/// stdout + stderr, the directory).
+fn fetch_runner(fake: &FakeReleases, vars: &[(&str, &str)]) -> (bool, String, tempfile::TempDir) {
+    let out_dir = tempfile::tempdir().expect("tmp");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("runner-image/fetch-runner.sh");
+    let mut c = Command::new("bash");
+    c.arg(script)
+        .current_dir(out_dir.path())
+        .env("RUNNER_RELEASES_API", format!("{}/releases", fake.base))
+        .env("RUNNER_DOWNLOAD_BASE", format!("{}/download", fake.base))
+        .env_remove("RUNNER_VERSION")
+        .env_remove("RUNNER_SHA256");
+    for (k, v) in vars {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run fetch-runner.sh");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text, out_dir)
+}
+
+fn release_json(digest: Option<&str>, body: &str) -> Vec<u8> {
+    let mut asset = serde_json::json!({ "name": ASSET });
+    if let Some(d) = digest {
+        asset["digest"] = format!("sha256:{d}").into();
+    }
+    serde_json::to_vec(&serde_json::json!({ "tag_name": format!("v{VERSION}"), "assets": [asset], "body": body }))
+        .expect("json")
+}
+
+#[test]
+fn fetch_runner_takes_the_latest_release_and_checks_its_published_digest() {
+    let work = tempfile::tempdir().expect("tmp");
+    let (tarball, sha) = runner_tarball(work.path());
+    let routes = BTreeMap::from([
+        ("/releases/latest".to_owned(), release_json(Some(&sha), "")),
+        (format!("/download/v{VERSION}/{ASSET}"), tarball),
+    ]);
+    let fake = fake_releases(routes);
+    let (ok, text, dir) = fetch_runner(&fake, &[]);
+    assert!(ok, "{text}");
+    assert!(dir.path().join("run.sh").exists(), "not extracted: {text}");
+    assert_eq!(std::fs::read_to_string(dir.path().join(".runner-version")).expect("version").trim(), VERSION);
+    assert!(text.contains(&sha), "{text}");
+}
+
+#[test]
+fn fetch_runner_falls_back_to_the_release_notes_checksum() {
+    let work = tempfile::tempdir().expect("tmp");
+    let (tarball, sha) = runner_tarball(work.path());
+    let notes = format!("- {ASSET} <!-- BEGIN SHA linux-x64 -->{sha}<!-- END SHA linux-x64 -->\n");
+    let routes = BTreeMap::from([
+        ("/releases/latest".to_owned(), release_json(None, &notes)),
+        (format!("/download/v{VERSION}/{ASSET}"), tarball),
+    ]);
+    let (ok, text, dir) = fetch_runner(&fake_releases(routes), &[]);
+    assert!(ok, "{text}");
+    assert!(dir.path().join("run.sh").exists());
+}
+
+#[test]
+fn fetch_runner_refuses_a_tarball_whose_checksum_differs_or_is_unknown() {
+    let work = tempfile::tempdir().expect("tmp");
+    let (tarball, _) = runner_tarball(work.path());
+    let wrong = "0".repeat(64);
+    for release in [release_json(Some(&wrong), ""), release_json(None, "no checksums here")] {
+        let routes = BTreeMap::from([
+            ("/releases/latest".to_owned(), release),
+            (format!("/download/v{VERSION}/{ASSET}"), tarball.clone()),
+        ]);
+        let (ok, text, dir) = fetch_runner(&fake_releases(routes), &[]);
+        assert!(!ok, "accepted: {text}");
+        assert!(text.contains("sha256"), "{text}");
+        assert!(!dir.path().join("run.sh").exists(), "extracted anyway");
+    }
+}
+
+#[test]
+fn a_pinned_version_with_its_checksum_asks_no_release_api() {
+    let work = tempfile::tempdir().expect("tmp");
+    let (tarball, sha) = runner_tarball(work.path());
+    let routes = BTreeMap::from([(format!("/download/v{VERSION}/{ASSET}"), tarball)]);
+    let fake = fake_releases(routes);
+    let (ok, text, dir) = fetch_runner(&fake, &[("RUNNER_VERSION", VERSION), ("RUNNER_SHA256", &sha)]);
+    assert!(ok, "{text}");
+    assert!(dir.path().join("run.sh").exists());
+    let seen = fake.seen.lock().expect("lock").clone();
+    assert_eq!(seen, [format!("/download/v{VERSION}/{ASSET}")], "only the tarball was fetched");
+}

@@ -62,6 +62,11 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 var hostSettings = {
   // Host storage over the user-assigned identity (no account key anywhere).
   AzureWebJobsStorage__accountName: storageAccountName
+  // Explicit endpoints from the cloud's own storage suffix: with the account name alone the
+  // host assumes core.windows.net, which is wrong in sovereign clouds.
+  AzureWebJobsStorage__blobServiceUri: 'https://${storageAccountName}.blob.${environment().suffixes.storage}'
+  AzureWebJobsStorage__queueServiceUri: 'https://${storageAccountName}.queue.${environment().suffixes.storage}'
+  AzureWebJobsStorage__tableServiceUri: 'https://${storageAccountName}.table.${environment().suffixes.storage}'
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: appIdentityClientId
   // Telemetry with Entra ID auth (the component has local auth off).
@@ -74,6 +79,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: GitHub webhook deliveries carry no client certificate; the HMAC signature authenticates them
   // checkov:skip=CKV_AZURE_212: Flex Consumption has no worker count; the platform scales instances and httpAlwaysReady keeps warm ones
   // checkov:skip=CKV_AZURE_213: Flex Consumption does not support the App Service health check feature
+  // checkov:skip=CKV_AZURE_78: ftpsState is deprecated on Flex Consumption (ARM error 51021 in newer regions); Flex has no FTP deployment
   name: appName
   location: location
   tags: tags
@@ -87,10 +93,12 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Only what Flex Consumption accepts: ftpsState is among Microsoft's "Flex Consumption
+    // plan deprecations" (newer regions refuse it, ARM error 51021); check_bicep.py fails on
+    // any property or setting of that list.
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
     }
     // Resolve @Microsoft.KeyVault(...) app settings with the user-assigned identity.

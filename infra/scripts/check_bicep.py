@@ -7,7 +7,10 @@ what a compiler would otherwise catch across files:
     module parameter without a default is passed;
   - every `<module>.outputs.<name>` main.bicep reads is an output of that module;
   - every `param` set in main.bicepparam exists in main.bicep;
-  - files referenced by loadFileAsBase64/loadTextContent exist.
+  - files referenced by loadFileAsBase64/loadTextContent exist;
+  - a file that declares a Flex Consumption plan sets none of the site properties and
+    app settings Microsoft lists under "Flex Consumption plan deprecations" (newer
+    regions reject them, e.g. ARM error 51021 for siteConfig.ftpsState).
 Run `az bicep build --file infra/main.bicep` wherever the Bicep CLI exists: it
 also checks resource types and property names, which this script does not.
 
@@ -25,6 +28,36 @@ except ImportError:  # pragma: no cover
     sys.exit("check_bicep.py: pip install pycep-parser")
 
 INFRA = Path(__file__).resolve().parent.parent
+
+
+# From Microsoft's "Flex Consumption plan deprecations" (Azure Functions app settings
+# reference): the runtime moved to functionAppConfig, the content share and run-from-package
+# to functionAppConfig.deployment, scale to functionAppConfig.scaleAndConcurrency.
+FLEX_DEPRECATED_PROPERTIES = (
+    "ftpsState", "alwaysOn", "linuxFxVersion", "windowsFxVersion", "netFrameworkVersion",
+    "javaVersion", "powerShellVersion", "use32BitWorkerProcess", "preWarmedInstanceCount",
+    "functionAppScaleLimit", "minimumElasticInstanceCount", "containerSize",
+)
+FLEX_DEPRECATED_SETTINGS = (
+    "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE", "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_NODE_DEFAULT_VERSION", "WEBSITE_SKIP_CONTENTSHARE_VALIDATION", "WEBSITE_VNET_ROUTE_ALL",
+    "SCALE_CONTROLLER_LOGGING_ENABLED",
+)
+
+
+def flex_deprecations(path: Path) -> list[str]:
+    """Deprecated Flex Consumption properties and settings set in a file with a Flex plan."""
+    text = path.read_text()
+    if "FlexConsumption" not in text:
+        return []
+    code = "\n".join(line.split("//", 1)[0] for line in text.splitlines())
+    found = []
+    for name in FLEX_DEPRECATED_PROPERTIES + FLEX_DEPRECATED_SETTINGS:
+        for match in re.finditer(rf"^\s*'?{name}'?\s*:", code, re.M):
+            line = code[: match.start()].count("\n") + 1
+            found.append(f"{path.relative_to(INFRA)}:{line}: {name} is deprecated on Flex Consumption")
+    return found
 
 
 def walk(node, found):
@@ -107,6 +140,9 @@ def main() -> int:
             for name in re.findall(r"^param\s+(\w+)\s*=", params_file.read_text(), re.M):
                 if name not in declared:
                     problems.append(f"main.bicepparam: param {name} is not declared in main.bicep")
+
+    for path in files:
+        problems.extend(flex_deprecations(path))
 
     for problem in problems:
         print(f"check_bicep.py: {problem}", file=sys.stderr)

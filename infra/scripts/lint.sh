@@ -27,7 +27,7 @@ missing() { # name, how to install
     echo "lint.sh: $1 not installed ($2): skipped"
   fi
 }
-scripts=(scripts/package.sh scripts/deploy.sh runner-image/entrypoint.sh infra/scripts/batch-host-start.sh infra/scripts/lint.sh)
+scripts=(scripts/package.sh scripts/deploy.sh runner-image/entrypoint.sh runner-image/fetch-runner.sh infra/scripts/batch-host-start.sh infra/scripts/lint.sh)
 for f in "${scripts[@]}"; do
   [ -f "$f" ] || continue
   bash -n "$f" || status=1
@@ -85,6 +85,16 @@ PY
 else
   missing checkov "pip install checkov; see .ci/run"
 fi
+
+# The documented build is `az acr build`, whose classic builder refuses BuildKit-only
+# syntax (Azure/acr issue 721): COPY/ADD --chmod or --link, RUN --mount/--network/
+# --security, heredocs, and the `# syntax=` directive.
+for f in runner-image/Dockerfile runner-image/Dockerfile.windows; do
+  if grep -nE '^[[:space:]]*(COPY|ADD)[[:space:]].*--(chmod|link|parents|exclude)|^[[:space:]]*RUN[[:space:]]+--(mount|network|security)|<<-?[[:space:]]*["'"'"']?[A-Za-z_]+["'"'"']?[[:space:]]*$|^#[[:space:]]*syntax=' "$f"; then
+    echo "lint.sh: $f uses BuildKit-only syntax (above), which az acr build's classic builder refuses"
+    status=1
+  fi
+done
 
 # The runner images: no Docker engine here, so hadolint reads them (running ShellCheck
 # on the Linux RUN commands too) and a PowerShell grammar parses the Windows ones.
