@@ -182,11 +182,11 @@ param hostBatchVmSize string = 'Standard_D4s_v5'
 @minValue(0)
 param hostBatchMaxNodes int = 5
 
-@description('GitHub Actions runner version installed by the host pool start task (keep in step with runner-image).')
-param runnerVersion string = '2.335.1'
+@description('GitHub Actions runner version the host pool start task installs: latest (each new node gets the newest release; GitHub stops giving jobs to runners more than 30 days behind) or a pinned 2.x.y.')
+param runnerVersion string = 'latest'
 
-@description('sha256 of actions-runner-linux-x64-<runnerVersion>.tar.gz, from the actions/runner release notes.')
-param runnerLinuxSha256 string = '4ef2f25285f0ae4477f1fe1e346db76d2f3ebf03824e2ddd1973a2819bf6c8cf'
+@description('sha256 of actions-runner-linux-x64-<runnerVersion>.tar.gz when pinned; empty: the release\'s own published digest.')
+param runnerLinuxSha256 string = ''
 
 // ================================================================ names
 

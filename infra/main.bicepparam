@@ -25,8 +25,8 @@ param deployerPrincipalId = ''
 
 // Runner images in your registry (runner-image/README.md)
 param containerRegistryId = '/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-shared/providers/Microsoft.ContainerRegistry/registries/myacr'
-param linuxRunnerImage = 'myacr.azurecr.io/actions-runner:2.335.1'
-param windowsRunnerImage = 'myacr.azurecr.io/actions-runner:2.335.1-ltsc2022'
+param linuxRunnerImage = 'myacr.azurecr.io/actions-runner:latest'
+param windowsRunnerImage = 'myacr.azurecr.io/actions-runner:ltsc2022'
 
 // Function App: one always-ready instance keeps the webhook answer fast.
 param functionHttpAlwaysReady = 1
@@ -48,8 +48,9 @@ param windowsBatchVmSize = 'Standard_D4s_v5'
 param windowsBatchMaxNodes = 4
 param deployHostBatchPool = false
 param hostBatchMaxNodes = 4
-param runnerVersion = '2.335.1'
-param runnerLinuxSha256 = '4ef2f25285f0ae4477f1fe1e346db76d2f3ebf03824e2ddd1973a2819bf6c8cf'
+// The host pool installs the latest runner release on each new node (or pin 2.x.y + its sha256).
+param runnerVersion = 'latest'
+param runnerLinuxSha256 = ''
 
 // Pools file from Key Vault (pool changes without a redeploy); turn on after
 // setting the runners-toml secret.

@@ -82,7 +82,7 @@ param hostImageReference object = {
 param hostNodeAgentSkuId string = 'batch.node.ubuntu 24.04'
 @description('GitHub Actions runner version installed by the host pool start task.')
 param runnerVersion string
-@description('sha256 of actions-runner-linux-x64-<runnerVersion>.tar.gz (from the release notes).')
+@description('sha256 of actions-runner-linux-x64-<runnerVersion>.tar.gz; empty: the release\'s own published digest.')
 param runnerLinuxSha256 string
 
 // Scale between 0 and maxNodes on pending (active + running) tasks. The 5-minute
@@ -212,6 +212,7 @@ resource windowsPool 'Microsoft.Batch/batchAccounts/pools@2025-06-01' = if (depl
 
 var hostStartScriptB64 = loadFileAsBase64('../scripts/batch-host-start.sh')
 var entrypointB64 = loadFileAsBase64('../../runner-image/entrypoint.sh')
+var fetchRunnerB64 = loadFileAsBase64('../../runner-image/fetch-runner.sh')
 
 resource hostPool 'Microsoft.Batch/batchAccounts/pools@2025-06-01' = if (deployHostPool) {
   parent: batch
@@ -240,6 +241,10 @@ resource hostPool 'Microsoft.Batch/batchAccounts/pools@2025-06-01' = if (deployH
         {
           name: 'RUNNER_ENTRYPOINT_B64'
           value: entrypointB64
+        }
+        {
+          name: 'RUNNER_FETCH_B64'
+          value: fetchRunnerB64
         }
         {
           name: 'RUNNER_VERSION'

@@ -4,8 +4,10 @@
 # Runs as root (pool-scope admin auto-user) on every node when it joins the pool
 # and after each reboot, so every step is idempotent. It:
 #   1. installs Docker (so `container:` jobs, `services:` and `docker build` work),
-#   2. installs the GitHub Actions runner RUNNER_VERSION into
-#      /opt/actions-runner/<version> (sha256-checked) and points
+#   2. installs the GitHub Actions runner RUNNER_VERSION ("latest" by default: each new
+#      node gets the newest release, since GitHub stops giving jobs to runners more than
+#      30 days behind) into /opt/actions-runner/<version>, sha256-checked by
+#      runner-image/fetch-runner.sh (passed in base64 as RUNNER_FETCH_B64), and points
 #      /opt/actions-runner/current at it,
 #   3. installs /opt/runner-dispatch/entrypoint.sh (the runner-image entrypoint,
 #      passed in base64 as RUNNER_ENTRYPOINT_B64) and /opt/runner-dispatch/run-on-host.sh,
@@ -14,9 +16,10 @@
 set -Eeuo pipefail
 set +x
 
-: "${RUNNER_VERSION:?RUNNER_VERSION is required}"
-: "${RUNNER_SHA256:?RUNNER_SHA256 is required}"
+RUNNER_VERSION="${RUNNER_VERSION:-latest}"
+RUNNER_SHA256="${RUNNER_SHA256:-}"
 : "${RUNNER_ENTRYPOINT_B64:?RUNNER_ENTRYPOINT_B64 is required}"
+: "${RUNNER_FETCH_B64:?RUNNER_FETCH_B64 is required}"
 RUNNER_ARCH="${RUNNER_ARCH:-x64}"
 
 log() { printf '%s batch-host-start: %s\n' "$(date -u +%FT%TZ)" "$*"; }
@@ -44,23 +47,31 @@ if ! command -v docker >/dev/null 2>&1; then
 fi
 systemctl enable --now docker
 
-install_dir="/opt/actions-runner/${RUNNER_VERSION}"
-if [ ! -x "${install_dir}/run.sh" ]; then
+mkdir -p /opt/runner-dispatch /opt/actions-runner
+printf '%s' "${RUNNER_FETCH_B64}" | base64 -d > /opt/runner-dispatch/fetch-runner.sh
+chmod 0755 /opt/runner-dispatch/fetch-runner.sh
+install_dir=""
+if [ "${RUNNER_VERSION}" != latest ] && [ -x "/opt/actions-runner/${RUNNER_VERSION#v}/run.sh" ]; then
+  install_dir="/opt/actions-runner/${RUNNER_VERSION#v}"
+else
   log "installing actions/runner ${RUNNER_VERSION} (${RUNNER_ARCH})"
-  tmp="$(mktemp -d)"
-  tarball="actions-runner-linux-${RUNNER_ARCH}-${RUNNER_VERSION}.tar.gz"
-  curl -fsSL --retry 5 --retry-delay 5 -o "${tmp}/${tarball}" \
-    "https://github.com/actions/runner/releases/download/v${RUNNER_VERSION}/${tarball}"
-  echo "${RUNNER_SHA256}  ${tmp}/${tarball}" | sha256sum -c -
-  mkdir -p "${install_dir}.partial"
-  tar -xzf "${tmp}/${tarball}" -C "${install_dir}.partial"
-  "${install_dir}.partial/bin/installdependencies.sh"
-  rm -rf "${install_dir}" "${tmp}"
-  mv "${install_dir}.partial" "${install_dir}"
+  partial="/opt/actions-runner/.partial"
+  rm -rf "${partial}"
+  mkdir -p "${partial}"
+  (cd "${partial}" && RUNNER_VERSION="${RUNNER_VERSION}" RUNNER_SHA256="${RUNNER_SHA256}" RUNNER_ARCH="${RUNNER_ARCH}" \
+    /opt/runner-dispatch/fetch-runner.sh)
+  version="$(cat "${partial}/.runner-version")"
+  install_dir="/opt/actions-runner/${version}"
+  if [ -x "${install_dir}/run.sh" ]; then
+    rm -rf "${partial}"
+  else
+    "${partial}/bin/installdependencies.sh"
+    rm -rf "${install_dir}"
+    mv "${partial}" "${install_dir}"
+  fi
 fi
 ln -sfn "${install_dir}" /opt/actions-runner/current
 
-mkdir -p /opt/runner-dispatch
 printf '%s' "${RUNNER_ENTRYPOINT_B64}" | base64 -d > /opt/runner-dispatch/entrypoint.sh.new
 chmod 0755 /opt/runner-dispatch/entrypoint.sh.new
 mv /opt/runner-dispatch/entrypoint.sh.new /opt/runner-dispatch/entrypoint.sh
