@@ -2,14 +2,23 @@
 # Deploy runner-dispatch to Azure: infrastructure (Bicep), secrets, then the code.
 #
 # Usage:
-#   scripts/deploy.sh -g <resource-group> [-l <location>] [-p infra/main.bicepparam]
+#   scripts/deploy.sh -g <resource-group> [-l <location>] [-p infra/my.bicepparam]
 #                     [--skip-infra] [--skip-code] [--skip-package]
+#
+# The order of docs/deploy.md: the infrastructure first (deployment name
+# "runner-dispatch"), its outputs printed; the pools file is written from those outputs
+# (step 5); then the code. Without a pools file (POOLS_FILE, default ./runners.toml) the
+# script stops after the infrastructure and says what to do: write it, then run again
+# with --skip-infra. Keep the parameter file in infra/ (its `using './main.bicep'`
+# resolves next to it).
 #
 # Optional environment, to store secrets in Key Vault (read from files, never argv):
 #   WEBHOOK_SECRET_FILE=path   -> secret github-webhook-secret
 #   APP_PRIVATE_KEY_FILE=path  -> secret github-app-private-key (the App's .pem)
 #   RUNNERS_TOML_FILE=path     -> secret runners-toml (used when the Bicep parameter
-#                                 poolsFileFromKeyVault is true)
+#                                 poolsFileFromKeyVault is true; then no pools file is
+#                                 packaged)
+#   POOLS_FILE=path            -> the pools file to package (default ./runners.toml)
 # The signed-in identity needs Owner (or Contributor + User Access Administrator) on
 # the resource group(s): the Bicep creates role assignments and two custom role
 # definitions (Role Based Access Control Administrator cannot write definitions). To write secrets it needs Key Vault Secrets Officer on the vault
@@ -29,7 +38,7 @@ do_infra=1
 do_code=1
 do_package=1
 
-usage() { sed -n '2,22p' "$0"; }
+usage() { sed -n '2,33p' "$0"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,7 +55,9 @@ done
 [ -n "${rg}" ] || { usage >&2; exit 2; }
 
 log() { printf 'deploy.sh: %s\n' "$*"; }
-deployment="runner-dispatch-$(date -u +%Y%m%d%H%M%S)"
+# One name, as in docs/deploy.md: each run replaces the deployment record, so its outputs
+# are always the latest.
+deployment="runner-dispatch"
 
 # ---- 1. resource group and infrastructure -----------------------------------------
 if [ "${do_infra}" -eq 1 ]; then
@@ -63,11 +74,8 @@ if [ "${do_infra}" -eq 1 ]; then
     --parameters "${params}" \
     --output none
 else
-  # Reuse the outputs of the latest successful runner-dispatch deployment.
-  deployment="$(az deployment group list --resource-group "${rg}" \
-    --query "sort_by([?starts_with(name, 'runner-dispatch-') && properties.provisioningState=='Succeeded'], &properties.timestamp)[-1].name" \
-    --output tsv)"
-  [ -n "${deployment}" ] || { echo "deploy.sh: no earlier runner-dispatch deployment in ${rg}" >&2; exit 1; }
+  az deployment group show --resource-group "${rg}" --name "${deployment}" --output none 2>/dev/null ||
+    { echo "deploy.sh: no deployment named ${deployment} in ${rg}: run without --skip-infra first" >&2; exit 1; }
 fi
 
 output() {
@@ -78,6 +86,10 @@ app="$(output functionAppName)"
 vault="$(output keyVaultName)"
 webhook_url="$(output webhookUrl)"
 log "function app ${app}, key vault ${vault}"
+log "deployment outputs (for runners.toml, docs/deploy.md step 5):"
+az deployment group show --resource-group "${rg}" --name "${deployment}" \
+  --query "properties.outputs.{webhookUrl:webhookUrl.value, imagePullIdentityId:imagePullIdentityId.value, runnerIdentityId:runnerIdentityId.value, aciSubnetId:aciSubnetId.value, containerGroupResourceGroup:containerGroupResourceGroup.value, batchPoolIds:batchPoolIds.value}" \
+  --output jsonc
 
 # ---- 2. secrets (optional) ----------------------------------------------------------
 secrets_changed=0
@@ -103,9 +115,25 @@ if [ "${secrets_changed}" -eq 1 ]; then
 fi
 
 # ---- 3. package and code ------------------------------------------------------------
+pools_file="${POOLS_FILE:-runners.toml}"
+if [ "${do_code}" -eq 1 ] && [ "${do_package}" -eq 1 ] && [ -z "${RUNNERS_TOML_FILE:-}" ] && [ ! -f "${pools_file}" ]; then
+  cat <<EOF
+
+deploy.sh: the infrastructure is deployed; the code is not, because there is no pools
+file at ${pools_file} yet. Write it from the outputs above (docs/deploy.md step 5), check
+it with 'runner-dispatch check-config --pools-only', then run:
+
+  scripts/deploy.sh -g ${rg} --skip-infra
+EOF
+  exit 3
+fi
 if [ "${do_code}" -eq 1 ]; then
   if [ "${do_package}" -eq 1 ]; then
-    scripts/package.sh
+    if [ -n "${RUNNERS_TOML_FILE:-}" ]; then
+      NO_POOLS_FILE=1 scripts/package.sh
+    else
+      POOLS_FILE="${pools_file}" scripts/package.sh
+    fi
   fi
   zip="dist/runner-dispatch-functionapp.zip"
   [ -f "${zip}" ] || { echo "deploy.sh: ${zip} not found (run scripts/package.sh)" >&2; exit 1; }

@@ -6,17 +6,26 @@
 #     <function>/function.json           one folder per function, from function_app/<function>/
 #     runner-dispatch                    the release binary (the custom handler), named as
 #                                        host.json's customHandler.description.defaultExecutablePath
-#     runners.toml                       the pools file (runners.example.toml if none)
+#     runners.toml                       the pools file (POOLS_FILE, default ./runners.toml;
+#                                        the example file is refused: its owner is octo-org)
 #   dist/runner-dispatch-functionapp.zip the same tree, zipped, for deployment
 #
 # Usage: scripts/package.sh [--no-build]
 # Environment:
-#   TARGET=x86_64-unknown-linux-musl   build a static binary (needs the rustup target);
-#                                      default: the host target (glibc). Flex Consumption
-#                                      runs Linux x64: build on a glibc no newer than the
-#                                      platform's, or use the musl target to be safe.
+#   TARGET=x86_64-unknown-linux-musl   the default: a static binary, which runs on any Linux
+#                                      x86-64 host whatever its glibc (rustup target add
+#                                      x86_64-unknown-linux-musl; apt-get install musl-tools).
+#                                      TARGET=host builds for this machine (glibc): the
+#                                      package then checks it needs no newer glibc than
+#                                      MAX_GLIBC (default 2.31, Debian 11's, the oldest
+#                                      Functions Linux image still in service).
 #   CARGO_PROFILE=release              cargo profile (default release)
-#   POOLS_FILE=path/to/runners.toml    pools file to ship (default ./runners.toml)
+#   POOLS_FILE=path/to/runners.toml    pools file to ship (default ./runners.toml); checked
+#                                      with `check-config --pools-only` before it is shipped
+#   NO_POOLS_FILE=1                    ship none: the app reads RUNNER_DISPATCH_CONFIG_TOML
+#                                      (Key Vault secret runners-toml, poolsFileFromKeyVault)
+#   ALLOW_EXAMPLE_POOLS=1              ship runners.example.toml anyway (a demo app only:
+#                                      every real delivery would get 403)
 #   DIST_DIR=dist                      output directory (relative to the repository, or absolute)
 #   BINARY=path/to/runner-dispatch     ship this prebuilt binary instead of the cargo build
 #                                      output (implies --no-build; tests use it)
@@ -55,7 +64,9 @@ esac
 app_dir="${dist}/functionapp"
 zip_path="${dist}/runner-dispatch-functionapp.zip"
 profile="${CARGO_PROFILE:-release}"
-target="${TARGET:-}"
+target="${TARGET:-x86_64-unknown-linux-musl}"
+[ "${target}" = host ] && target=""
+max_glibc="${MAX_GLIBC:-2.31}"
 
 warn() { printf 'package.sh: warning: %s\n' "$*" >&2; }
 die() {
@@ -101,6 +112,36 @@ if [ ! -f "${binary}" ] || [ ! -x "${binary}" ]; then
   die "binary ${binary} not found or not executable (build it, or drop --no-build)"
 fi
 
+# ---- the binary must run on the Flex host: Linux x86-64, glibc no newer than its ----
+python3 - "${binary}" "${max_glibc}" <<'PY' || die "${binary} will not run on the Functions host (above); build with TARGET=x86_64-unknown-linux-musl"
+import re
+import sys
+
+path, ceiling = sys.argv[1], tuple(int(x) for x in sys.argv[2].split("."))
+data = open(path, "rb").read()
+problems = []
+if data[:4] != b"\x7fELF":
+    problems.append("not an ELF executable")
+else:
+    if data[4] != 2:
+        problems.append("not a 64-bit ELF (EI_CLASS)")
+    if data[5] != 1:
+        problems.append("not little-endian (EI_DATA)")
+    if int.from_bytes(data[18:20], "little") != 62:
+        problems.append("not x86-64 (e_machine)")
+    # The versions the dynamic linker must find: GLIBC_x.y references in the binary.
+    needed = {tuple(int(p) for p in m.groups() if p) for m in re.finditer(rb"GLIBC_(\d+)\.(\d+)(?:\.(\d+))?", data)}
+    newest = max(needed, default=None)
+    if newest and newest > ceiling:
+        problems.append(f"needs glibc {'.'.join(map(str, newest))}, newer than {sys.argv[2]} (MAX_GLIBC)")
+    kind = f"dynamic, glibc up to {'.'.join(map(str, newest))}" if newest else "static (no glibc)"
+for p in problems:
+    print(f"package.sh: error: {p}", file=sys.stderr)
+if problems:
+    sys.exit(1)
+print(f"package.sh: binary is Linux x86-64, {kind}")
+PY
+
 # ---- assemble dist/functionapp ------------------------------------------------
 rm -rf "${app_dir}" "${zip_path}"
 mkdir -p "${app_dir}"
@@ -123,15 +164,29 @@ done
 install -m 0755 "${binary}" "${app_dir}/${exe}"
 
 pools_file="${POOLS_FILE:-runners.toml}"
-if [ -f "${pools_file}" ]; then
-  install -m 0644 "${pools_file}" "${app_dir}/runners.toml"
-elif [ -f runners.example.toml ]; then
-  warn "${pools_file} not found: shipping runners.example.toml as runners.toml."
-  warn "It is an example (octo-org, myacr.azurecr.io): write your own runners.toml, or set"
-  warn "the Key Vault secret runners-toml and deploy with poolsFileFromKeyVault=true."
-  install -m 0644 runners.example.toml "${app_dir}/runners.toml"
+if [ "${NO_POOLS_FILE:-0}" = 1 ]; then
+  warn "no pools file shipped: the app needs RUNNER_DISPATCH_CONFIG_TOML (Key Vault secret runners-toml)"
 else
-  warn "no pools file shipped; set RUNNER_DISPATCH_CONFIG_TOML (Key Vault secret runners-toml)"
+  if [ ! -f "${pools_file}" ]; then
+    if [ "${ALLOW_EXAMPLE_POOLS:-0}" = 1 ] && [ -f runners.example.toml ]; then
+      warn "shipping runners.example.toml (ALLOW_EXAMPLE_POOLS=1): a demo only, its owner is octo-org"
+      pools_file=runners.example.toml
+    else
+      die "no pools file at ${pools_file}: write runners.toml from the deployment's outputs (docs/deploy.md step 5) or set POOLS_FILE; NO_POOLS_FILE=1 when the pools come from Key Vault"
+    fi
+  elif [ "${ALLOW_EXAMPLE_POOLS:-0}" != 1 ] && cmp -s "${pools_file}" runners.example.toml; then
+    die "${pools_file} is the example pools file (owner octo-org): every delivery would be refused with 403; write your own (docs/deploy.md step 5)"
+  fi
+  # The same validation the app runs at start, so a bad file fails here, not in Azure.
+  checker="${binary}"
+  [ -n "${CHECK_BINARY:-}" ] && checker="${CHECK_BINARY}"
+  if "${checker}" --version >/dev/null 2>&1; then
+    RUNNER_DISPATCH_CONFIG="${pools_file}" RUNNER_DISPATCH_CONFIG_TOML="" "${checker}" check-config --pools-only ||
+      die "${pools_file} has the problems above"
+  else
+    warn "cannot run ${checker} here to check ${pools_file}: run 'runner-dispatch check-config --pools-only' yourself"
+  fi
+  install -m 0644 "${pools_file}" "${app_dir}/runners.toml"
 fi
 
 # ---- zip (Unix modes kept) ----------------------------------------------------

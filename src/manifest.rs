@@ -17,19 +17,29 @@ pub struct ManifestArgs {
     /// The webhook URL, e.g. https://<app>.azurewebsites.net/api/github-webhook
     #[arg(long, default_value = "https://REPLACE-ME.azurewebsites.net/api/github-webhook")]
     pub webhook_url: String,
-    /// The App's name.
+    /// The App's name (at most 34 characters, unique on GitHub).
     #[arg(long, default_value = "runner-dispatch")]
     pub name: String,
-    /// Skip the job check permission (`check_job_queued = "never"`).
+    /// For `check_job_queued = "never"`. Kept for scripts: Actions read stays in the
+    /// manifest, since an App without it receives no `workflow_job` events at all.
     #[arg(long)]
     pub no_job_check: bool,
 }
+
+/// GitHub's limit on a GitHub App's name.
+pub const MAX_APP_NAME_CHARS: usize = 34;
 
 /// Builds the manifest.
 ///
 /// # Errors
 /// An unknown scope.
 pub fn manifest(args: &ManifestArgs) -> Result<Value, String> {
+    let name_chars = args.name.trim().chars().count();
+    if name_chars == 0 || name_chars > MAX_APP_NAME_CHARS {
+        return Err(format!(
+            "--name must be 1 to {MAX_APP_NAME_CHARS} characters (GitHub's limit for App names); {name_chars} given"
+        ));
+    }
     let mut perms = Map::new();
     perms.insert("metadata".into(), json!("read"));
     match args.scope.as_str() {
@@ -46,10 +56,9 @@ pub fn manifest(args: &ManifestArgs) -> Result<Value, String> {
         }
         other => return Err(format!("--scope {other:?} is not one of: org, repo, enterprise")),
     }
-    if !args.no_job_check {
-        // GET /repos/{o}/{r}/actions/jobs/{id}: the job check before provisioning.
-        perms.insert("actions".into(), json!("read"));
-    }
+    // Actions read: GitHub sends `workflow_job` only to Apps that hold it, and the job check
+    // (GET /repos/{o}/{r}/actions/jobs/{id}) needs it too. `--no-job-check` cannot drop it.
+    perms.insert("actions".into(), json!("read"));
     match args.hook_scope.as_str() {
         // App hook deliveries are read with the App JWT: no permission needed.
         "app" => {}
@@ -121,6 +130,20 @@ mod tests {
         assert_eq!(m["default_permissions"]["organization_hooks"], "write");
         assert!(m["default_permissions"].get("organization_self_hosted_runners").is_none());
         assert_eq!(m["hook_attributes"]["active"], false);
+    }
+
+    #[test]
+    fn actions_read_stays_without_the_job_check_since_workflow_job_needs_it() {
+        let m = manifest(&ManifestArgs { no_job_check: true, ..args("org", "app") }).expect("ok");
+        assert_eq!(m["default_permissions"]["actions"], "read");
+    }
+
+    #[test]
+    fn app_names_over_34_characters_are_refused() {
+        let long = ManifestArgs { name: "runner-dispatch (a-long-organization)".into(), ..args("org", "app") };
+        assert!(manifest(&long).expect_err("too long").contains("34"));
+        let fits = ManifestArgs { name: "x".repeat(34), ..args("org", "app") };
+        assert!(manifest(&fits).is_ok());
     }
 
     #[test]

@@ -13,20 +13,45 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `bash scripts/package.sh --no-build` writing into `dist`, shipping `binary`.
-fn package(dist: &Path, binary: &Path, zipper: Option<&str>) -> Output {
+/// A pools file of the user's own: the example with another owner.
+fn own_pools_file(dir: &Path) -> PathBuf {
+    let example = std::fs::read_to_string(repo().join("runners.example.toml")).expect("example");
+    let path = dir.join("my-runners.toml");
+    std::fs::write(&path, example.replace("\"octo-org\"", "\"my-org\"")).expect("write pools");
+    path
+}
+
+/// `bash scripts/package.sh --no-build` writing into `dist`, shipping `binary` and the
+/// pools file `pools` (`None`: none given), with `env` added.
+fn package_with(dist: &Path, binary: &Path, pools: Option<&Path>, env: &[(&str, &str)]) -> Output {
     let mut c = Command::new("bash");
     c.arg(repo().join("scripts/package.sh"))
         .arg("--no-build")
         .env("DIST_DIR", dist)
         .env("BINARY", binary)
         .env_remove("POOLS_FILE")
+        .env_remove("NO_POOLS_FILE")
+        .env_remove("ALLOW_EXAMPLE_POOLS")
         .env_remove("TARGET")
-        .env_remove("ZIPPER");
-    if let Some(z) = zipper {
-        c.env("ZIPPER", z);
+        .env_remove("ZIPPER")
+        // The test build links this machine's glibc; the ceiling check has its own test.
+        .env("MAX_GLIBC", "9.99");
+    if let Some(p) = pools {
+        c.env("POOLS_FILE", p);
+    }
+    for (k, v) in env {
+        c.env(k, v);
     }
     c.output().expect("run bash scripts/package.sh")
+}
+
+/// [`package_with`] with the user's own pools file and the zipper chosen.
+fn package(dist: &Path, binary: &Path, zipper: Option<&str>) -> Output {
+    let pools = own_pools_file(dist);
+    match zipper {
+        Some(z) => package_with(dist, binary, Some(&pools), &[("ZIPPER", z)]),
+        None => package_with(dist, binary, Some(&pools), &[]),
+    }
 }
 
 struct Entry {
@@ -158,4 +183,49 @@ fn package_fails_with_a_clear_message_and_no_zip_when_the_binary_is_missing_or_n
         assert!(stderr.contains(&message), "expected {message:?} in:\n{stderr}");
         assert!(!dist.path().join(ZIP_NAME).exists(), "a zip was written despite the error");
     }
+}
+
+#[test]
+fn package_refuses_to_ship_no_pools_file_the_example_or_an_invalid_one() {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_runner-dispatch"));
+    let dist = tempfile::tempdir().expect("tmp");
+    let bad = dist.path().join("bad.toml");
+    std::fs::write(&bad, "[github]\nallowed_owners = []\n[[pools]]\nname = \"x\"\n").expect("write");
+    let missing = dist.path().join("no-such.toml");
+    let example = repo().join("runners.example.toml");
+    for (pools, expect) in [
+        (missing.as_path(), "no pools file"),
+        (example.as_path(), "example pools file"),
+        (bad.as_path(), "has the problems above"),
+    ] {
+        let out = package_with(dist.path(), &binary, Some(pools), &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}:\n{stderr}", pools.display());
+        assert!(stderr.contains(expect), "expected {expect:?} for {}:\n{stderr}", pools.display());
+        assert!(!dist.path().join(ZIP_NAME).exists(), "a zip was written despite the error");
+    }
+    // A demo app may ship the example on purpose.
+    let out = package_with(dist.path(), &binary, Some(&example), &[("ALLOW_EXAMPLE_POOLS", "1")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn package_refuses_a_binary_the_functions_host_cannot_run() {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_runner-dispatch"));
+    let dist = tempfile::tempdir().expect("tmp");
+    let pools = own_pools_file(dist.path());
+    // This machine's build needs a newer glibc than 2.17.
+    let out = package_with(dist.path(), &binary, Some(&pools), &[("MAX_GLIBC", "2.17")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("newer than 2.17") && stderr.contains("x86_64-unknown-linux-musl"), "{stderr}");
+    // A script is not a Linux x86-64 executable.
+    let script = dist.path().join("runner-dispatch");
+    std::fs::write(&script, b"#!/bin/sh\necho hi\n").expect("write");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = package_with(dist.path(), &script, Some(&pools), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not an ELF executable"), "{stderr}");
+    assert!(!dist.path().join(ZIP_NAME).exists());
 }
