@@ -15,8 +15,8 @@ use crate::secret::Secret;
 use crate::server::router;
 use crate::spool::{QueueOptions, Spool};
 
-/// GitHub's `workflow_job.queued` example payload (octokit/webhooks), the base of every sample.
-const QUEUED_EXAMPLE: &str = include_str!("../tests/fixtures/github-webhooks/workflow_job__queued.payload.json");
+/// A `workflow_job` queued delivery (examples/webhooks/, made from octokit/webhooks' example), the base of every sample.
+const QUEUED_EXAMPLE: &str = include_str!("../examples/webhooks/workflow_job.queued.json");
 
 /// One sample delivery.
 pub struct Sample {

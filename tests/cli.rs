@@ -1,5 +1,6 @@
 //! The commands, run as a user runs them: the real binary, its output and exit code.
 
+use std::path::Path;
 use std::process::Command;
 
 fn bin() -> Command {
@@ -168,4 +169,48 @@ fn doctor_names_what_is_missing_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAIL") && text.contains("GITHUB_WEBHOOK_SECRET"), "{text}");
+}
+
+/// `func start` as the README has it: the host runs the binary with the values of
+/// `local.settings.json` (copied from the example unchanged) and FUNCTIONS_CUSTOMHANDLER_PORT,
+/// in a folder holding runners.toml. The handler must come up and answer `GET /`.
+#[test]
+fn serve_starts_with_the_local_settings_example_as_written() {
+    let example: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("local.settings.json.example")).expect("read"),
+    )
+    .expect("local.settings.json.example is JSON");
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("runners.example.toml"), dir.path().join("runners.toml"))
+        .expect("copy pools");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_runner-dispatch"));
+    c.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).current_dir(dir.path());
+    for (k, v) in example["Values"].as_object().expect("Values") {
+        c.env(k, v.as_str().expect("string value"));
+    }
+    c.env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("serve");
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut reply = String::new();
+            let _ = s.read_to_string(&mut reply);
+            up = reply.starts_with("HTTP/1.1 200");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    let logs = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(up, "the handler did not come up with the example settings:\n{logs}");
+    assert!(logs.contains("dry-run"), "without App credentials it says it runs dry:\n{logs}");
 }
