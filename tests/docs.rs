@@ -241,3 +241,56 @@ fn every_bicep_parameter_the_docs_set_exists() {
     assert!(named >= 3, "expected the docs to name Bicep parameters, found {named}");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Every `event = "..."` the code emits, with the file that emits it.
+fn emitted_events() -> std::collections::BTreeMap<String, String> {
+    fn walk(dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                // Test modules name made-up events of other kinds; only the code counts.
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                for part in code.split("event = \"").skip(1) {
+                    if let Some(name) = part.split('"').next() {
+                        out.entry(name.to_owned()).or_insert_with(|| path.display().to_string());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(&root().join("src"), &mut out);
+    out
+}
+
+#[test]
+fn every_event_the_code_emits_is_documented_in_operations_md() {
+    let ops = std::fs::read_to_string(root().join("docs/operations.md")).expect("operations.md");
+    let events = emitted_events();
+    assert!(events.len() > 30, "found only {} events: {events:?}", events.len());
+    let missing: Vec<String> =
+        events.iter().filter(|(e, _)| !ops.contains(&format!("`{e}`"))).map(|(e, at)| format!("{e} ({at})")).collect();
+    assert!(missing.is_empty(), "events not in docs/operations.md's tables:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn the_readme_layout_names_every_module() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let layout = readme.split("## Project layout").nth(1).expect("a Project layout section");
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root().join("src")).expect("src/") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        if name == "lib.rs" {
+            continue;
+        }
+        let listed = if path.is_dir() { format!("src/{name}/") } else { format!("src/{name}") };
+        if !layout.contains(&listed) {
+            missing.push(listed);
+        }
+    }
+    assert!(missing.is_empty(), "modules missing from README's layout: {missing:?}");
+}
