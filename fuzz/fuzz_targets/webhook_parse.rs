@@ -36,7 +36,7 @@ batch_pool_id = "win"
 const STRICT: &str = r#"
 [github]
 allowed_owners = ["Octocoders"]
-allowed_repositories = ["Codertocat/Hello-*", "codertocat/h?llo-world"]
+allowed_repositories = ["Octocoders/Hello-*", "octocoders/h?llo-world", "octocoders/*/x"]
 allow_public_repositories = false
 allowed_installation_ids = [1, 42]
 check_job_queued = "never"
@@ -46,7 +46,7 @@ name = "api"
 backend = "aci"
 labels = ["self-hosted", "linux"]
 image = "example.azurecr.io/runner:1"
-repositories = ["codertocat/*"]
+repositories = ["octocoders/*"]
 "#;
 
 static CONFIGS: LazyLock<[PoolsConfig; 2]> = LazyLock::new(|| {
@@ -83,5 +83,15 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(outcome.status, 202);
         let job = parse_workflow_job(body).expect("queued work from an unparseable body");
         assert!(runner_dispatch::webhook::check_allowed(pools, &job).is_ok());
+        // Names from the payload stay within GitHub's rules, and the message stays small:
+        // no path step, query or fragment can reach a URL, and labels are capped.
+        for m in [&outcome.provision, &outcome.cleanup].into_iter().flatten() {
+            runner_dispatch::names::check_full_name(&m.repository, &m.owner)
+                .expect("queued a message whose names break GitHub's rules");
+            assert!(m.labels.len() <= runner_dispatch::names::MAX_LABELS, "{} labels queued", m.labels.len());
+            let bytes: usize = m.labels.iter().map(String::len).sum();
+            assert!(bytes <= runner_dispatch::names::MAX_LABELS_TOTAL_BYTES, "{bytes} label bytes queued");
+            assert!(!m.delivery_id.contains(['\n', '\r', '\u{1b}']), "a control character in the delivery id");
+        }
     }
 });
