@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::credential::{AzureCredential, TokenSource, arm_scope};
 use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
-use crate::config::{Os, Pool, Settings, is_valid_aci_name};
+use crate::config::{Os, Pool, Settings};
 use crate::provision::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError,
 };
@@ -60,6 +60,16 @@ const RETRYABLE_CODES: &[&str] = &[
     "AnotherOperationInProgress",
     "ResourceGroupBeingDeleted",
 ];
+
+/// ACI container group names: lowercase letters, digits and hyphens, 1–63, no hyphen at either end.
+#[must_use]
+pub fn is_valid_aci_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
 
 /// The container group PUT body. Deterministic: the same pool and request give the same
 /// JSON (no timestamps; tags carry the job's own `created_at`).

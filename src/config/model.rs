@@ -1,0 +1,247 @@
+//! The pools file's model: pools (a common part and a compute part per backend), the
+//! `[github]` section, and the names runners get.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ConfigProblem;
+use crate::pools::Glob;
+
+/// Where runners register with GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerScope {
+    Org,
+    Repo,
+    Enterprise,
+}
+
+/// How the runner gets its credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenMode {
+    /// One JIT config per runner: bound to one name, usable once.
+    Jit,
+    /// A registration token (legacy, weaker: it can register any number of runners).
+    Registration,
+}
+
+/// When provisioning asks GitHub whether the job still waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckJobQueued {
+    Stale,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Aci,
+    Batch,
+}
+
+impl Backend {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Aci => "aci",
+            Backend::Batch => "batch",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Os {
+    Linux,
+    Windows,
+}
+
+impl Os {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Os::Linux => "linux",
+            Os::Windows => "windows",
+        }
+    }
+}
+
+/// Default of `github.jit_per_minute`: about what GitHub allows an App for JIT runner configurations.
+pub const DEFAULT_JIT_PER_MINUTE: u32 = 180;
+
+/// `[github]`: who may get runners, and how runners register.
+#[derive(Debug, Clone)]
+pub struct GitHubConfig {
+    pub runner_scope: RunnerScope,
+    /// Enterprise slug, required when `runner_scope = "enterprise"`.
+    pub enterprise: Option<String>,
+    pub token_mode: TokenMode,
+    /// Lowercased owner logins.
+    pub allowed_owners: Vec<String>,
+    pub allowed_repositories: Vec<Glob>,
+    pub allow_public_repositories: bool,
+    /// When non-empty, App deliveries from other installations get 403.
+    pub allowed_installation_ids: Vec<u64>,
+    pub check_job_queued: CheckJobQueued,
+    /// Client-side pace of JIT configuration calls (GitHub allows about 180 a minute per
+    /// App); 0 turns the pacing off (pauses learned from `Retry-After` still apply).
+    pub jit_per_minute: u32,
+}
+
+impl GitHubConfig {
+    /// Whether the allowlists admit a job of `repository` (`owner/name`) owned by `owner`:
+    /// the owner and the repository globs. (Public repositories are checked where the
+    /// payload says so.)
+    ///
+    /// # Errors
+    /// Which allowlist refuses, in words.
+    pub fn admits(&self, owner: &str, repository: &str) -> Result<(), String> {
+        if !self.allowed_owners.contains(&owner.to_ascii_lowercase()) {
+            return Err(format!("owner {owner} is not in github.allowed_owners"));
+        }
+        if !self.allowed_repositories.is_empty() && !self.allowed_repositories.iter().any(|g| g.matches(repository)) {
+            return Err(format!("repository {repository} is not in github.allowed_repositories"));
+        }
+        Ok(())
+    }
+
+    /// Whether `github.allowed_installation_ids` admits a delivery through `installation_id`.
+    ///
+    /// # Errors
+    /// Which installation is refused, or that there is none while the list is set.
+    pub fn admits_installation(&self, installation_id: Option<u64>) -> Result<(), String> {
+        if !self.allowed_installation_ids.is_empty() {
+            match installation_id {
+                Some(id) if self.allowed_installation_ids.contains(&id) => {}
+                Some(id) => return Err(format!("installation {id} is not in github.allowed_installation_ids")),
+                None => return Err("delivery has no installation and github.allowed_installation_ids is set".into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names of the environment variables the runner container gets; a pool may rename
+/// them for third-party images (`[pools.env_names]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerEnvNames {
+    pub jitconfig: String,
+    pub url: String,
+    pub token: String,
+    pub name: String,
+    pub labels: String,
+    pub group: String,
+    pub ephemeral: String,
+}
+
+impl Default for RunnerEnvNames {
+    fn default() -> Self {
+        Self {
+            jitconfig: "RUNNER_JITCONFIG".into(),
+            url: "RUNNER_URL".into(),
+            token: "RUNNER_TOKEN".into(),
+            name: "RUNNER_NAME".into(),
+            labels: "RUNNER_LABELS".into(),
+            group: "RUNNER_GROUP".into(),
+            ephemeral: "RUNNER_EPHEMERAL".into(),
+        }
+    }
+}
+
+/// One runner pool, with `[defaults]` already applied.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub name: String,
+    /// Index in the file: the last tie-breaker.
+    pub index: usize,
+    pub backend: Backend,
+    pub os: Os,
+    /// As written (the runner registers with these).
+    pub labels: Vec<String>,
+    /// Lowercased, for matching.
+    pub labels_lower: Vec<String>,
+    pub image: String,
+    pub cpu: f64,
+    pub memory_gb: f64,
+    pub max_runners: Option<u32>,
+    pub subnet_id: Option<String>,
+    pub image_pull_identity: Option<String>,
+    pub identity: Option<String>,
+    pub repositories: Vec<Glob>,
+    pub tags: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    pub env_names: RunnerEnvNames,
+    pub enabled: bool,
+    pub batch_pool_id: Option<String>,
+    pub run_on_host: bool,
+    pub allow_readable_tokens: bool,
+    pub name_prefix: String,
+    pub runner_group_id: Option<u64>,
+    /// True when `runner_group_id` was set on the pool itself, not inherited.
+    pub own_runner_group: bool,
+    /// The runner group's name, for `config.sh --runnergroup` in registration mode.
+    pub runner_group_name: String,
+    pub runner_ttl: Duration,
+    pub runner_boot_timeout: Duration,
+    pub runner_idle_timeout: Duration,
+    pub resource_group: Option<String>,
+    pub location: Option<String>,
+}
+
+impl Pool {
+    /// The job id in one of this pool's runner names: exactly `<prefix>-<digits>` (ASCII
+    /// digits only, no sign), else `None`.
+    #[must_use]
+    pub fn job_id_of(&self, runner_name: &str) -> Option<u64> {
+        runner_name
+            .strip_prefix(self.name_prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(parse_job_id)
+    }
+
+    /// `<prefix>-<job id>`: compute and runner name for a job.
+    #[must_use]
+    pub fn runner_name(&self, job_id: u64) -> String {
+        format!("{}-{job_id}", self.name_prefix)
+    }
+}
+
+/// The whole pools file.
+#[derive(Debug, Clone)]
+pub struct PoolsConfig {
+    pub github: GitHubConfig,
+    pub pools: Vec<Arc<Pool>>,
+    /// Non-fatal findings (overlaps, shared identities), for `check-config`.
+    pub warnings: Vec<ConfigProblem>,
+}
+
+impl PoolsConfig {
+    #[must_use]
+    pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// All distinct name prefixes: a runner or compute name with one of them is ours.
+    #[must_use]
+    pub fn name_prefixes(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.pools.iter().map(|p| p.name_prefix.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The job id in a runner name of any pool, when the name is exactly `<prefix>-<digits>`.
+    #[must_use]
+    pub fn job_id_of_runner(&self, runner_name: &str) -> Option<u64> {
+        self.pools.iter().find_map(|p| p.job_id_of(runner_name))
+    }
+}
+
+/// The job id of a runner name's tail: 1 to 20 ASCII digits and nothing else (`+12`,
+/// ` 12` or `12x` are someone else's names).
+#[must_use]
+pub fn parse_job_id(digits: &str) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
