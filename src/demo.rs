@@ -178,7 +178,7 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
         pools
             .pools
             .iter()
-            .map(|p| format!("{} ({} {}: {})", p.name, p.backend.as_str(), p.os.as_str(), p.labels.join(",")))
+            .map(|p| format!("{} ({} {}: {})", p.name, p.backend().as_str(), p.os.as_str(), p.labels.join(",")))
             .collect::<Vec<_>>()
             .join("; ")
     );

@@ -7,6 +7,7 @@
 //! two transports (standalone HTTP and the Azure Functions custom handler).
 
 pub mod azure;
+pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod demo;

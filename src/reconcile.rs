@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::azure::aci::{TAG_JOB_CREATED_AT, TAG_RUN_ID};
 use crate::config::{Backend, Pool};
 use crate::github::{Delivery, JobContext, JobState, RunnerDeletion, RunnerInfo, RunnerTarget};
 use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
@@ -18,8 +19,6 @@ use crate::provision::{ComputeInfo, Provisioner};
 pub const PERIOD: Duration = Duration::from_secs(300);
 /// At most this many redeliveries of one delivery guid.
 pub const MAX_REDELIVERIES: usize = 3;
-/// Finished Batch task records are kept this long for debugging, then deleted.
-pub const BATCH_RECORD_RETENTION: Duration = Duration::from_secs(2 * 3600);
 
 /// What one pass did; logged as one `reconcile_summary` line.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -189,10 +188,8 @@ impl Reconciler {
         let mut compute_names: BTreeSet<String> = BTreeSet::new();
         let mut recorded_now: HashSet<u64> = HashSet::new();
         let mut listed_everything = true;
-        let mut seen_batch_pools: HashSet<(Backend, Option<String>, Option<String>)> = HashSet::new();
+        let mut seen_shared: HashSet<(Backend, String)> = HashSet::new();
         for pool in &p.pools.pools {
-            // Pools that share a Batch pool or resource group see the same compute once.
-            let key = (pool.backend, pool.batch_pool_id.clone(), pool.resource_group.clone());
             let backend = p.backends.for_pool(pool);
             let computes = match backend.list(pool).await {
                 Ok(c) => c,
@@ -203,7 +200,9 @@ impl Reconciler {
                     continue;
                 }
             };
-            let first_time = seen_batch_pools.insert(key);
+            // Pools that share a listing (a Batch pool) see the same compute: act on it once.
+            let first_time =
+                pool.compute.shared_listing().is_none_or(|s| seen_shared.insert((pool.backend(), s.to_owned())));
             for info in computes {
                 if !is_ours(pool, &info) {
                     tracing::debug!(runner_name = %crate::telemetry::loggable(&info.name), pool = %pool.name, "listed compute is not named and tagged as ours; left alone");
@@ -211,7 +210,7 @@ impl Reconciler {
                 }
                 compute_names.insert(info.name.clone());
                 recorded_now.extend(info.runner_id);
-                if !first_time && pool.backend == Backend::Batch {
+                if !first_time {
                     continue;
                 }
                 let Some(job) = self.context_for(&info) else { continue };
@@ -301,7 +300,8 @@ impl Reconciler {
             async move { p.github.delete_runner(job, r.id).await.map_err(|e| e.to_string()) }
         };
         if info.state.is_finished() {
-            if pool.backend == Backend::Batch && age < BATCH_RECORD_RETENTION {
+            // Some backends keep finished records for debugging a while (Batch tasks).
+            if age < pool.compute.finished_retention() {
                 return Ok(());
             }
             if let Some(r) = registration.as_ref().filter(|r| !r.busy) {
@@ -362,7 +362,7 @@ impl Reconciler {
             v: MESSAGE_VERSION,
             kind: MessageKind::Provision,
             job_id,
-            run_id: info.tags.get("runner-dispatch-run-id").and_then(|r| r.parse().ok()).unwrap_or_default(),
+            run_id: info.tags.get(TAG_RUN_ID).and_then(|r| r.parse().ok()).unwrap_or_default(),
             repository: job.repository.clone(),
             owner: job.owner.clone(),
             installation_id: job.installation_id,
@@ -370,7 +370,7 @@ impl Reconciler {
             pool: pool.name.clone(),
             runner_name: pool.runner_name(job_id),
             delivery_id: format!("reconcile-{job_id}"),
-            job_created_at: info.tags.get("runner-dispatch-job-created-at").cloned(),
+            job_created_at: info.tags.get(TAG_JOB_CREATED_AT).cloned(),
             ran_on: None,
             ran_on_id: None,
             job_started_at: None,

@@ -2,36 +2,21 @@
 
 use std::sync::Arc;
 
-use crate::config::{Backend, ConfigProblem, GitHubAuth, PoolsConfig, Settings};
+use crate::config::{Backend, ConfigProblem, GitHubAuth, Pool, PoolsConfig, Settings};
 use crate::github::RunnerRegistry;
 use crate::provision::Backends;
 
-/// Settings the pools need but the environment lacks, each named.
+/// Settings the pools need but the environment lacks, each named: asked of every backend
+/// that at least one enabled pool uses.
 #[must_use]
 pub fn azure_setting_problems(settings: &Settings, pools: &PoolsConfig) -> Vec<ConfigProblem> {
-    let mut out = Vec::new();
-    let az = &settings.azure;
-    let mut need = |key: &str, why: &str| {
-        out.push(ConfigProblem { key: key.into(), message: format!("required: {why}"), warning: false });
-    };
-    let uses = |b: Backend| pools.pools.iter().any(|p| p.enabled && p.backend == b);
-    if uses(Backend::Aci) {
-        if az.subscription_id.is_none() {
-            need("AZURE_SUBSCRIPTION_ID", "ACI pools create container groups in this subscription");
-        }
-        let missing_rg = pools.pools.iter().any(|p| p.backend == Backend::Aci && p.resource_group.is_none());
-        if missing_rg && az.resource_group.is_none() {
-            need("AZURE_RESOURCE_GROUP", "an ACI pool sets no resource_group");
-        }
-        let missing_loc = pools.pools.iter().any(|p| p.backend == Backend::Aci && p.location.is_none());
-        if missing_loc && az.location.is_none() {
-            need("AZURE_LOCATION", "an ACI pool sets no location");
-        }
-    }
-    if uses(Backend::Batch) && az.batch_account_url.is_none() {
-        need("AZURE_BATCH_ACCOUNT_URL", "Batch pools add tasks through this account endpoint");
-    }
-    out
+    Backend::ALL
+        .into_iter()
+        .flat_map(|kind| {
+            let of_kind: Vec<&Pool> = pools.pools.iter().filter(|p| p.backend() == kind).map(AsRef::as_ref).collect();
+            if of_kind.iter().any(|p| p.enabled) { kind.required_settings(settings, &of_kind) } else { Vec::new() }
+        })
+        .collect()
 }
 
 /// The live GitHub client and Azure backends.
@@ -168,12 +153,12 @@ pub async fn live_checks(settings: &Settings, pools: &PoolsConfig) -> usize {
             Ok(list) => println!(
                 "ok    Azure: pool {} ({}) reachable, {} runner(s) now",
                 pool.name,
-                pool.backend.as_str(),
+                pool.backend().as_str(),
                 list.len()
             ),
             Err(e) => {
                 failures += 1;
-                println!("FAIL  Azure: pool {} ({}): {e}", pool.name, pool.backend.as_str());
+                println!("FAIL  Azure: pool {} ({}): {e}", pool.name, pool.backend().as_str());
             }
         }
     }

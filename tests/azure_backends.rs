@@ -22,12 +22,12 @@ mod azure {
     use axum::routing::get;
     use serde_json::{Value, json};
 
-    use runner_dispatch::azure::aci::{ACI_API_VERSION, AciBackend, container_group_body};
+    use runner_dispatch::azure::aci::{ACI_API_VERSION, AciBackend, AciPool, container_group_body};
     use runner_dispatch::azure::batch::{
-        BATCH_API_VERSION, BatchBackend, batch_job_body, batch_job_id, batch_task_body,
+        BATCH_API_VERSION, BatchBackend, BatchPool, batch_job_body, batch_job_id, batch_task_body,
     };
     use runner_dispatch::azure::credential::{AzureCredential, CredentialKind, SharedKey};
-    use runner_dispatch::config::{Pool, PoolsConfig, Settings};
+    use runner_dispatch::config::{Compute, Pool, PoolsConfig, Settings};
     use runner_dispatch::provision::{
         ComputeBackend, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError,
     };
@@ -268,6 +268,20 @@ run_on_host = true
 
     fn pool(name: &str) -> Pool {
         pools().pool(name).map(|p| (**p).clone()).expect("pool")
+    }
+
+    fn aci_part(pool: &Pool) -> &AciPool {
+        match &pool.compute {
+            Compute::Aci(a) => a,
+            other => panic!("{} is a {other:?} pool", pool.name),
+        }
+    }
+
+    fn batch_part(pool: &Pool) -> &BatchPool {
+        match &pool.compute {
+            Compute::Batch(b) => b,
+            other => panic!("{} is a {other:?} pool", pool.name),
+        }
     }
 
     fn jit_request(pool: &Pool, job_id: u64) -> ComputeRequest {
@@ -601,9 +615,9 @@ run_on_host = true
             let req = jit_request(&p, 7);
             backend.create(&p, &req).await.expect("created");
             let sent = puts(&fake.lock().unwrap()).pop().unwrap().body.unwrap();
-            assert_eq!(sent, container_group_body(&p, &req, "westeurope"), "what is sent is the pure builder's body");
-            assert_eq!(container_group_body(&p, &req, "westeurope"), container_group_body(&p, &req, "westeurope"));
-            assert_eq!(serde_json::to_string(&sent).unwrap(), serde_json::to_string(&container_group_body(&p, &req, "westeurope")).unwrap());
+            assert_eq!(sent, container_group_body(&p, aci_part(&p), &req, "westeurope"), "what is sent is the pure builder's body");
+            assert_eq!(container_group_body(&p, aci_part(&p), &req, "westeurope"), container_group_body(&p, aci_part(&p), &req, "westeurope"));
+            assert_eq!(serde_json::to_string(&sent).unwrap(), serde_json::to_string(&container_group_body(&p, aci_part(&p), &req, "westeurope")).unwrap());
             let env = sent["properties"]["containers"][0]["properties"]["environmentVariables"].as_array().unwrap().clone();
             assert_eq!(
                 env,
@@ -1029,14 +1043,14 @@ run_on_host = true
             let f = fake.lock().unwrap();
             let jobs = posts(&f, "/jobs");
             assert_eq!(jobs.len(), 1, "job created once and cached");
-            assert_eq!(jobs[0].body.as_ref().unwrap(), &batch_job_body(&p));
+            assert_eq!(jobs[0].body.as_ref().unwrap(), &batch_job_body(batch_part(&p)));
             assert_eq!(jobs[0].body.as_ref().unwrap()["poolInfo"]["poolId"], "linux-pool");
             assert_eq!(jobs[0].body.as_ref().unwrap()["onAllTasksComplete"], "noaction");
             let tasks = posts(&f, "/jobs/runner-dispatch-linux-pool/tasks");
             assert_eq!(tasks.len(), 2);
             assert_eq!(f.bodies_checked, 3);
             let task = tasks[0].body.clone().unwrap();
-            assert_eq!(task, batch_task_body(&p, &jit_request(&p, 1)));
+            assert_eq!(task, batch_task_body(&p, batch_part(&p), &jit_request(&p, 1)));
             assert_eq!(task["id"], "ghr-1");
             assert_eq!(task["commandLine"], "/bin/sh -c 'exec /entrypoint.sh'");
             assert_eq!(task["containerSettings"]["imageName"], "myacr.azurecr.io/actions-runner:2.330.0");
@@ -1310,18 +1324,27 @@ run_on_host = true
         let cfg = pools();
         for p in &cfg.pools {
             for req in [jit_request(p, 123), registration_request(p, 456)] {
-                let aci = container_group_body(p, &req, "westeurope");
+                // Every pool's shape (OS, image, identities) as an ACI body too: a Batch
+                // pool's with ACI's default sizes.
+                let default_aci =
+                    AciPool { cpu: 2.0, memory_gb: 4.0, subnet_id: None, resource_group: None, location: None };
+                let aci_part = if let Compute::Aci(a) = &p.compute { a } else { &default_aci };
+                let aci = container_group_body(p, aci_part, &req, "westeurope");
                 assert_eq!(schema_errors(aci_schema(), &aci), Vec::<String>::new(), "ACI body of {}", p.name);
-                if p.batch_pool_id.is_some() {
-                    let task = batch_task_body(p, &req);
+                if let Compute::Batch(b) = &p.compute {
+                    let task = batch_task_body(p, b, &req);
                     assert_eq!(schema_errors(task_schema(), &task), Vec::<String>::new(), "task of {}", p.name);
-                    let job = batch_job_body(p);
+                    let job = batch_job_body(b);
                     assert_eq!(schema_errors(job_schema(), &job), Vec::<String>::new(), "job of {}", p.name);
                 }
             }
         }
         // The schemas are strict: an unknown field is refused.
-        let mut bad = batch_task_body(&pool("linux-batch"), &jit_request(&pool("linux-batch"), 1));
+        let mut bad = batch_task_body(
+            &pool("linux-batch"),
+            batch_part(&pool("linux-batch")),
+            &jit_request(&pool("linux-batch"), 1),
+        );
         bad["metadata"] = json!([]);
         assert!(!schema_errors(task_schema(), &bad).is_empty());
     }

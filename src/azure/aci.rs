@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::credential::{AzureCredential, TokenSource, arm_scope};
 use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
-use crate::config::{Os, Pool, Settings};
+use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings};
 use crate::provision::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError,
 };
@@ -61,6 +61,77 @@ const RETRYABLE_CODES: &[&str] = &[
     "ResourceGroupBeingDeleted",
 ];
 
+/// An ACI pool's own settings (`backend = "aci"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AciPool {
+    pub cpu: f64,
+    pub memory_gb: f64,
+    pub subnet_id: Option<String>,
+    /// Else `AZURE_RESOURCE_GROUP`.
+    pub resource_group: Option<String>,
+    /// Else `AZURE_LOCATION`.
+    pub location: Option<String>,
+}
+
+/// The pool keys only ACI reads.
+pub const POOL_KEYS: &[&str] = &["cpu", "memory_gb", "subnet_id", "resource_group", "location"];
+
+/// Reads and checks the ACI keys of a pool (see [`Role`]): kept on ACI pools.
+pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<AciPool> {
+    let cpu = keys.number("cpu").unwrap_or(2.0);
+    let memory_gb = keys.number("memory_gb").unwrap_or(4.0);
+    if cpu <= 0.0 {
+        keys.error(keys.key("cpu"), "must be greater than zero");
+    }
+    if memory_gb <= 0.0 {
+        keys.error(keys.key("memory_gb"), "must be greater than zero");
+    }
+    let subnet_id = keys.resource_id("subnet_id");
+    let resource_group = keys.string("resource_group");
+    let location = keys.string("location");
+    (role == Role::Chosen).then_some(AciPool { cpu, memory_gb, subnet_id, resource_group, location })
+}
+
+/// Settings ACI pools need and the environment lacks: the subscription always, the
+/// resource group and location when a pool sets none.
+#[must_use]
+pub fn required_settings(settings: &Settings, pools: &[(&Pool, &AciPool)]) -> Vec<ConfigProblem> {
+    let az = &settings.azure;
+    let mut out = Vec::new();
+    if az.subscription_id.is_none() {
+        out.push(ConfigProblem::required(
+            "AZURE_SUBSCRIPTION_ID",
+            "ACI pools create container groups in this subscription",
+        ));
+    }
+    if az.resource_group.is_none() && pools.iter().any(|(_, a)| a.resource_group.is_none()) {
+        out.push(ConfigProblem::required("AZURE_RESOURCE_GROUP", "an ACI pool sets no resource_group"));
+    }
+    if az.location.is_none() && pools.iter().any(|(_, a)| a.location.is_none()) {
+        out.push(ConfigProblem::required("AZURE_LOCATION", "an ACI pool sets no location"));
+    }
+    out
+}
+
+/// The container group body the dry-run records: the pool's location, or a placeholder
+/// for the setting.
+#[must_use]
+pub fn dry_run_body(pool: &Pool, aci: &AciPool, request: &ComputeRequest) -> Value {
+    container_group_body(pool, aci, request, aci.location.as_deref().unwrap_or("<AZURE_LOCATION>"))
+}
+
+/// The ACI part of a pool the ACI backend was given.
+fn aci_of(pool: &Pool) -> Result<&AciPool, ProvisionError> {
+    match &pool.compute {
+        Compute::Aci(a) => Ok(a),
+        other => Err(ProvisionError::permanent(format!(
+            "pool {} is a {} pool, not an ACI pool",
+            pool.name,
+            other.backend().as_str()
+        ))),
+    }
+}
+
 /// ACI container group names: lowercase letters, digits and hyphens, 1–63, no hyphen at either end.
 #[must_use]
 pub fn is_valid_aci_name(name: &str) -> bool {
@@ -74,7 +145,7 @@ pub fn is_valid_aci_name(name: &str) -> bool {
 /// The container group PUT body. Deterministic: the same pool and request give the same
 /// JSON (no timestamps; tags carry the job's own `created_at`).
 #[must_use]
-pub fn container_group_body(pool: &Pool, request: &ComputeRequest, location: &str) -> Value {
+pub fn container_group_body(pool: &Pool, aci: &AciPool, request: &ComputeRequest, location: &str) -> Value {
     let env: Vec<Value> = request
         .env
         .iter()
@@ -91,7 +162,7 @@ pub fn container_group_body(pool: &Pool, request: &ComputeRequest, location: &st
             "name": CONTAINER_NAME,
             "properties": {
                 "image": pool.image,
-                "resources": { "requests": { "cpu": pool.cpu, "memoryInGB": pool.memory_gb } },
+                "resources": { "requests": { "cpu": aci.cpu, "memoryInGB": aci.memory_gb } },
                 "environmentVariables": env,
             }
         }],
@@ -99,7 +170,7 @@ pub fn container_group_body(pool: &Pool, request: &ComputeRequest, location: &st
     if let (Some(identity), Some(server)) = (&pool.image_pull_identity, registry_host(&pool.image)) {
         properties["imageRegistryCredentials"] = json!([{ "server": server, "identity": identity }]);
     }
-    if let Some(subnet) = &pool.subnet_id {
+    if let Some(subnet) = &aci.subnet_id {
         properties["subnetIds"] = json!([{ "id": subnet }]);
     }
     let mut body = json!({
@@ -273,7 +344,7 @@ impl AciBackend {
     }
 
     fn resource_group<'a>(&'a self, pool: &'a Pool) -> Result<&'a str, ProvisionError> {
-        pool.resource_group.as_deref().or(self.resource_group.as_deref()).ok_or_else(|| {
+        aci_of(pool)?.resource_group.as_deref().or(self.resource_group.as_deref()).ok_or_else(|| {
             ProvisionError::permanent(format!(
                 "pool {} has no resource_group and AZURE_RESOURCE_GROUP is not set",
                 pool.name
@@ -282,7 +353,7 @@ impl AciBackend {
     }
 
     fn location<'a>(&'a self, pool: &'a Pool) -> Result<&'a str, ProvisionError> {
-        pool.location.as_deref().or(self.location.as_deref()).ok_or_else(|| {
+        aci_of(pool)?.location.as_deref().or(self.location.as_deref()).ok_or_else(|| {
             ProvisionError::permanent(format!("pool {} has no location and AZURE_LOCATION is not set", pool.name))
         })
     }
@@ -388,7 +459,7 @@ impl ComputeBackend for AciBackend {
 
     async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
         let url = self.group_url(pool, &request.name)?;
-        let body = container_group_body(pool, request, self.location(pool)?);
+        let body = container_group_body(pool, aci_of(pool)?, request, self.location(pool)?);
         let secrets = request.secret_values();
         let what = format!("ACI create of container group {}", request.name);
         // If-None-Match makes the PUT create-only where ARM honours it (412 otherwise):

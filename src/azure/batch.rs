@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
@@ -14,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::credential::{AzureCredential, CredentialError, SharedKey, TokenSource, batch_scope};
 use super::http::{AzureError, http_client, http_date, registry_host, same_origin, transport_error};
-use crate::config::{Os, Pool, Settings};
+use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings, TokenMode};
 use crate::duration::to_iso8601;
 use crate::provision::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError,
@@ -31,6 +32,78 @@ pub const HOST_RUNNER_DIR_WINDOWS: &str = r"C:\actions-runner";
 /// debugging, and on `run_on_host` the runner copy and its `_work`). Task *records*
 /// stay until deleted; reconcile deletes them.
 pub const TASK_RETENTION: &str = "PT1H";
+
+/// Finished task records are kept this long for debugging, then reconcile deletes them.
+pub const FINISHED_TASK_RETENTION: Duration = Duration::from_secs(2 * 3600);
+
+/// A Batch pool's own settings (`backend = "batch"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPool {
+    /// The Azure Batch pool the tasks run on (never empty).
+    pub batch_pool_id: String,
+    /// Run the runner on the VM instead of in a container.
+    pub run_on_host: bool,
+    /// Accept registration tokens in task settings, which readers of the account can see.
+    pub allow_readable_tokens: bool,
+}
+
+/// The pool keys only Batch reads.
+pub const POOL_KEYS: &[&str] = &["batch_pool_id", "run_on_host", "allow_readable_tokens"];
+
+/// Reads and checks the Batch keys of a pool (see [`Role`]): kept on Batch pools.
+pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<BatchPool> {
+    let batch_pool_id = keys.string("batch_pool_id");
+    let run_on_host = keys.boolean("run_on_host").unwrap_or(false);
+    let allow_readable_tokens = keys.boolean("allow_readable_tokens").unwrap_or(false);
+    match role {
+        Role::Chosen => {}
+        Role::Other => {
+            if run_on_host {
+                keys.error(keys.own_key("run_on_host"), "only Batch pools can run the runner on the VM");
+            }
+            return None;
+        }
+        Role::Unknown => return None,
+    }
+    let batch_pool_id = batch_pool_id.filter(|id| !id.is_empty());
+    if batch_pool_id.is_none() {
+        keys.error(keys.own_key("batch_pool_id"), "required for backend = \"batch\": the Azure Batch pool id");
+    }
+    if keys.github.token_mode == TokenMode::Registration && !allow_readable_tokens {
+        keys.error(
+            keys.own_key("allow_readable_tokens"),
+            "token_mode = \"registration\" on a Batch pool puts a registration token in task settings that anyone who can read the Batch account can read; use token_mode = \"jit\" or set allow_readable_tokens = true",
+        );
+    }
+    if keys.max_runners.is_some() {
+        keys.warn(
+            keys.key("max_runners"),
+            "ignored for Batch pools: the Batch pool's autoscale limit caps runners and Batch queues the rest",
+        );
+    }
+    Some(BatchPool { batch_pool_id: batch_pool_id?, run_on_host, allow_readable_tokens })
+}
+
+/// Settings Batch pools need and the environment lacks.
+#[must_use]
+pub fn required_settings(settings: &Settings) -> Vec<ConfigProblem> {
+    if settings.azure.batch_account_url.is_some() {
+        return Vec::new();
+    }
+    vec![ConfigProblem::required("AZURE_BATCH_ACCOUNT_URL", "Batch pools add tasks through this account endpoint")]
+}
+
+/// The Batch part of a pool the Batch backend was given.
+fn batch_of(pool: &Pool) -> Result<&BatchPool, ProvisionError> {
+    match &pool.compute {
+        Compute::Batch(b) => Ok(b),
+        other => Err(ProvisionError::permanent(format!(
+            "pool {} is a {} pool, not a Batch pool",
+            pool.name,
+            other.backend().as_str()
+        ))),
+    }
+}
 
 /// Batch ids: at most 64 characters.
 const MAX_ID_LEN: usize = 64;
@@ -75,8 +148,8 @@ pub fn is_valid_task_id(id: &str) -> bool {
 /// The add-job body: one long-lived job per Batch pool. `noaction` keeps it open when it
 /// has no tasks; a job per GitHub job would hit the active-job quota.
 #[must_use]
-pub fn batch_job_body(pool: &Pool) -> Value {
-    let pool_id = pool.batch_pool_id.as_deref().unwrap_or_default();
+pub fn batch_job_body(batch: &BatchPool) -> Value {
+    let pool_id = batch.batch_pool_id.as_str();
     json!({
         "id": batch_job_id(pool_id),
         "displayName": format!("runner-dispatch runners on Batch pool {pool_id}"),
@@ -98,9 +171,9 @@ pub fn batch_job_body(pool: &Pool) -> Value {
 /// variable, when set, must hold the group's *name*: that is what `config.sh
 /// --runnergroup` takes).
 #[must_use]
-pub fn batch_command_line(pool: &Pool) -> String {
+pub fn batch_command_line(pool: &Pool, batch: &BatchPool) -> String {
     let n = &pool.env_names;
-    match (pool.os, pool.run_on_host) {
+    match (pool.os, batch.run_on_host) {
         (Os::Linux, false) => "/bin/sh -c 'exec /entrypoint.sh'".to_owned(),
         (Os::Windows, false) => r"powershell -NoProfile -ExecutionPolicy Bypass -File C:\entrypoint.ps1".to_owned(),
         (Os::Linux, true) => format!(
@@ -150,7 +223,7 @@ pub fn batch_command_line(pool: &Pool) -> String {
 /// Such a job can read other tasks on the node, so `run_on_host` pools should run one
 /// task per node (`taskSlotsPerNode = 1`).
 #[must_use]
-pub fn batch_task_body(pool: &Pool, request: &ComputeRequest) -> Value {
+pub fn batch_task_body(pool: &Pool, batch: &BatchPool, request: &ComputeRequest) -> Value {
     let env: Vec<Value> = request
         .env
         .iter()
@@ -169,7 +242,7 @@ pub fn batch_task_body(pool: &Pool, request: &ComputeRequest) -> Value {
             Some(id) => format!("{} job {} (pool {}) runner {id}", request.job.repository, request.job.job_id, pool.name),
             None => format!("{} job {} (pool {})", request.job.repository, request.job.job_id, pool.name),
         },
-        "commandLine": batch_command_line(pool),
+        "commandLine": batch_command_line(pool, batch),
         "environmentSettings": env,
         "constraints": {
             "maxWallClockTime": to_iso8601(pool.runner_ttl),
@@ -177,10 +250,10 @@ pub fn batch_task_body(pool: &Pool, request: &ComputeRequest) -> Value {
             "maxTaskRetryCount": 0,
         },
         "userIdentity": {
-            "autoUser": { "scope": "pool", "elevationLevel": if pool.run_on_host { "admin" } else { "nonadmin" } }
+            "autoUser": { "scope": "pool", "elevationLevel": if batch.run_on_host { "admin" } else { "nonadmin" } }
         },
     });
-    if !pool.run_on_host {
+    if !batch.run_on_host {
         let mut container = json!({
             "imageName": pool.image,
             "containerRunOptions": "--rm",
@@ -315,10 +388,7 @@ impl BatchBackend {
     }
 
     fn job_of(pool: &Pool) -> Result<String, ProvisionError> {
-        match pool.batch_pool_id.as_deref() {
-            Some(id) if !id.is_empty() => Ok(batch_job_id(id)),
-            _ => Err(ProvisionError::permanent(format!("pool {} has no batch_pool_id", pool.name))),
-        }
+        Ok(batch_job_id(&batch_of(pool)?.batch_pool_id))
     }
 
     fn url(&self, path: &str, query: &[(&str, &str)]) -> Result<Url, ProvisionError> {
@@ -382,7 +452,8 @@ impl BatchBackend {
             return Ok(());
         }
         let what = format!("Batch create of job {job}");
-        let response = self.send(&what, Method::POST, self.url("/jobs", &[])?, Some(&batch_job_body(pool))).await?;
+        let response =
+            self.send(&what, Method::POST, self.url("/jobs", &[])?, Some(&batch_job_body(batch_of(pool)?))).await?;
         let status = response.status();
         if !status.is_success() {
             let e = AzureError::from_response(response).await;
@@ -393,7 +464,7 @@ impl BatchBackend {
             tracing::info!(
                 event = "batch_job_created",
                 job,
-                batch_pool_id = pool.batch_pool_id.as_deref().unwrap_or(""),
+                batch_pool_id = batch_of(pool).map_or("", |b| b.batch_pool_id.as_str()),
                 "created the Batch job for a pool"
             );
         }
@@ -464,7 +535,7 @@ impl ComputeBackend for BatchBackend {
             )));
         }
         let job = Self::job_of(pool)?;
-        let body = batch_task_body(pool, request);
+        let body = batch_task_body(pool, batch_of(pool)?, request);
         let secrets = request.secret_values();
         let what = format!("Batch create of task {} in job {job}", request.name);
         self.ensure_job(pool, &job).await?;

@@ -6,28 +6,23 @@ pub mod batch;
 pub mod credential;
 pub mod http;
 
-pub use aci::{AciBackend, container_group_body};
-pub use batch::{BatchAuth, BatchBackend, batch_job_body, batch_task_body};
+pub use aci::{AciBackend, AciPool, container_group_body};
+pub use batch::{BatchAuth, BatchBackend, BatchPool, batch_job_body, batch_task_body};
 pub use credential::{AzureCredential, CredentialError, CredentialKind, SharedKey, TokenSource};
-
-use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::config::Settings;
 use crate::provision::{Backends, ComputeRequest};
 
-/// The live ACI and Batch backends, sharing one credential chosen from the settings and
+/// The live backends of every registered kind, sharing one credential chosen from the settings and
 /// environment (see [`CredentialKind::choose`]).
 ///
 /// # Errors
 /// The credential cannot be built, or the Batch account key is not base64.
 pub fn live_backends(settings: &Settings) -> Result<Backends, CredentialError> {
     let credential = AzureCredential::from_settings(&settings.azure)?;
-    Ok(Backends {
-        aci: Arc::new(AciBackend::new(settings, &credential)),
-        batch: Arc::new(BatchBackend::new(settings, &credential)?),
-    })
+    Backends::try_build(|kind| kind.build(settings, &credential))
 }
 
 /// A request body with the request's secret values replaced by `[redacted]` wherever
@@ -63,7 +58,9 @@ mod tests {
         })
         .expect("settings");
         let b = live_backends(&s).expect("backends");
-        assert_eq!((b.aci.kind(), b.batch.kind()), ("aci", "batch"));
+        for kind in crate::backends::Backend::ALL {
+            assert_eq!(b.get(kind).kind(), kind.as_str());
+        }
     }
 
     #[test]

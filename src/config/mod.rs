@@ -12,6 +12,7 @@ mod pools_file;
 mod settings;
 
 pub use model::*;
+pub(crate) use pools_file::{PoolKeys, Role};
 pub use settings::*;
 
 /// The pools file used when neither `RUNNER_DISPATCH_CONFIG_TOML` nor a file is given
@@ -26,6 +27,14 @@ pub struct ConfigProblem {
     pub message: String,
     /// Warnings are printed but do not fail `check-config`.
     pub warning: bool,
+}
+
+impl ConfigProblem {
+    /// A setting the pools need and the environment lacks.
+    #[must_use]
+    pub fn required(key: &str, why: &str) -> Self {
+        Self { key: key.into(), message: format!("required: {why}"), warning: false }
+    }
 }
 
 impl fmt::Display for ConfigProblem {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ConfigProblem;
+pub use crate::backends::{Backend, Compute};
 use crate::pools::Glob;
 
 /// Where runners register with GitHub.
@@ -31,22 +32,6 @@ pub enum CheckJobQueued {
     Stale,
     Always,
     Never,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    Aci,
-    Batch,
-}
-
-impl Backend {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Aci => "aci",
-            Backend::Batch => "batch",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,33 +132,30 @@ impl Default for RunnerEnvNames {
     }
 }
 
-/// One runner pool, with `[defaults]` already applied.
+/// One runner pool, with `[defaults]` already applied: what every backend reads, and the
+/// compute part its backend parsed.
 #[derive(Debug, Clone)]
 pub struct Pool {
     pub name: String,
     /// Index in the file: the last tie-breaker.
     pub index: usize,
-    pub backend: Backend,
     pub os: Os,
     /// As written (the runner registers with these).
     pub labels: Vec<String>,
     /// Lowercased, for matching.
     pub labels_lower: Vec<String>,
     pub image: String,
-    pub cpu: f64,
-    pub memory_gb: f64,
     pub max_runners: Option<u32>,
-    pub subnet_id: Option<String>,
+    /// Pulls the image (ACR) on every backend.
     pub image_pull_identity: Option<String>,
+    /// The Azure identity the pool's jobs get: common because the isolation rules (own
+    /// runner group, shared identities) concern every pool that carries one.
     pub identity: Option<String>,
     pub repositories: Vec<Glob>,
     pub tags: BTreeMap<String, String>,
     pub env: BTreeMap<String, String>,
     pub env_names: RunnerEnvNames,
     pub enabled: bool,
-    pub batch_pool_id: Option<String>,
-    pub run_on_host: bool,
-    pub allow_readable_tokens: bool,
     pub name_prefix: String,
     pub runner_group_id: Option<u64>,
     /// True when `runner_group_id` was set on the pool itself, not inherited.
@@ -183,11 +165,17 @@ pub struct Pool {
     pub runner_ttl: Duration,
     pub runner_boot_timeout: Duration,
     pub runner_idle_timeout: Duration,
-    pub resource_group: Option<String>,
-    pub location: Option<String>,
+    /// The backend and its own settings.
+    pub compute: Compute,
 }
 
 impl Pool {
+    /// The backend this pool's compute runs on.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.compute.backend()
+    }
+
     /// The job id in one of this pool's runner names: exactly `<prefix>-<digits>` (ASCII
     /// digits only, no sign), else `None`.
     #[must_use]

@@ -44,7 +44,7 @@ impl PoolsConfig {
         let defaults = match table.get("defaults") {
             None => &empty,
             Some(Value::Table(t)) => {
-                cx.unknown_keys(t, "defaults", POOL_KEYS);
+                cx.unknown_keys(t, "defaults", &pool_keys());
                 for k in ["name", "labels"] {
                     if t.contains_key(k) {
                         cx.error(format!("defaults.{k}"), "is per pool; set it in each [[pools]]");
@@ -89,16 +89,14 @@ impl PoolsConfig {
     }
 }
 
-const POOL_KEYS: &[&str] = &[
+/// The keys every pool has, whatever its backend.
+const COMMON_POOL_KEYS: &[&str] = &[
     "name",
     "backend",
     "os",
     "labels",
     "image",
-    "cpu",
-    "memory_gb",
     "max_runners",
-    "subnet_id",
     "image_pull_identity",
     "identity",
     "repositories",
@@ -106,18 +104,22 @@ const POOL_KEYS: &[&str] = &[
     "env",
     "env_names",
     "enabled",
-    "batch_pool_id",
-    "run_on_host",
-    "allow_readable_tokens",
     "name_prefix",
     "runner_group_id",
     "runner_group_name",
     "runner_ttl",
     "runner_boot_timeout",
     "runner_idle_timeout",
-    "resource_group",
-    "location",
 ];
+
+/// Every key a pool (or `[defaults]`) may set: the common ones, then each backend's.
+fn pool_keys() -> Vec<&'static str> {
+    let mut keys = COMMON_POOL_KEYS.to_vec();
+    for b in Backend::ALL {
+        keys.extend_from_slice(b.pool_keys());
+    }
+    keys
+}
 
 const GITHUB_KEYS: &[&str] = &[
     "runner_scope",
@@ -130,6 +132,172 @@ const GITHUB_KEYS: &[&str] = &[
     "check_job_queued",
     "jit_per_minute",
 ];
+
+/// How a backend's parser stands to one pool: its own backend, another's, or unknown
+/// (`backend` missing or invalid). Its keys are read and checked on every pool (they may
+/// come from `[defaults]`, shared by pools of every backend), so every problem is reported
+/// at once; its compute part is kept only when chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Chosen,
+    Other,
+    Unknown,
+}
+
+/// One pool's keys, with `[defaults]` behind them: a key on the pool wins, and the path
+/// reported with a problem says which was read. Backends read their own keys through it.
+pub(crate) struct PoolKeys<'a> {
+    walker: &'a mut Walker,
+    table: &'a Table,
+    defaults: &'a Table,
+    path: &'a str,
+    /// The `[github]` section (token mode, runner scope).
+    pub github: &'a GitHubConfig,
+    /// The common part's `max_runners`, when valid.
+    pub max_runners: Option<u32>,
+}
+
+impl<'a> PoolKeys<'a> {
+    fn get(&self, k: &str) -> (Option<&'a Value>, String) {
+        match self.table.get(k) {
+            Some(v) => (Some(v), join(self.path, k)),
+            None => (self.defaults.get(k), join("defaults", k)),
+        }
+    }
+
+    /// Where `k` is reported: `pools[i].k` when set on the pool, else `defaults.k`.
+    pub fn key(&self, k: &str) -> String {
+        self.get(k).1
+    }
+
+    /// `pools[i].k` always: for rules about the pool itself, wherever the value came from.
+    pub fn own_key(&self, k: &str) -> String {
+        join(self.path, k)
+    }
+
+    pub fn string(&mut self, k: &str) -> Option<String> {
+        let (v, p) = self.get(k);
+        self.walker.string(v, &p)
+    }
+
+    pub fn boolean(&mut self, k: &str) -> Option<bool> {
+        let (v, p) = self.get(k);
+        self.walker.boolean(v, &p)
+    }
+
+    pub fn number(&mut self, k: &str) -> Option<f64> {
+        let (v, p) = self.get(k);
+        self.walker.number(v, &p)
+    }
+
+    /// A string that must be a full Azure resource id.
+    pub fn resource_id(&mut self, k: &str) -> Option<String> {
+        let id = self.string(k)?;
+        if !id.starts_with("/subscriptions/") {
+            self.error(self.key(k), "must be a full Azure resource id (/subscriptions/...)");
+        }
+        Some(id)
+    }
+
+    pub fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.walker.error(key, message);
+    }
+
+    pub fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.walker.warn(key, message);
+    }
+}
+
+impl PoolKeys<'_> {
+    fn duration(&mut self, k: &str) -> Option<Duration> {
+        let (v, p) = self.get(k);
+        self.walker.duration(v, &p)
+    }
+
+    fn pool_name(&mut self) -> String {
+        let key = self.own_key("name");
+        match self.walker.string(self.table.get("name"), &key) {
+            Some(n) if !n.trim().is_empty() => n,
+            Some(_) => {
+                self.error(key, "must not be empty");
+                String::new()
+            }
+            None => {
+                if !self.table.contains_key("name") {
+                    self.error(key, "required: a unique name for the pool");
+                }
+                String::new()
+            }
+        }
+    }
+
+    fn pool_labels(&mut self) -> Vec<String> {
+        let key = self.own_key("labels");
+        let labels = self.walker.strings(self.table.get("labels"), &key).unwrap_or_default();
+        if labels.is_empty() {
+            self.error(&key, "required: the labels jobs use to reach this pool (1 to 100)");
+        } else if labels.len() > 100 {
+            self.error(&key, "GitHub allows at most 100 labels per runner");
+        }
+        for (i, l) in labels.iter().enumerate() {
+            if l.trim().is_empty() || l.contains(',') {
+                self.error(format!("{key}[{i}]"), "a label must be non-empty and contain no comma");
+            }
+        }
+        labels
+    }
+
+    fn max_runners(&mut self) -> Option<u32> {
+        let (v, p) = self.get("max_runners");
+        self.walker.unsigned(v, &p).and_then(|n| {
+            if n == 0 || n > u64::from(u32::MAX) {
+                self.error(p, "must be between 1 and 4294967295 (leave it out for no cap)");
+                None
+            } else {
+                u32::try_from(n).ok()
+            }
+        })
+    }
+
+    /// A table of strings; the pool's extends `[defaults]`' (the pool wins on a clash).
+    fn merged_map(&mut self, k: &str) -> BTreeMap<String, String> {
+        let (v, p) = self.get(k);
+        let mut map = self.walker.string_map(v, &p).unwrap_or_default();
+        if let Some(Value::Table(dt)) = self.defaults.get(k) {
+            if self.table.contains_key(k) {
+                let base =
+                    self.walker.string_map(Some(&Value::Table(dt.clone())), &join("defaults", k)).unwrap_or_default();
+                for (k, v) in base {
+                    map.entry(k).or_insert(v);
+                }
+            }
+        }
+        map
+    }
+
+    fn tags_and_env(&mut self) -> (BTreeMap<String, String>, BTreeMap<String, String>, RunnerEnvNames) {
+        let tags = self.merged_map("tags");
+        for k in tags.keys() {
+            if k.to_ascii_lowercase().starts_with("runner-dispatch") {
+                self.error(
+                    format!("{}.{k}", self.key("tags")),
+                    "tags starting with runner-dispatch are set by runner-dispatch itself",
+                );
+            }
+        }
+        let env = self.merged_map("env");
+        let env_names = self.walker.env_names(self.get("env_names"));
+        for k in env.keys() {
+            if [&env_names.jitconfig, &env_names.token, &env_names.url, &env_names.name].contains(&k) {
+                self.error(
+                    format!("{}.{k}", self.key("env")),
+                    "is set by runner-dispatch; it cannot be overridden in env",
+                );
+            }
+        }
+        (tags, env, env_names)
+    }
+}
 
 /// Collects problems while reading the TOML tree by hand, so one bad key does not hide the next.
 #[derive(Default)]
@@ -390,182 +558,68 @@ impl Walker {
         }
     }
 
-    #[allow(clippy::too_many_lines)]
+    /// One `[[pools]]` entry: the common part here, the compute part by each registered
+    /// backend (see [`Role`]).
     fn pool(&mut self, t: &Table, defaults: &Table, path: &str, index: usize, github: &GitHubConfig) -> Option<Pool> {
-        self.unknown_keys(t, path, POOL_KEYS);
+        self.unknown_keys(t, path, &pool_keys());
         let before = self.problems.iter().filter(|p| !p.warning).count();
-        // A key on the pool wins; otherwise [defaults]; the reported path says which.
-        let get = |k: &str| -> (Option<&Value>, String) {
-            match t.get(k) {
-                Some(v) => (Some(v), join(path, k)),
-                None => (defaults.get(k), join("defaults", k)),
-            }
-        };
-        macro_rules! read {
-            ($method:ident, $key:expr) => {{
-                let (v, p) = get($key);
-                self.$method(v, &p)
-            }};
-        }
-        let name = self.string(t.get("name"), &join(path, "name"));
-        let name = match name {
-            Some(n) if !n.trim().is_empty() => n,
-            Some(_) => {
-                self.error(join(path, "name"), "must not be empty");
-                String::new()
-            }
-            None => {
-                if !t.contains_key("name") {
-                    self.error(join(path, "name"), "required: a unique name for the pool");
-                }
-                String::new()
-            }
-        };
+        let mut keys = PoolKeys { walker: self, table: t, defaults, path, github, max_runners: None };
+        let name = keys.pool_name();
         let backend = {
-            let (v, p) = get("backend");
+            let (v, p) = keys.get("backend");
             if v.is_none() {
-                self.error(join(path, "backend"), "required: \"aci\" or \"batch\"");
+                keys.error(keys.own_key("backend"), "required: \"aci\" or \"batch\"");
             }
-            self.choice(v, &p, &[("aci", Backend::Aci), ("batch", Backend::Batch)])
+            let options: Vec<(&str, Backend)> = Backend::ALL.iter().map(|b| (b.as_str(), *b)).collect();
+            keys.walker.choice(v, &p, &options)
         };
         let os = {
-            let (v, p) = get("os");
-            self.choice(v, &p, &[("linux", Os::Linux), ("windows", Os::Windows)]).unwrap_or(Os::Linux)
+            let (v, p) = keys.get("os");
+            keys.walker.choice(v, &p, &[("linux", Os::Linux), ("windows", Os::Windows)]).unwrap_or(Os::Linux)
         };
-        let labels = self.strings(t.get("labels"), &join(path, "labels")).unwrap_or_default();
-        if labels.is_empty() {
-            self.error(join(path, "labels"), "required: the labels jobs use to reach this pool (1 to 100)");
-        } else if labels.len() > 100 {
-            self.error(join(path, "labels"), "GitHub allows at most 100 labels per runner");
-        }
-        for (i, l) in labels.iter().enumerate() {
-            if l.trim().is_empty() || l.contains(',') {
-                self.error(format!("{path}.labels[{i}]"), "a label must be non-empty and contain no comma");
-            }
-        }
-        let image = read!(string, "image").unwrap_or_default();
+        let labels = keys.pool_labels();
+        let image = keys.string("image").unwrap_or_default();
         if image.trim().is_empty() {
-            self.error(join(path, "image"), "required: the runner container image");
+            keys.error(keys.own_key("image"), "required: the runner container image");
         }
-        let cpu = read!(number, "cpu").unwrap_or(2.0);
-        let memory_gb = read!(number, "memory_gb").unwrap_or(4.0);
-        if cpu <= 0.0 {
-            self.error(get("cpu").1, "must be greater than zero");
-        }
-        if memory_gb <= 0.0 {
-            self.error(get("memory_gb").1, "must be greater than zero");
-        }
-        let max_runners = {
-            let (v, p) = get("max_runners");
-            self.unsigned(v, &p).and_then(|n| {
-                if n == 0 || n > u64::from(u32::MAX) {
-                    self.error(p, "must be between 1 and 4294967295 (leave it out for no cap)");
-                    None
-                } else {
-                    u32::try_from(n).ok()
-                }
-            })
-        };
-        let subnet_id = read!(string, "subnet_id");
-        let image_pull_identity = read!(string, "image_pull_identity");
-        let identity = read!(string, "identity");
-        for (key, value) in
-            [("subnet_id", &subnet_id), ("image_pull_identity", &image_pull_identity), ("identity", &identity)]
-        {
-            if let Some(v) = value {
-                if !v.starts_with("/subscriptions/") {
-                    self.error(get(key).1, "must be a full Azure resource id (/subscriptions/...)");
-                }
-            }
-        }
+        keys.max_runners = keys.max_runners();
+        let image_pull_identity = keys.resource_id("image_pull_identity");
+        let identity = keys.resource_id("identity");
         let repositories = {
-            let (v, p) = get("repositories");
-            self.globs(v, &p)
+            let (v, p) = keys.get("repositories");
+            keys.walker.globs(v, &p)
         };
-        let mut tags = read!(string_map, "tags").unwrap_or_default();
-        if let Some(Value::Table(dt)) = defaults.get("tags") {
-            if t.contains_key("tags") {
-                // Pool tags extend default tags; the pool wins on a clash.
-                let base = self.string_map(Some(&Value::Table(dt.clone())), "defaults.tags").unwrap_or_default();
-                for (k, v) in base {
-                    tags.entry(k).or_insert(v);
-                }
-            }
-        }
-        for k in tags.keys() {
-            if k.to_ascii_lowercase().starts_with("runner-dispatch") {
-                self.error(
-                    format!("{}.{k}", get("tags").1),
-                    "tags starting with runner-dispatch are set by runner-dispatch itself",
-                );
-            }
-        }
-        let mut env = read!(string_map, "env").unwrap_or_default();
-        if let Some(Value::Table(dt)) = defaults.get("env") {
-            if t.contains_key("env") {
-                let base = self.string_map(Some(&Value::Table(dt.clone())), "defaults.env").unwrap_or_default();
-                for (k, v) in base {
-                    env.entry(k).or_insert(v);
-                }
-            }
-        }
-        let env_names = self.env_names(get("env_names"));
-        for k in env.keys() {
-            if [&env_names.jitconfig, &env_names.token, &env_names.url, &env_names.name].contains(&k) {
-                self.error(
-                    format!("{}.{k}", get("env").1),
-                    "is set by runner-dispatch; it cannot be overridden in env",
-                );
-            }
-        }
-        let enabled = read!(boolean, "enabled").unwrap_or(true);
-        let batch_pool_id = read!(string, "batch_pool_id");
-        let run_on_host = read!(boolean, "run_on_host").unwrap_or(false);
-        let allow_readable_tokens = read!(boolean, "allow_readable_tokens").unwrap_or(false);
-        let name_prefix = read!(string, "name_prefix").unwrap_or_else(|| "ghr".into());
+        let (tags, env, env_names) = keys.tags_and_env();
+        let enabled = keys.boolean("enabled").unwrap_or(true);
+        let name_prefix = keys.string("name_prefix").unwrap_or_else(|| "ghr".into());
         if !is_valid_aci_name(&name_prefix) || name_prefix.len() > 40 {
-            self.error(
-                get("name_prefix").1,
+            keys.error(
+                keys.key("name_prefix"),
                 "must be lowercase letters, digits and hyphens, at most 40 characters, no hyphen at either end (it starts every compute name)",
             );
         }
-        let runner_group_id = read!(unsigned, "runner_group_id");
+        let runner_group_id = {
+            let (v, p) = keys.get("runner_group_id");
+            keys.walker.unsigned(v, &p)
+        };
         let own_runner_group = t.contains_key("runner_group_id");
-        let runner_group_name = read!(string, "runner_group_name").unwrap_or_else(|| "Default".into());
-        let runner_ttl = read!(duration, "runner_ttl").unwrap_or(Duration::from_secs(6 * 3600));
-        let runner_boot_timeout = read!(duration, "runner_boot_timeout").unwrap_or(Duration::from_secs(15 * 60));
-        let runner_idle_timeout = read!(duration, "runner_idle_timeout").unwrap_or(Duration::from_secs(10 * 60));
-        let resource_group = read!(string, "resource_group");
-        let location = read!(string, "location");
-
-        match backend {
-            Some(Backend::Batch) => {
-                if batch_pool_id.as_deref().is_none_or(str::is_empty) {
-                    self.error(
-                        join(path, "batch_pool_id"),
-                        "required for backend = \"batch\": the Azure Batch pool id",
-                    );
-                }
-                if github.token_mode == TokenMode::Registration && !allow_readable_tokens {
-                    self.error(
-                        join(path, "allow_readable_tokens"),
-                        "token_mode = \"registration\" on a Batch pool puts a registration token in task settings that anyone who can read the Batch account can read; use token_mode = \"jit\" or set allow_readable_tokens = true",
-                    );
-                }
-                if max_runners.is_some() {
-                    self.warn(
-                        get("max_runners").1,
-                        "ignored for Batch pools: the Batch pool's autoscale limit caps runners and Batch queues the rest",
-                    );
-                }
+        let runner_group_name = keys.string("runner_group_name").unwrap_or_else(|| "Default".into());
+        let runner_ttl = keys.duration("runner_ttl").unwrap_or(Duration::from_secs(6 * 3600));
+        let runner_boot_timeout = keys.duration("runner_boot_timeout").unwrap_or(Duration::from_secs(15 * 60));
+        let runner_idle_timeout = keys.duration("runner_idle_timeout").unwrap_or(Duration::from_secs(10 * 60));
+        let mut compute = None;
+        for kind in Backend::ALL {
+            let role = match backend {
+                None => Role::Unknown,
+                Some(b) if b == kind => Role::Chosen,
+                Some(_) => Role::Other,
+            };
+            let parsed = kind.parse_pool(&mut keys, role);
+            if role == Role::Chosen {
+                compute = parsed;
             }
-            Some(Backend::Aci) => {
-                if run_on_host {
-                    self.error(join(path, "run_on_host"), "only Batch pools can run the runner on the VM");
-                }
-            }
-            None => {}
         }
+        let max_runners = keys.max_runners;
         if identity.is_some()
             && !repositories.is_empty()
             && !own_runner_group
@@ -586,15 +640,11 @@ impl Walker {
         Some(Pool {
             name,
             index,
-            backend: backend?,
             os,
             labels,
             labels_lower,
             image,
-            cpu,
-            memory_gb,
             max_runners,
-            subnet_id,
             image_pull_identity,
             identity,
             repositories,
@@ -602,9 +652,6 @@ impl Walker {
             env,
             env_names,
             enabled,
-            batch_pool_id,
-            run_on_host,
-            allow_readable_tokens,
             name_prefix,
             runner_group_id,
             own_runner_group,
@@ -612,8 +659,7 @@ impl Walker {
             runner_ttl,
             runner_boot_timeout,
             runner_idle_timeout,
-            resource_group,
-            location,
+            compute: compute?,
         })
     }
 

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::backend::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
-use crate::config::{Backend, Pool};
+use crate::config::Pool;
 
 /// A request the dry-run backend received, as it would have been sent (secrets redacted).
 #[derive(Debug, Clone, PartialEq)]
@@ -60,14 +60,7 @@ impl DryRunBackend {
 /// add-task body, built by the same code), with every secret value replaced by `[redacted]`.
 #[must_use]
 pub fn redacted_request(pool: &Pool, request: &ComputeRequest) -> serde_json::Value {
-    let body = match pool.backend {
-        Backend::Aci => {
-            let location = pool.location.as_deref().unwrap_or("<AZURE_LOCATION>");
-            crate::azure::container_group_body(pool, request, location)
-        }
-        Backend::Batch => crate::azure::batch_task_body(pool, request),
-    };
-    crate::azure::redact_secrets(&body, request)
+    crate::azure::redact_secrets(&pool.compute.request_body(pool, request), request)
 }
 
 #[async_trait]
@@ -107,7 +100,7 @@ impl ComputeBackend for DryRunBackend {
         let recorded = RecordedRequest {
             pool: pool.name.clone(),
             name: request.name.clone(),
-            backend: pool.backend.as_str(),
+            backend: pool.backend().as_str(),
             job_id: request.job.job_id,
             repository: request.job.repository.clone(),
             runner_id: request.job.runner_id,

@@ -73,26 +73,38 @@ pub enum ProvisionOutcome {
     Skipped { reason: String },
 }
 
-/// The backends, one per kind; a pool uses the one its `backend` names.
+/// The backends, one per registered kind (complete by construction: see
+/// [`Backend::ALL`]); a pool uses the one its `backend` names.
 #[derive(Clone)]
 pub struct Backends {
-    pub aci: Arc<dyn ComputeBackend>,
-    pub batch: Arc<dyn ComputeBackend>,
+    /// Indexed by [`Backend::index`].
+    by_kind: Vec<Arc<dyn ComputeBackend>>,
 }
 
 impl Backends {
-    /// Both kinds served by one backend (the dry-run).
+    /// Every kind served by one backend (the dry-run).
     #[must_use]
     pub fn single(backend: Arc<dyn ComputeBackend>) -> Self {
-        Self { aci: backend.clone(), batch: backend }
+        Self { by_kind: Backend::ALL.iter().map(|_| backend.clone()).collect() }
+    }
+
+    /// One backend per kind, built by `build`.
+    ///
+    /// # Errors
+    /// The first kind `build` fails for.
+    pub fn try_build<E>(build: impl FnMut(Backend) -> Result<Arc<dyn ComputeBackend>, E>) -> Result<Self, E> {
+        Ok(Self { by_kind: Backend::ALL.into_iter().map(build).collect::<Result<_, E>>()? })
+    }
+
+    /// The backend of one kind.
+    #[must_use]
+    pub fn get(&self, kind: Backend) -> &Arc<dyn ComputeBackend> {
+        &self.by_kind[kind.index()]
     }
 
     #[must_use]
     pub fn for_pool(&self, pool: &Pool) -> &Arc<dyn ComputeBackend> {
-        match pool.backend {
-            Backend::Aci => &self.aci,
-            Backend::Batch => &self.batch,
-        }
+        self.get(pool.backend())
     }
 }
 
@@ -186,7 +198,7 @@ impl Provisioner {
 
     /// The create gate of the pool's backend and location (quotas are per region or account).
     fn create_gate(&self, pool: &Pool) -> Arc<throttle::CreateGate> {
-        let key = format!("{}/{}", pool.backend.as_str(), pool.location.as_deref().unwrap_or(""));
+        let key = format!("{}/{}", pool.backend().as_str(), pool.compute.quota_scope());
         let mut gates = self.create_gates.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         gates.entry(key).or_default().clone()
     }
@@ -269,7 +281,7 @@ impl Provisioner {
         // any call. After the pause one attempt probes; the rest wait for it.
         let gate = self.create_gate(&pool);
         let admission = gate.admit().map_err(|after| ProvisionError::Deferred {
-            reason: format!("{} creates are throttled; waiting for the quota", pool.backend.as_str()),
+            reason: format!("{} creates are throttled; waiting for the quota", pool.backend().as_str()),
             retry_after: after,
         })?;
 

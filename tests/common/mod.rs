@@ -241,7 +241,7 @@ impl ComputeBackend for ScriptedBackend {
     }
 
     async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
-        Ok((pool.backend == Backend::Aci).then(|| self.existing.lock().map(|e| e.len()).unwrap_or(0)))
+        Ok((pool.backend() == Backend::Aci).then(|| self.existing.lock().map(|e| e.len()).unwrap_or(0)))
     }
 }
 

@@ -1,0 +1,173 @@
+//! Every compute backend, registered in one place.
+//!
+//! A backend is a module (its pool settings, their parsing and validation, its REST
+//! client) plus a variant in [`Backend`] and [`Compute`] and a line in [`Backend::ALL`].
+//! Everything else dispatches here through exhaustive matches, so the compiler lists what a
+//! new backend must provide: its pool keys and parser, its constructor, the settings it
+//! requires, its dry-run rendering, and how reconcile treats its listings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::azure::aci::{self, AciPool};
+use crate::azure::batch::{self, BatchPool};
+use crate::azure::{AzureCredential, CredentialError};
+use crate::config::{ConfigProblem, Pool, PoolKeys, Role, Settings};
+use crate::provision::{ComputeBackend, ComputeRequest};
+
+/// A kind of compute, as a pool's `backend` key names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Backend {
+    Aci,
+    Batch,
+}
+
+impl Backend {
+    /// Every backend, in the order of [`Backend::index`]: the registration.
+    pub const ALL: [Backend; 2] = [Backend::Aci, Backend::Batch];
+
+    /// The name `backend = "..."` takes, and logs and dry-run records show.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Aci => "aci",
+            Backend::Batch => "batch",
+        }
+    }
+
+    /// Position in [`Backend::ALL`].
+    #[must_use]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The pool keys this backend reads (beyond the common ones).
+    #[must_use]
+    pub fn pool_keys(self) -> &'static [&'static str] {
+        match self {
+            Backend::Aci => aci::POOL_KEYS,
+            Backend::Batch => batch::POOL_KEYS,
+        }
+    }
+
+    /// Reads and checks this backend's keys of one pool; the compute part when the pool
+    /// uses this backend and its keys are valid.
+    pub(crate) fn parse_pool(self, keys: &mut PoolKeys<'_>, role: Role) -> Option<Compute> {
+        match self {
+            Backend::Aci => aci::parse_pool(keys, role).map(Compute::Aci),
+            Backend::Batch => batch::parse_pool(keys, role).map(Compute::Batch),
+        }
+    }
+
+    /// The live client.
+    ///
+    /// # Errors
+    /// Unusable credentials in the settings.
+    pub fn build(
+        self,
+        settings: &Settings,
+        credential: &AzureCredential,
+    ) -> Result<Arc<dyn ComputeBackend>, CredentialError> {
+        Ok(match self {
+            Backend::Aci => Arc::new(aci::AciBackend::new(settings, credential)),
+            Backend::Batch => Arc::new(batch::BatchBackend::new(settings, credential)?),
+        })
+    }
+
+    /// Settings the environment lacks for `pools` (all of this backend, at least one enabled).
+    #[must_use]
+    pub fn required_settings(self, settings: &Settings, pools: &[&Pool]) -> Vec<ConfigProblem> {
+        match self {
+            Backend::Aci => {
+                let pools: Vec<(&Pool, &AciPool)> = pools
+                    .iter()
+                    .filter_map(|p| if let Compute::Aci(a) = &p.compute { Some((*p, a)) } else { None })
+                    .collect();
+                aci::required_settings(settings, &pools)
+            }
+            Backend::Batch => batch::required_settings(settings),
+        }
+    }
+}
+
+/// A pool's compute part: the settings of its backend, parsed and validated by that
+/// backend's module.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Compute {
+    Aci(AciPool),
+    Batch(BatchPool),
+}
+
+impl Compute {
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        match self {
+            Compute::Aci(_) => Backend::Aci,
+            Compute::Batch(_) => Backend::Batch,
+        }
+    }
+
+    /// The body the real backend would send for `request` (what the dry-run records),
+    /// built by the same code, secrets not yet redacted.
+    #[must_use]
+    pub fn request_body(&self, pool: &Pool, request: &ComputeRequest) -> Value {
+        match self {
+            Compute::Aci(a) => aci::dry_run_body(pool, a, request),
+            Compute::Batch(b) => batch::batch_task_body(pool, b, request),
+        }
+    }
+
+    /// Pools with the same shared listing see each other's compute in `list` (Batch tasks
+    /// of one Batch pool's job): reconcile acts on it once. `None`: the listing is the
+    /// pool's own.
+    #[must_use]
+    pub fn shared_listing(&self) -> Option<&str> {
+        match self {
+            Compute::Aci(_) => None,
+            Compute::Batch(b) => Some(&b.batch_pool_id),
+        }
+    }
+
+    /// How long reconcile keeps a finished compute before deleting it.
+    #[must_use]
+    pub fn finished_retention(&self) -> Duration {
+        match self {
+            Compute::Aci(_) => Duration::ZERO,
+            Compute::Batch(_) => batch::FINISHED_TASK_RETENTION,
+        }
+    }
+
+    /// What a create quota is counted per, besides the backend: ACI's per region, a Batch
+    /// account's for the account.
+    #[must_use]
+    pub fn quota_scope(&self) -> &str {
+        match self {
+            Compute::Aci(a) => a.location.as_deref().unwrap_or(""),
+            Compute::Batch(_) => "",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_backend_is_listed_once_at_its_index() {
+        for (i, b) in Backend::ALL.iter().enumerate() {
+            assert_eq!(b.index(), i, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn no_two_backends_claim_the_same_pool_key() {
+        let mut seen = std::collections::BTreeSet::new();
+        for b in Backend::ALL {
+            for k in b.pool_keys() {
+                assert!(seen.insert(*k), "{k} claimed twice");
+            }
+        }
+    }
+}
