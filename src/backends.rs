@@ -170,4 +170,22 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn settings_are_required_by_each_backend_an_enabled_pool_uses() {
+        let settings = Settings::from_lookup(|k| (k == "GITHUB_WEBHOOK_SECRET").then(|| "w".to_owned())).expect("ok");
+        let pools = crate::config::PoolsConfig::parse(crate::config::EMBEDDED_DEMO_CONFIG).expect("example");
+        let keys = |p: &crate::config::PoolsConfig| -> Vec<String> {
+            crate::wiring::azure_setting_problems(&settings, p).into_iter().map(|p| p.key).collect()
+        };
+        // The example's pools set resource_group and location in [defaults].
+        assert_eq!(keys(&pools), vec!["AZURE_SUBSCRIPTION_ID", "AZURE_BATCH_ACCOUNT_URL"]);
+        let no_batch = crate::config::EMBEDDED_DEMO_CONFIG
+            .replace("batch_pool_id = \"windows\"", "batch_pool_id = \"windows\"\nenabled = false");
+        let pools = crate::config::PoolsConfig::parse(&no_batch).expect("example");
+        assert_eq!(keys(&pools), vec!["AZURE_SUBSCRIPTION_ID"]);
+        let no_location = crate::config::EMBEDDED_DEMO_CONFIG.replace("location = \"westeurope\"\n", "");
+        let pools = crate::config::PoolsConfig::parse(&no_location).expect("example");
+        assert_eq!(keys(&pools), vec!["AZURE_SUBSCRIPTION_ID", "AZURE_LOCATION", "AZURE_BATCH_ACCOUNT_URL"]);
+    }
 }

@@ -179,7 +179,7 @@ impl Reconciler {
         Some(self.provisioner.job_context(&msg))
     }
 
-    #[allow(clippy::too_many_lines)]
+    /// Reaps each pool's compute, then the registrations whose compute is gone.
     async fn reap(&self, report: &mut ReconcileReport) {
         let p = &self.provisioner;
         let now = OffsetDateTime::now_utc();
@@ -234,14 +234,26 @@ impl Reconciler {
                 }
             }
         }
-        // Registrations of ours whose compute is gone: offline ones are removed once seen
-        // orphaned in two passes (a fresh JIT registration may be seconds from its compute),
-        // unless this instance holds it for a retry (HELD_REGISTRATION_TTL is shorter than
-        // two passes, so another instance's reconcile cannot remove it under the hold either).
-        // Only ids recorded on our compute (this pass or the last) count: an offline runner
-        // merely named like ours may be another deployment's (say, a Batch runner waiting
-        // for a node). Crash leftovers without a record are removed by GitHub itself, which
-        // deletes ephemeral runners that never connect within a day.
+        self.reap_orphans(&runners, &compute_names, recorded_now, listed_everything, report).await;
+    }
+
+    /// Registrations of ours whose compute is gone: offline ones are removed once seen
+    /// orphaned in two passes (a fresh JIT registration may be seconds from its compute),
+    /// unless this instance holds it for a retry (HELD_REGISTRATION_TTL is shorter than
+    /// two passes, so another instance's reconcile cannot remove it under the hold either).
+    /// Only ids recorded on our compute (this pass or the last) count: an offline runner
+    /// merely named like ours may be another deployment's (say, a Batch runner waiting
+    /// for a node). Crash leftovers without a record are removed by GitHub itself, which
+    /// deletes ephemeral runners that never connect within a day.
+    async fn reap_orphans(
+        &self,
+        runners: &BTreeMap<String, (JobContext, Vec<RunnerInfo>)>,
+        compute_names: &BTreeSet<String>,
+        mut recorded_now: HashSet<u64>,
+        listed_everything: bool,
+        report: &mut ReconcileReport,
+    ) {
+        let p = &self.provisioner;
         let mut recorded: HashSet<u64> = self.recorded_ids.lock().map(|s| s.clone()).unwrap_or_default();
         recorded.extend(recorded_now.iter().copied());
         if listed_everything {

@@ -913,4 +913,77 @@ image = "img"
         let err = PoolsConfig::parse("[github]\nallowed_owners = [\n").expect_err("bad toml");
         assert!(err.0[0].key.starts_with("line "), "{:?}", err.0);
     }
+
+    #[test]
+    fn backend_keys_are_checked_on_every_pool_and_kept_on_their_own() {
+        let text = r#"
+[github]
+allowed_owners = ["o"]
+[defaults]
+batch_pool_id = "shared"
+[[pools]]
+name = "a"
+backend = "aci"
+labels = ["linux"]
+image = "img"
+cpu = 1.5
+[[pools]]
+name = "w"
+backend = "batch"
+labels = ["windows"]
+image = "img"
+"#;
+        let cfg = PoolsConfig::parse(text).expect("valid");
+        let a = cfg.pool("a").expect("a");
+        assert_eq!(
+            a.compute,
+            Compute::Aci(crate::azure::AciPool {
+                cpu: 1.5,
+                memory_gb: 4.0,
+                subnet_id: None,
+                resource_group: None,
+                location: None
+            })
+        );
+        let w = cfg.pool("w").expect("w");
+        assert_eq!(
+            w.compute,
+            Compute::Batch(crate::azure::BatchPool {
+                batch_pool_id: "shared".into(),
+                run_on_host: false,
+                allow_readable_tokens: false
+            })
+        );
+    }
+
+    #[test]
+    fn another_backends_keys_and_an_unknown_backend_still_report_every_problem() {
+        let text = r#"
+[github]
+allowed_owners = ["o"]
+[[pools]]
+name = "a"
+backend = "aci"
+labels = ["linux"]
+image = "img"
+run_on_host = true
+[[pools]]
+name = "w"
+backend = "batch"
+labels = ["windows"]
+image = "img"
+batch_pool_id = "p"
+memory_gb = "lots"
+[[pools]]
+name = "x"
+backend = "lambda"
+labels = ["x"]
+image = "img"
+cpu = 0
+"#;
+        let err = PoolsConfig::parse(text).expect_err("refused");
+        assert_eq!(keys(&err), vec!["pools[0].run_on_host", "pools[1].memory_gb", "pools[2].backend", "pools[2].cpu"]);
+        let backend = err.0.iter().find(|p| p.key == "pools[2].backend").expect("named");
+        assert_eq!(backend.message, "\"lambda\" is not one of: aci, batch");
+    }
 }

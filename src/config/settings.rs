@@ -84,37 +84,7 @@ impl Settings {
             );
         }
 
-        let installation_id = match get("GITHUB_APP_INSTALLATION_ID") {
-            None => None,
-            Some(v) => match v.parse::<u64>() {
-                Ok(n) => Some(n),
-                Err(_) => {
-                    err("GITHUB_APP_INSTALLATION_ID", "must be a number".into());
-                    None
-                }
-            },
-        };
-        let app_id = get("GITHUB_APP_ID").or_else(|| get("GITHUB_APP_CLIENT_ID"));
-        let github_auth = match (app_id, get("GITHUB_APP_PRIVATE_KEY"), get("GITHUB_TOKEN")) {
-            (Some(app_id), Some(key), _) => {
-                // Key Vault and portal settings sometimes flatten newlines to "\n".
-                let key = key.replace("\\n", "\n");
-                if !key.contains("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
-                    err("GITHUB_APP_PRIVATE_KEY", "is not a PEM private key (expected -----BEGIN RSA PRIVATE KEY----- ...); paste the .pem file GitHub gave you".into());
-                }
-                GitHubAuth::App { app_id, private_key: Secret::new(key), installation_id }
-            }
-            (Some(_), None, _) => {
-                err("GITHUB_APP_PRIVATE_KEY", "required with GITHUB_APP_ID / GITHUB_APP_CLIENT_ID".into());
-                GitHubAuth::None
-            }
-            (None, Some(_), _) => {
-                err("GITHUB_APP_ID", "required with GITHUB_APP_PRIVATE_KEY (the App id or client id)".into());
-                GitHubAuth::None
-            }
-            (None, None, Some(token)) => GitHubAuth::Token(Secret::new(token)),
-            (None, None, None) => GitHubAuth::None,
-        };
+        let github_auth = github_auth(&get, &mut err);
 
         // A guessable token would open the envelope routes (provision, cleanup, reconcile).
         if get("RUNNER_DISPATCH_ADMIN_TOKEN").is_some_and(|t| t.len() < MIN_ADMIN_TOKEN_CHARS) {
@@ -156,29 +126,7 @@ impl Settings {
         }
         let hook_target = get("GITHUB_HOOK_REPOSITORY").or_else(|| get("GITHUB_HOOK_OWNER"));
 
-        let resource_manager_url =
-            get("AZURE_RESOURCE_MANAGER_URL").unwrap_or_else(|| "https://management.azure.com".into());
-        let azure = AzureSettings {
-            subscription_id: get("AZURE_SUBSCRIPTION_ID"),
-            resource_group: get("AZURE_RESOURCE_GROUP"),
-            location: get("AZURE_LOCATION"),
-            resource_manager_url: resource_manager_url.trim_end_matches('/').to_owned(),
-            batch_account_url: get("AZURE_BATCH_ACCOUNT_URL").map(|u| u.trim_end_matches('/').to_owned()),
-            batch_account_name: get("AZURE_BATCH_ACCOUNT_NAME"),
-            batch_account_key: get("AZURE_BATCH_ACCOUNT_KEY").map(Secret::new),
-            client_id: get("AZURE_CLIENT_ID"),
-            tenant_id: get("AZURE_TENANT_ID"),
-            client_secret: get("AZURE_CLIENT_SECRET").map(Secret::new),
-        };
-        if azure.batch_account_key.is_some() && azure.batch_account_name.is_none() {
-            err(
-                "AZURE_BATCH_ACCOUNT_NAME",
-                "required with AZURE_BATCH_ACCOUNT_KEY (Shared Key signs with the account name)".into(),
-            );
-        }
-        if azure.client_secret.is_some() && (azure.client_id.is_none() || azure.tenant_id.is_none()) {
-            err("AZURE_CLIENT_SECRET", "needs AZURE_CLIENT_ID and AZURE_TENANT_ID too (service principal)".into());
-        }
+        let azure = azure_settings(&get, &mut err);
 
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
@@ -227,6 +175,71 @@ impl Settings {
         })?;
         PoolsConfig::parse(&text)
     }
+}
+
+/// How the process authenticates to GitHub: an App (id or client id, and its key), a
+/// token, or nothing.
+fn github_auth(get: &impl Fn(&str) -> Option<String>, err: &mut impl FnMut(&str, String)) -> GitHubAuth {
+    let installation_id = match get("GITHUB_APP_INSTALLATION_ID") {
+        None => None,
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                err("GITHUB_APP_INSTALLATION_ID", "must be a number".into());
+                None
+            }
+        },
+    };
+    let app_id = get("GITHUB_APP_ID").or_else(|| get("GITHUB_APP_CLIENT_ID"));
+    match (app_id, get("GITHUB_APP_PRIVATE_KEY"), get("GITHUB_TOKEN")) {
+        (Some(app_id), Some(key), _) => {
+            // Key Vault and portal settings sometimes flatten newlines to "\n".
+            let key = key.replace("\\n", "\n");
+            if !key.contains("-----BEGIN") || !key.contains("PRIVATE KEY-----") {
+                err("GITHUB_APP_PRIVATE_KEY", "is not a PEM private key (expected -----BEGIN RSA PRIVATE KEY----- ...); paste the .pem file GitHub gave you".into());
+            }
+            GitHubAuth::App { app_id, private_key: Secret::new(key), installation_id }
+        }
+        (Some(_), None, _) => {
+            err("GITHUB_APP_PRIVATE_KEY", "required with GITHUB_APP_ID / GITHUB_APP_CLIENT_ID".into());
+            GitHubAuth::None
+        }
+        (None, Some(_), _) => {
+            err("GITHUB_APP_ID", "required with GITHUB_APP_PRIVATE_KEY (the App id or client id)".into());
+            GitHubAuth::None
+        }
+        (None, None, Some(token)) => GitHubAuth::Token(Secret::new(token)),
+        (None, None, None) => GitHubAuth::None,
+    }
+}
+
+/// Where compute goes and how to reach it (every value optional: each backend names
+/// what it needs).
+fn azure_settings(get: &impl Fn(&str) -> Option<String>, err: &mut impl FnMut(&str, String)) -> AzureSettings {
+    let resource_manager_url =
+        get("AZURE_RESOURCE_MANAGER_URL").unwrap_or_else(|| "https://management.azure.com".into());
+    let azure = AzureSettings {
+        subscription_id: get("AZURE_SUBSCRIPTION_ID"),
+        resource_group: get("AZURE_RESOURCE_GROUP"),
+        location: get("AZURE_LOCATION"),
+        resource_manager_url: resource_manager_url.trim_end_matches('/').to_owned(),
+        batch_account_url: get("AZURE_BATCH_ACCOUNT_URL").map(|u| u.trim_end_matches('/').to_owned()),
+        batch_account_name: get("AZURE_BATCH_ACCOUNT_NAME"),
+        batch_account_key: get("AZURE_BATCH_ACCOUNT_KEY").map(Secret::new),
+        client_id: get("AZURE_CLIENT_ID"),
+        tenant_id: get("AZURE_TENANT_ID"),
+        client_secret: get("AZURE_CLIENT_SECRET").map(Secret::new),
+    };
+    if azure.batch_account_key.is_some() && azure.batch_account_name.is_none() {
+        err(
+            "AZURE_BATCH_ACCOUNT_NAME",
+            "required with AZURE_BATCH_ACCOUNT_KEY (Shared Key signs with the account name)".into(),
+        );
+    }
+    if azure.client_secret.is_some() && (azure.client_id.is_none() || azure.tenant_id.is_none()) {
+        err("AZURE_CLIENT_SECRET", "needs AZURE_CLIENT_ID and AZURE_TENANT_ID too (service principal)".into());
+    }
+    azure
 }
 
 #[cfg(test)]
