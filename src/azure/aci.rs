@@ -125,7 +125,7 @@ fn aci_of(pool: &Pool) -> Result<&AciPool, ProvisionError> {
     match &pool.compute {
         Compute::Aci(a) => Ok(a),
         other => Err(ProvisionError::permanent(format!(
-            "pool {} is a {} pool, not an ACI pool",
+            "pool {} has backend = \"{}\", not \"aci\"",
             pool.name,
             other.backend().as_str()
         ))),

@@ -98,7 +98,7 @@ fn batch_of(pool: &Pool) -> Result<&BatchPool, ProvisionError> {
     match &pool.compute {
         Compute::Batch(b) => Ok(b),
         other => Err(ProvisionError::permanent(format!(
-            "pool {} is a {} pool, not a Batch pool",
+            "pool {} has backend = \"{}\", not \"batch\"",
             pool.name,
             other.backend().as_str()
         ))),

@@ -568,7 +568,8 @@ impl Walker {
         let backend = {
             let (v, p) = keys.get("backend");
             if v.is_none() {
-                keys.error(keys.own_key("backend"), "required: \"aci\" or \"batch\"");
+                let names: Vec<String> = Backend::ALL.iter().map(|b| format!("{:?}", b.as_str())).collect();
+                keys.error(keys.own_key("backend"), format!("required: {}", names.join(" or ")));
             }
             let options: Vec<(&str, Backend)> = Backend::ALL.iter().map(|b| (b.as_str(), *b)).collect();
             keys.walker.choice(v, &p, &options)
@@ -985,5 +986,13 @@ cpu = 0
         assert_eq!(keys(&err), vec!["pools[0].run_on_host", "pools[1].memory_gb", "pools[2].backend", "pools[2].cpu"]);
         let backend = err.0.iter().find(|p| p.key == "pools[2].backend").expect("named");
         assert_eq!(backend.message, "\"lambda\" is not one of: aci, batch");
+    }
+
+    #[test]
+    fn a_pool_without_a_backend_is_told_the_registered_ones() {
+        let text = "[github]\nallowed_owners = [\"o\"]\n[[pools]]\nname = \"a\"\nlabels = [\"l\"]\nimage = \"img\"\n";
+        let err = PoolsConfig::parse(text).expect_err("refused");
+        assert_eq!(keys(&err), vec!["pools[0].backend"]);
+        assert_eq!(err.0[0].message, "required: \"aci\" or \"batch\"");
     }
 }
