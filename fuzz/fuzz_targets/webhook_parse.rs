@@ -12,26 +12,8 @@ use runner_dispatch::webhook::{Headers, accept, parse_workflow_job, sign};
 
 const SECRET: &str = "fuzz-webhook-secret";
 
-const POOLS: &str = r#"
-[github]
-allowed_owners = ["Octocoders", "octo-org"]
-allow_public_repositories = true
-check_job_queued = "never"
-
-[[pools]]
-name = "linux"
-backend = "aci"
-labels = ["self-hosted", "linux", "x64", "ubuntu-latest"]
-image = "example.azurecr.io/runner:1"
-
-[[pools]]
-name = "windows"
-backend = "batch"
-os = "windows"
-labels = ["self-hosted", "windows", "x64"]
-image = "example.azurecr.io/runner:ltsc2022"
-batch_pool_id = "win"
-"#;
+/// The pools the integration tests use (tests/fixtures/pools/).
+const POOLS: &str = include_str!("../../tests/fixtures/pools/octokit.toml");
 
 const STRICT: &str = r#"
 [github]

@@ -20,33 +20,9 @@ use runner_dispatch::spool::{QueueOptions, Spool};
 
 pub const SECRET: &str = "test-webhook-secret";
 
-/// Pools for the octokit fixtures (owner Octocoders, public repositories, label ubuntu-latest).
-pub const POOLS: &str = r#"
-[github]
-allowed_owners = ["Octocoders", "octo-org"]
-allow_public_repositories = true
-check_job_queued = "never"
-
-[[pools]]
-name = "linux"
-backend = "aci"
-labels = ["self-hosted", "linux", "x64", "ubuntu-latest"]
-image = "example.azurecr.io/runner:1"
-
-[[pools]]
-name = "windows"
-backend = "batch"
-os = "windows"
-labels = ["self-hosted", "windows", "x64"]
-image = "example.azurecr.io/runner:ltsc2022"
-batch_pool_id = "win"
-
-[[pools]]
-name = "k8s"
-backend = "aci"
-labels = ["self-hosted", "k8s"]
-image = "example.azurecr.io/runner:1"
-"#;
+/// Pools for the octokit fixtures (owner Octocoders, public repositories, label ubuntu-latest);
+/// shared with the benchmarks and fuzz targets as a file.
+pub const POOLS: &str = include_str!("../fixtures/pools/octokit.toml");
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
