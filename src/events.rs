@@ -7,7 +7,6 @@ use time::format_description::well_known::Rfc3339;
 use crate::config::Pool;
 use crate::message::RunnerMessage;
 use crate::telemetry::loggable;
-use crate::webhook::WorkflowJobEvent;
 
 /// Parses an RFC 3339 timestamp from GitHub.
 #[must_use]
@@ -32,57 +31,9 @@ pub fn seconds_between(from: Option<&str>, to: Option<&str>) -> Option<i64> {
     Some((to - from).whole_seconds())
 }
 
-fn tags_json(pool: &Pool) -> String {
+/// The pool's tags as one JSON text field (cost attribution in queries).
+pub(crate) fn tags_json(pool: &Pool) -> String {
     serde_json::to_string(&pool.tags).unwrap_or_default()
-}
-
-pub fn webhook_accepted(job: &WorkflowJobEvent, pool: &Pool, delivery: &str) {
-    tracing::info!(
-        event = "webhook_accepted",
-        action = %loggable(&job.action),
-        delivery_id = delivery,
-        job_id = job.job_id,
-        run_id = job.run_id,
-        repository = %loggable(&job.repository),
-        pool = %pool.name,
-        pool_tags = %tags_json(pool),
-        labels = %loggable(&job.labels.join(",")),
-        "webhook accepted"
-    );
-}
-
-pub fn job_started(job: &WorkflowJobEvent, delivery: &str) {
-    tracing::info!(
-        event = "job_started",
-        delivery_id = delivery,
-        job_id = job.job_id,
-        repository = %loggable(&job.repository),
-        runner_name = %loggable(job.runner_name.as_deref().unwrap_or("")),
-        queued_to_started_s = seconds_between(job.created_at.as_deref(), job.started_at.as_deref()),
-        "job started"
-    );
-}
-
-pub fn refused(job: &WorkflowJobEvent, delivery: &str, reason: &str) {
-    tracing::warn!(
-        event = "webhook_forbidden",
-        delivery_id = delivery,
-        job_id = job.job_id,
-        repository = %loggable(&job.repository),
-        reason = %loggable(reason),
-        "webhook refused: not allowed"
-    );
-}
-
-pub fn no_pool(job: &WorkflowJobEvent, delivery: &str) {
-    tracing::info!(
-        event = "no_pool",
-        delivery_id = delivery,
-        job_id = job.job_id,
-        repository = %loggable(&job.repository),
-        labels = %loggable(&job.labels.join(",")),
-        "no pool fits the job's labels; not provisioned"
-    );
 }
 
 pub fn runner_requested(msg: &RunnerMessage, pool: &Pool, backend: &str, attempt: u32) {

@@ -16,6 +16,7 @@ pub mod duration;
 pub mod events;
 pub mod functions_host;
 pub mod github;
+pub mod glob;
 pub mod manifest;
 pub mod message;
 pub mod names;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::ConfigProblem;
 pub use crate::backends::{Backend, Compute};
-use crate::pools::Glob;
+use crate::glob::Glob;
 
 /// Where runners register with GitHub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

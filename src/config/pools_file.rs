@@ -11,7 +11,7 @@ use super::model::*;
 use super::{ConfigErrors, ConfigProblem};
 use crate::azure::aci::is_valid_aci_name;
 use crate::duration::parse_duration;
-use crate::pools::Glob;
+use crate::glob::Glob;
 
 impl PoolsConfig {
     /// Parses and validates a pools file, collecting every problem.

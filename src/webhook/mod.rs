@@ -2,12 +2,12 @@
 //! Transport-free: both the standalone route and the Functions envelope call [`accept`].
 
 pub mod event;
+mod log_events;
 pub mod signature;
 
 use serde_json::json;
 
 use crate::config::PoolsConfig;
-use crate::events;
 use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
 use crate::pools::choose_pool;
 use crate::secret::Secret;
@@ -104,17 +104,17 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
         "queued" => MessageKind::Provision,
         "completed" => MessageKind::Cleanup,
         "in_progress" => {
-            events::job_started(&job, &delivery);
+            log_events::job_started(&job, &delivery);
             return WebhookOutcome::reply(200, "ignored", "action in_progress needs no runner");
         }
         other => return WebhookOutcome::reply(200, "ignored", format!("action {other} needs no runner")),
     };
     if let Err(reason) = check_allowed(pools, &job) {
-        events::refused(&job, &delivery, &reason);
+        log_events::refused(&job, &delivery, &reason);
         return WebhookOutcome::reply(403, "forbidden", reason);
     }
     let Some(pool) = choose_pool(pools, &job.labels, Some(&job.repository)) else {
-        events::no_pool(&job, &delivery);
+        log_events::no_pool(&job, &delivery);
         return WebhookOutcome::reply(
             200,
             "no_pool",
@@ -141,7 +141,7 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
         job_started_at: if kind == MessageKind::Cleanup { job.started_at.clone() } else { None },
         origin: None,
     };
-    events::webhook_accepted(&job, &pool, &delivery);
+    log_events::webhook_accepted(&job, &pool, &delivery);
     let mut out = WebhookOutcome::reply(
         202,
         "accepted",
