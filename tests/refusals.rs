@@ -101,7 +101,7 @@ fn assert_no_internal_detail(case: &str, body: &str, request_body: &[u8]) {
 }
 
 struct Refusal {
-    case: &'static str,
+    case: String,
     pools: Arc<PoolsConfig>,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -171,8 +171,8 @@ async fn check(r: Refusal) {
     check_host(&r).await;
 }
 
-fn refusal(case: &'static str, headers: Vec<(String, String)>, body: Vec<u8>) -> Refusal {
-    Refusal { case, pools: strict(), headers, body, status: 0, result: "", because: "" }
+fn refusal(case: impl Into<String>, headers: Vec<(String, String)>, body: Vec<u8>) -> Refusal {
+    Refusal { case: case.into(), pools: strict(), headers, body, status: 0, result: "", because: "" }
 }
 
 impl Refusal {
@@ -417,82 +417,46 @@ async fn a_signed_full_name_that_climbs_out_of_its_path_segment_is_refused() {
 }
 
 /// A case's name, how it edits the base payload, and what the refusal must mention.
-type NameCase = (&'static str, fn(&mut Value), &'static str);
+type NameCase = (String, Box<dyn Fn(&mut Value)>, &'static str);
+
+/// `full_name` and `name` both set to a repository `name` of octo-org.
+fn repository_named(name: &str) -> NameCase {
+    let n = name.to_owned();
+    (
+        format!("repository name {}", if name.len() > 20 { "of 101 characters" } else { name }),
+        Box::new(move |v: &mut Value| {
+            v["repository"]["full_name"] = format!("octo-org/{n}").into();
+            v["repository"]["name"] = n.clone().into();
+        }),
+        "repository name",
+    )
+}
 
 #[tokio::test]
 async fn repository_and_owner_names_outside_githubs_rules_are_refused() {
-    let cases: Vec<NameCase> = vec![
-        (
-            "repository name ..",
-            |v| {
-                v["repository"]["full_name"] = "octo-org/..".into();
-                v["repository"]["name"] = "..".into();
-            },
-            "repository name",
-        ),
-        (
-            "repository name .",
-            |v| {
-                v["repository"]["full_name"] = "octo-org/.".into();
-                v["repository"]["name"] = ".".into();
-            },
-            "repository name",
-        ),
-        (
-            "repository name with ?",
-            |v| {
-                v["repository"]["full_name"] = "octo-org/x?y".into();
-                v["repository"]["name"] = "x?y".into();
-            },
-            "repository name",
-        ),
-        (
-            "repository name with #",
-            |v| {
-                v["repository"]["full_name"] = "octo-org/x#y".into();
-                v["repository"]["name"] = "x#y".into();
-            },
-            "repository name",
-        ),
-        (
-            "repository name with %2F",
-            |v| {
-                v["repository"]["full_name"] = "octo-org/x%2F..".into();
-                v["repository"]["name"] = "x%2F..".into();
-            },
-            "repository name",
-        ),
-        (
-            "repository name of 101 characters",
-            |v| {
-                let long = "r".repeat(101);
-                v["repository"]["full_name"] = format!("octo-org/{long}").into();
-                v["repository"]["name"] = long.into();
-            },
-            "repository name",
-        ),
-        (
-            "owner login with a slash",
-            |v| {
-                v["repository"]["owner"]["login"] = "octo-org/x".into();
-                v["repository"]["full_name"] = "octo-org/x/x".into();
-            },
-            "owner",
-        ),
-        (
-            "owner login with ..",
-            |v| {
-                v["repository"]["owner"]["login"] = "..".into();
-                v["repository"]["full_name"] = "../x".into();
-            },
-            "owner",
-        ),
-        ("full_name of another owner", |v| v["repository"]["full_name"] = "other-org/x".into(), "full_name"),
-        ("full_name of another repository", |v| v["repository"]["full_name"] = "octo-org/y".into(), "full_name"),
-        ("full_name without a slash", |v| v["repository"]["full_name"] = "octo-org".into(), "full_name"),
+    let long = "r".repeat(101);
+    let mut cases: Vec<NameCase> =
+        ["..", ".", "x?y", "x#y", "x%2F..", long.as_str()].into_iter().map(repository_named).collect();
+    let edits: [(&str, &str, &str, &'static str); 5] = [
+        ("owner login with a slash", "octo-org/x", "octo-org/x/x", "owner"),
+        ("owner login with ..", "..", "../x", "owner"),
+        ("full_name of another owner", "octo-org", "other-org/x", "full_name"),
+        ("full_name of another repository", "octo-org", "octo-org/y", "full_name"),
+        ("full_name without a slash", "octo-org", "octo-org", "full_name"),
     ];
+    for (case, login, full_name, because) in edits {
+        let (login, full_name) = (login.to_owned(), full_name.to_owned());
+        cases.push((
+            case.to_owned(),
+            Box::new(move |v: &mut Value| {
+                v["repository"]["owner"]["login"] = login.clone().into();
+                v["repository"]["full_name"] = full_name.clone().into();
+            }),
+            because,
+        ));
+    }
     for (case, edit, because) in cases {
-        let body = octo_body(edit);
+        let body = octo_body(|v| edit(v));
         check(Refusal { pools: repo_scope(), ..refusal(case, headers(&body), body) }.expect(
             400,
             "bad_request",

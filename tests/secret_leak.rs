@@ -494,32 +494,44 @@ fn the_binary_leaks_nothing_in_check_config_and_the_demo() {
     }
 }
 
-#[test]
-fn the_served_binary_logs_nothing_secret() {
+/// `serve --dry-run` standalone with the planted settings and this log format, on a free
+/// port; returns the process, its port and its state directory.
+fn served_binary(log_format: &str) -> (std::process::Child, u16, tempfile::TempDir) {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
     let dir = tempfile::tempdir().expect("tmp");
     let mut env = planted_env(true);
-    env.push(("RUNNER_DISPATCH_LOG_FORMAT", "json".to_owned()));
+    env.push(("RUNNER_DISPATCH_LOG_FORMAT", log_format.to_owned()));
     let mut c = bin(&env);
     c.args(["serve", "--dry-run", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("serve");
+    (c.spawn().expect("serve"), port, dir)
+}
+
+/// A client, once the served binary answers its health check.
+async fn client_when_up(port: u16) -> reqwest::Client {
+    let client = runner_dispatch::tls::client_builder().build().expect("client");
+    for _ in 0..100 {
+        if client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+}
+
+#[test]
+fn the_served_binary_logs_nothing_secret() {
+    let (mut child, port, _dir) = served_binary("json");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     let replies = rt.block_on(async {
-        let client = runner_dispatch::tls::client_builder().build().expect("client");
+        let client = client_when_up(port).await;
         let url = format!("http://127.0.0.1:{port}/api/github-webhook");
         let mut replies = Vec::new();
-        for _ in 0..100 {
-            if client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
         let body = fresh_queued(7501);
         for key in [None, Some("wrong"), Some(WEBHOOK_SECRET)] {
             let mut req = client
@@ -554,28 +566,10 @@ fn the_served_binary_logs_nothing_secret() {
 /// megabyte line, whatever a delivery's unsigned headers or signed labels hold.
 #[test]
 fn the_served_binary_logs_untrusted_values_escaped_and_capped() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut env = planted_env(true);
-    env.push(("RUNNER_DISPATCH_LOG_FORMAT", "text".to_owned()));
-    let mut c = bin(&env);
-    c.args(["serve", "--dry-run", "--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("serve");
+    let (mut child, port, _dir) = served_binary("text");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     let statuses = rt.block_on(async {
-        let client = runner_dispatch::tls::client_builder().build().expect("client");
-        for _ in 0..100 {
-            if client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let client = client_when_up(port).await;
         let url = format!("http://127.0.0.1:{port}/api/github-webhook");
         let forged = "x\n2026-01-01T00:00:00Z  INFO FORGED event=\"webhook_accepted\" \u{1b}[31mred";
         let mut v: Value = serde_json::from_slice(&fresh_queued(7601)).expect("json");
