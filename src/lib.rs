@@ -11,6 +11,7 @@ pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod disposition;
 pub mod doctor;
 pub mod duration;
 pub mod events;

@@ -16,12 +16,13 @@ use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::PoolsConfig;
+use crate::disposition::{AttemptResult, Disposition, Transport, decide};
 use crate::functions_host::{InvocationReply, bindings, parse_http_invocation, parse_queue_invocation};
 use crate::message::{FailedMessage, MessageKind, RunnerMessage, decode_message};
 use crate::provision::{ProvisionError, ProvisionOutcome, Provisioner};
 use crate::reconcile::Reconciler;
 use crate::secret::Secret;
-use crate::spool::{AttemptResult, StandaloneQueue};
+use crate::spool::StandaloneQueue;
 use crate::webhook::{self, Headers, MAX_BODY_BYTES};
 
 /// A provisioning attempt that runs longer than this is abandoned and retried.
@@ -393,22 +394,20 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
             vec![to_value(&FailedMessage { request: message.clone(), reason, attempts: attempt })],
         );
     };
-    match result {
-        AttemptResult::Done => {
+    match decide(result, attempt, state.max_attempts, expected, Transport::FunctionsHost) {
+        Disposition::Done => {
             reply.log(format!("job {} done", message.job_id));
             reply_response(200, &reply)
         }
-        AttemptResult::GiveUp { reason } => {
+        Disposition::GiveUp { reason } => {
             give_up(&mut reply, reason);
             reply_response(200, &reply)
         }
-        // The host's dequeue budget is spent, but only waiting on a quota or a pace
-        // (deferred, or throttled with a Retry-After), not on a fault: a fresh copy goes
-        // back on runner-requests, so a burst longer than maxDequeueCount x visibilityTimeout
-        // still gets every runner. Jobs over 24 h are given up by the provisioner.
-        AttemptResult::Defer { reason, .. } | AttemptResult::Retry { reason, after: Some(_) }
-            if attempt >= state.max_attempts && expected == MessageKind::Provision =>
-        {
+        // The host's dequeue budget is spent, but only waiting on a quota, a pace or
+        // max_runners, not on a fault: a fresh copy goes back on runner-requests, so a burst
+        // longer than maxDequeueCount x visibilityTimeout still gets every runner. Jobs over
+        // 24 h are given up by the provisioner.
+        Disposition::Requeue { reason } => {
             tracing::info!(event = "request_requeued", job_id = message.job_id, runner_name = %message.runner_name, attempt, reason = %reason, "still throttled after the host's last retry; queued again as a new message");
             reply.log(format!("requeued after {attempt} throttled attempts: {reason}"));
             let mut copy = message.clone();
@@ -416,11 +415,7 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
             reply.queue(bindings::RUNNER_REQUEST, vec![to_value(&copy)]);
             reply_response(200, &reply)
         }
-        AttemptResult::Retry { reason, .. } | AttemptResult::Defer { reason, .. } if attempt >= state.max_attempts => {
-            give_up(&mut reply, format!("gave up after {attempt} attempts: {reason}"));
-            reply_response(200, &reply)
-        }
-        AttemptResult::Retry { reason, .. } | AttemptResult::Defer { reason, .. } => {
+        Disposition::Retry { reason, .. } | Disposition::Defer { reason, .. } => {
             tracing::info!(event = "retry_scheduled", job_id = message.job_id, runner_name = %message.runner_name, attempt, reason = %reason, "attempt failed; the host will retry after visibilityTimeout");
             reply.log(format!("retrying: {reason}"));
             // Non-2xx fails the invocation: the host makes the message visible again.

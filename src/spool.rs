@@ -188,24 +188,8 @@ impl Spool {
     }
 }
 
-/// What one attempt of a queued item came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttemptResult {
-    Done,
-    Retry {
-        reason: String,
-        after: Option<Duration>,
-    },
-    /// Not attempted (a client-side throttle): comes back after `after` without counting
-    /// as an attempt or touching the spool file.
-    Defer {
-        reason: String,
-        after: Duration,
-    },
-    GiveUp {
-        reason: String,
-    },
-}
+pub use crate::disposition::AttemptResult;
+use crate::disposition::{Disposition, Transport, decide};
 
 /// Runs one attempt of an item; implemented by the server over the shared handlers.
 pub type Handler = Arc<
@@ -332,41 +316,30 @@ async fn run_one(
     item.attempts += 1;
     let attempt = item.attempts;
     let result = handler(item.message.clone(), attempt).await;
-    let give_up = |reason: String| FailedMessage { request: item.message.clone(), reason, attempts: attempt };
-    match result {
-        AttemptResult::Done => {
+    let kind = item.message.kind;
+    match decide(result, attempt, options.max_attempts, kind, Transport::Standalone) {
+        Disposition::Done => {
             let k = key.clone();
             if let Err(e) = on_disk(spool, move |s| s.remove(&k)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not remove a finished request from the spool");
             }
         }
-        AttemptResult::Defer { reason, after } => {
+        Disposition::Defer { reason, after } => {
             item.attempts -= 1;
             let delay = after.min(MAX_RETRY_DELAY);
             tracing::debug!(event = "attempt_deferred", job_id = item.message.job_id, runner_name = %item.message.runner_name, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %reason, "deferred by a client-side throttle; not counted as an attempt");
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(item);
-            });
+            send_later(tx, item, delay);
         }
-        AttemptResult::GiveUp { reason } => {
+        // The standalone spool keeps waiting requests itself: nothing is requeued.
+        Disposition::GiveUp { reason } | Disposition::Requeue { reason } => {
             crate::events::given_up(&item.message, &reason, attempt);
-            let (k, failed) = (key.clone(), give_up(reason));
+            let failed = FailedMessage { request: item.message.clone(), reason, attempts: attempt };
+            let k = key.clone();
             if let Err(e) = on_disk(spool, move |s| s.fail(&k, &failed)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not record a given-up request");
             }
         }
-        AttemptResult::Retry { reason, after } => {
-            if attempt >= options.max_attempts {
-                let reason = format!("gave up after {attempt} attempts: {reason}");
-                crate::events::given_up(&item.message, &reason, attempt);
-                let (k, failed) = (key.clone(), give_up(reason));
-                if let Err(e) = on_disk(spool, move |s| s.fail(&k, &failed)).await {
-                    tracing::error!(event = "spool_error", key, error = %e, "could not record a given-up request");
-                }
-                return;
-            }
+        Disposition::Retry { reason, after } => {
             let snapshot = item.clone();
             if let Err(e) = on_disk(spool, move |s| s.update(&snapshot)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not record the attempt count");
@@ -375,13 +348,18 @@ async fn run_one(
                 .unwrap_or_else(|| backoff(attempt, options.backoff_base, options.backoff_max))
                 .min(MAX_RETRY_DELAY);
             tracing::info!(event = "retry_scheduled", job_id = item.message.job_id, runner_name = %item.message.runner_name, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %reason, "attempt failed; will retry");
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(item);
-            });
+            send_later(tx, item, delay);
         }
     }
+}
+
+/// Puts `item` back on the queue after `delay`.
+fn send_later(tx: &mpsc::UnboundedSender<SpoolItem>, item: SpoolItem, delay: Duration) {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _ = tx.send(item);
+    });
 }
 
 #[cfg(test)]
