@@ -156,27 +156,9 @@ impl Reconciler {
     }
 
     fn context_for(&self, info: &ComputeInfo) -> Option<JobContext> {
-        let repository = info.repository.clone()?;
-        let owner = repository.split_once('/').map(|(o, _)| o.to_owned())?;
-        let msg = RunnerMessage {
-            v: MESSAGE_VERSION,
-            kind: MessageKind::Provision,
-            job_id: info.job_id.unwrap_or_default(),
-            run_id: 0,
-            repository,
-            owner,
-            installation_id: None,
-            labels: Vec::new(),
-            pool: String::new(),
-            runner_name: info.name.clone(),
-            delivery_id: String::new(),
-            job_created_at: None,
-            ran_on: None,
-            ran_on_id: None,
-            job_started_at: None,
-            origin: None,
-        };
-        Some(self.provisioner.job_context(&msg))
+        let repository = info.repository.as_deref()?;
+        let (owner, _) = repository.split_once('/')?;
+        Some(self.provisioner.context_for(repository, owner, None))
     }
 
     /// Reaps each pool's compute, then the registrations whose compute is gone.

@@ -55,6 +55,32 @@ struct Registration {
     made_at: tokio::time::Instant,
 }
 
+/// What step 3 of provisioning (credentials for exactly this runner) came to.
+enum RunnerCredentials {
+    /// The runner's environment, and the JIT registration made for it (none in
+    /// registration mode).
+    Ready { env: Vec<(String, EnvValue)>, registration: Option<Registration> },
+    /// A live registration with this name exists: another worker's runner is up.
+    Taken,
+}
+
+/// A JIT configuration call's answer, where a 409 is an answer and not an error.
+enum JitCall {
+    Made(crate::github::JitConfig),
+    /// 409: a runner with this name is already registered.
+    NameTaken(GitHubError),
+}
+
+impl JitCall {
+    /// The configuration, or the 409 as a provisioning error.
+    fn config(self) -> Result<crate::github::JitConfig, ProvisionError> {
+        match self {
+            JitCall::Made(jit) => Ok(jit),
+            JitCall::NameTaken(e) => Err(e.into()),
+        }
+    }
+}
+
 /// A JIT registration made for a runner whose compute could not be created yet.
 struct HeldRegistration {
     runner_id: u64,
@@ -222,13 +248,18 @@ impl Provisioner {
         name: &str,
         labels: &[String],
         group: u64,
-    ) -> Result<Result<crate::github::JitConfig, GitHubError>, ProvisionError> {
+    ) -> Result<JitCall, ProvisionError> {
         self.pace_jit().await?;
-        let result = self.github.generate_jit_config(job, name, labels, group).await;
-        if let Err(GitHubError::RateLimited { retry_after }) = &result {
-            self.jit_pacer.throttled(*retry_after);
+        match self.github.generate_jit_config(job, name, labels, group).await {
+            Ok(jit) => Ok(JitCall::Made(jit)),
+            Err(e @ GitHubError::Conflict(_)) => Ok(JitCall::NameTaken(e)),
+            Err(e) => {
+                if let GitHubError::RateLimited { retry_after } = &e {
+                    self.jit_pacer.throttled(*retry_after);
+                }
+                Err(e.into())
+            }
         }
-        Ok(result)
     }
 
     /// The pool named in the message, or, if it was renamed or removed since, the pool
@@ -244,20 +275,22 @@ impl Provisioner {
     /// Where the job's runner registers, from `runner_scope`.
     #[must_use]
     pub fn job_context(&self, msg: &RunnerMessage) -> JobContext {
-        let (owner, repo) = msg.repository.split_once('/').unwrap_or((msg.owner.as_str(), ""));
+        self.context_for(&msg.repository, &msg.owner, msg.installation_id)
+    }
+
+    /// The context of calls about a job of `repository` (`owner/name`) owned by `owner`:
+    /// where its runner registers (the configured runner scope) and which installation.
+    #[must_use]
+    pub fn context_for(&self, repository: &str, owner: &str, installation_id: Option<u64>) -> JobContext {
+        let (repo_owner, repo) = repository.split_once('/').unwrap_or((owner, ""));
         let target = match self.pools.github.runner_scope {
-            RunnerScope::Org => RunnerTarget::Org { org: msg.owner.clone() },
-            RunnerScope::Repo => RunnerTarget::Repo { owner: owner.to_owned(), repo: repo.to_owned() },
+            RunnerScope::Org => RunnerTarget::Org { org: owner.to_owned() },
+            RunnerScope::Repo => RunnerTarget::Repo { owner: repo_owner.to_owned(), repo: repo.to_owned() },
             RunnerScope::Enterprise => {
                 RunnerTarget::Enterprise { enterprise: self.pools.github.enterprise.clone().unwrap_or_default() }
             }
         };
-        JobContext {
-            target,
-            repository: msg.repository.clone(),
-            owner: msg.owner.clone(),
-            installation_id: msg.installation_id,
-        }
+        JobContext { target, repository: repository.to_owned(), owner: owner.to_owned(), installation_id }
     }
 
     /// Provisions one runner for `msg`. `attempt` is 1 for the first delivery of the message.
@@ -323,10 +356,9 @@ impl Provisioner {
         }
 
         // 3. Credentials for exactly this runner.
-        let (env, runner_id) = self.runner_env(&pool, &job, &name, attempt).await?;
-        let Some(env) = env else {
-            // A live registration with our name exists: another worker's runner is up.
-            return Ok(ProvisionOutcome::AlreadyExists);
+        let (env, runner_id) = match self.runner_env(&pool, &job, &name, attempt).await? {
+            RunnerCredentials::Ready { env, registration } => (env, registration),
+            RunnerCredentials::Taken => return Ok(ProvisionOutcome::AlreadyExists),
         };
 
         // 4. Create the compute.
@@ -435,7 +467,7 @@ impl Provisioner {
         job: &JobContext,
         name: &str,
         attempt: u32,
-    ) -> Result<(Option<Vec<(String, EnvValue)>>, Option<Registration>), ProvisionError> {
+    ) -> Result<RunnerCredentials, ProvisionError> {
         let n = &pool.env_names;
         let mut env = Vec::new();
         let mut runner_id = None;
@@ -449,27 +481,26 @@ impl Provisioner {
                 let jit = match held {
                     Some(h) => crate::github::JitConfig { runner_id: h.runner_id, encoded_jit_config: h.config },
                     None => match self.generate_jit(job, name, &pool.labels, group).await? {
-                        Ok(j) => j,
-                        Err(GitHubError::Conflict(_)) => {
+                        JitCall::Made(j) => j,
+                        JitCall::NameTaken(_) => {
                             if attempt <= 1 {
                                 return Err(ProvisionError::retryable(format!(
                                     "runner name {name} is already registered; another worker may be mid-flight"
                                 )));
                             }
                             match self.github.find_runner(job, name).await? {
-                                Some(r) if r.online || r.busy => return Ok((None, None)),
+                                Some(r) if r.online || r.busy => return Ok(RunnerCredentials::Taken),
                                 Some(r) => {
                                     // A crash between JIT and create left it offline: replace it.
                                     match self.github.delete_runner(job, r.id).await? {
-                                        RunnerDeletion::Busy => return Ok((None, None)),
+                                        RunnerDeletion::Busy => return Ok(RunnerCredentials::Taken),
                                         RunnerDeletion::Deleted | RunnerDeletion::NotFound => {}
                                     }
-                                    self.generate_jit(job, name, &pool.labels, group).await??
+                                    self.generate_jit(job, name, &pool.labels, group).await?.config()?
                                 }
-                                None => self.generate_jit(job, name, &pool.labels, group).await??,
+                                None => self.generate_jit(job, name, &pool.labels, group).await?.config()?,
                             }
                         }
-                        Err(e) => return Err(e.into()),
                     },
                 };
                 self.remember_made(jit.runner_id);
@@ -489,7 +520,7 @@ impl Provisioner {
         for (k, v) in &pool.env {
             env.push((k.clone(), EnvValue::Plain(v.clone())));
         }
-        Ok((Some(env), runner_id))
+        Ok(RunnerCredentials::Ready { env, registration: runner_id })
     }
 
     /// Cleans up after a completed job: deletes the compute of the runner that ran it
