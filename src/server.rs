@@ -23,7 +23,7 @@ use crate::provision::{ProvisionError, ProvisionOutcome, Provisioner};
 use crate::reconcile::Reconciler;
 use crate::secret::Secret;
 use crate::spool::StandaloneQueue;
-use crate::webhook::{self, Headers, MAX_BODY_BYTES};
+use crate::webhook::{self, Headers, MAX_BODY_BYTES, WebhookVerdict};
 
 /// A provisioning attempt that runs longer than this is abandoned and retried.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -225,49 +225,32 @@ fn json_response(status: u16, body: &Value) -> Response {
 
 /// Standalone: the raw GitHub request. Work is spooled durably before the 202.
 async fn raw_webhook(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let outcome = webhook::accept(&state.secrets, &state.pools, &Headers::from(&headers), &body);
-    let Some(queue) = &state.queue else {
-        if outcome.provision.is_some() || outcome.cleanup.is_some() {
-            return json_response(
-                503,
-                &json!({"result":"unavailable","detail":"this route queues work only in standalone mode; under the Functions host use /api/github-webhook of the Function App"}),
-            );
-        }
-        return json_response(outcome.status, &outcome.body);
+    let verdict = webhook::accept(&state.secrets, &state.pools, &Headers::from(&headers), &body);
+    let WebhookVerdict::Accepted { message, .. } = &verdict else {
+        return json_response(verdict.status(), &verdict.body());
     };
-    let messages: Vec<RunnerMessage> =
-        [outcome.provision.clone(), outcome.cleanup.clone()].into_iter().flatten().collect();
-    if !messages.is_empty() {
-        // The spool fsyncs: keep that off the async workers so other requests go on.
-        let queue = queue.clone();
-        let spooled = tokio::task::spawn_blocking(move || {
-            for message in messages {
-                if !queue.enqueue(message)? {
-                    return Ok(false);
-                }
-            }
-            Ok(true)
-        })
+    let Some(queue) = &state.queue else {
+        return json_response(
+            503,
+            &json!({"result":"unavailable","detail":"this route queues work only in standalone mode; under the Functions host use /api/github-webhook of the Function App"}),
+        );
+    };
+    // The spool fsyncs: keep that off the async workers so other requests go on.
+    let (queue, message) = (queue.clone(), RunnerMessage::clone(message));
+    let spooled = tokio::task::spawn_blocking(move || queue.enqueue(message))
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        match spooled {
-            Ok(true) => {}
-            Ok(false) => {
-                return json_response(
-                    202,
-                    &json!({"result":"accepted","detail":"already queued (duplicate delivery)"}),
-                );
-            }
-            Err(e) => {
-                tracing::error!(event = "spool_error", error = %e, "could not spool a request; answering 503 so the delivery shows as failed and reconcile redelivers it");
-                return json_response(
-                    503,
-                    &json!({"result":"unavailable","detail":"could not store the request; it will be redelivered"}),
-                );
-            }
+    match spooled {
+        Ok(true) => json_response(verdict.status(), &verdict.body()),
+        Ok(false) => json_response(202, &json!({"result":"accepted","detail":"already queued (duplicate delivery)"})),
+        Err(e) => {
+            tracing::error!(event = "spool_error", error = %e, "could not spool a request; answering 503 so the delivery shows as failed and reconcile redelivers it");
+            json_response(
+                503,
+                &json!({"result":"unavailable","detail":"could not store the request; it will be redelivered"}),
+            )
         }
     }
-    json_response(outcome.status, &outcome.body)
 }
 
 /// Host: the `github-webhook` envelope. Always 200 to the host; GitHub's status is in `Outputs.res`.
@@ -275,15 +258,23 @@ async fn host_webhook(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
     let mut reply = InvocationReply::new();
     match parse_http_invocation(&body) {
         Ok(req) => {
-            let outcome = webhook::accept(&state.secrets, &state.pools, &req.headers, &req.body);
-            reply.http_response(outcome.status, &outcome.body);
-            if let Some(m) = outcome.provision {
-                reply.log(format!("runner requested: job {} pool {} runner {}", m.job_id, m.pool, m.runner_name));
-                reply.queue(bindings::RUNNER_REQUEST, vec![to_value(&m)]);
-            }
-            if let Some(m) = outcome.cleanup {
-                reply.log(format!("cleanup queued: job {} pool {}", m.job_id, m.pool));
-                reply.queue(bindings::RUNNER_CLEANUP, vec![to_value(&m)]);
+            let verdict = webhook::accept(&state.secrets, &state.pools, &req.headers, &req.body);
+            reply.http_response(verdict.status(), &verdict.body());
+            if let WebhookVerdict::Accepted { message: m, .. } = verdict {
+                let binding = match m.kind {
+                    MessageKind::Provision => {
+                        reply.log(format!(
+                            "runner requested: job {} pool {} runner {}",
+                            m.job_id, m.pool, m.runner_name
+                        ));
+                        bindings::RUNNER_REQUEST
+                    }
+                    MessageKind::Cleanup => {
+                        reply.log(format!("cleanup queued: job {} pool {}", m.job_id, m.pool));
+                        bindings::RUNNER_CLEANUP
+                    }
+                };
+                reply.queue(binding, vec![to_value(&*m)]);
             }
         }
         Err(e) => {

@@ -66,7 +66,7 @@ async fn accepted_requested_and_completed_events_carry_job_pool_tags_and_duratio
         ("X-Hub-Signature-256".into(), sign(&body)),
     ]);
     let outcome = accept(&[SECRET.into()], &pools, &headers, &body);
-    let msg = outcome.provision.expect("queued");
+    let msg = outcome.message().cloned().expect("queued");
     let gh = Arc::new(FakeGitHub::default());
     let backend = ScriptedBackend::with(vec![]);
     let p = Provisioner::new(pools, gh, Backends::single(backend));

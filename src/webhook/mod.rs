@@ -46,20 +46,55 @@ impl From<&axum::http::HeaderMap> for Headers {
     }
 }
 
-/// What to answer GitHub and what to queue.
+/// The decision on one delivery: what GitHub is answered and what is queued. Each
+/// transport renders it (standalone: the HTTP answer and the spool; the Functions host:
+/// `Outputs.res` and the queue bindings).
 #[derive(Debug, Clone, PartialEq)]
-pub struct WebhookOutcome {
-    /// The status GitHub sees.
-    pub status: u16,
-    /// A short JSON body saying why.
-    pub body: serde_json::Value,
-    pub provision: Option<RunnerMessage>,
-    pub cleanup: Option<RunnerMessage>,
+pub enum WebhookVerdict {
+    /// 202: work to queue (a provision or cleanup message).
+    Accepted { message: Box<RunnerMessage>, detail: String },
+    /// 200: nothing to do (a ping, another event or action, no pool fits).
+    Acknowledged { result: &'static str, detail: String },
+    /// 4xx: refused, and why.
+    Refused { status: u16, result: &'static str, detail: String },
 }
 
-impl WebhookOutcome {
-    fn reply(status: u16, result: &str, detail: impl Into<String>) -> Self {
-        Self { status, body: json!({ "result": result, "detail": detail.into() }), provision: None, cleanup: None }
+/// The old name of [`WebhookVerdict`].
+pub type WebhookOutcome = WebhookVerdict;
+
+impl WebhookVerdict {
+    fn reply(status: u16, result: &'static str, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        if status == 200 { Self::Acknowledged { result, detail } } else { Self::Refused { status, result, detail } }
+    }
+
+    /// The status GitHub sees.
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Accepted { .. } => 202,
+            Self::Acknowledged { .. } => 200,
+            Self::Refused { status, .. } => *status,
+        }
+    }
+
+    /// The short JSON body GitHub sees: `{"result", "detail"}`.
+    #[must_use]
+    pub fn body(&self) -> serde_json::Value {
+        let (result, detail) = match self {
+            Self::Accepted { detail, .. } => ("accepted", detail),
+            Self::Acknowledged { result, detail } | Self::Refused { result, detail, .. } => (*result, detail),
+        };
+        json!({ "result": result, "detail": detail })
+    }
+
+    /// The message to queue, if any.
+    #[must_use]
+    pub fn message(&self) -> Option<&RunnerMessage> {
+        match self {
+            Self::Accepted { message, .. } => Some(message),
+            Self::Acknowledged { .. } | Self::Refused { .. } => None,
+        }
     }
 }
 
@@ -142,19 +177,11 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
         origin: None,
     };
     log_events::webhook_accepted(&job, &pool, &delivery);
-    let mut out = WebhookOutcome::reply(
-        202,
-        "accepted",
-        match kind {
-            MessageKind::Provision => format!("runner {} requested in pool {}", message.runner_name, pool.name),
-            MessageKind::Cleanup => format!("cleanup of job {} queued", job.job_id),
-        },
-    );
-    match kind {
-        MessageKind::Provision => out.provision = Some(message),
-        MessageKind::Cleanup => out.cleanup = Some(message),
-    }
-    out
+    let detail = match kind {
+        MessageKind::Provision => format!("runner {} requested in pool {}", message.runner_name, pool.name),
+        MessageKind::Cleanup => format!("cleanup of job {} queued", job.job_id),
+    };
+    WebhookVerdict::Accepted { message: Box::new(message), detail }
 }
 
 /// The delivery id as logged and queued: `-` when absent, `invalid` unless it is 1 to
@@ -177,7 +204,7 @@ pub fn delivery_id(header: Option<&str>) -> String {
 /// Longest `X-GitHub-Delivery` kept (a GUID is 36).
 pub const MAX_DELIVERY_ID_CHARS: usize = 64;
 
-fn refuse(status: u16, result: &str, detail: impl Into<String>, delivery: &str) -> WebhookOutcome {
+fn refuse(status: u16, result: &'static str, detail: impl Into<String>, delivery: &str) -> WebhookOutcome {
     let detail = detail.into();
     tracing::warn!(event = "webhook_refused", status, result, delivery_id = delivery, reason = %crate::telemetry::loggable(&detail), "webhook refused");
     WebhookOutcome::reply(status, result, detail)
