@@ -671,7 +671,7 @@ mod burst {
     use std::time::Duration;
 
     use async_trait::async_trait;
-    use runner_dispatch::config::{AzureSettings, GitHubAuth, Pool, PoolsConfig, Settings};
+    use runner_dispatch::config::{Pool, PoolsConfig, Settings};
     use runner_dispatch::github::{
         Delivery, GitHubError, JitConfig, JobContext, JobState, RegistrationToken, RunnerDeletion, RunnerInfo,
         RunnerRegistry,
@@ -1020,15 +1020,8 @@ batch_pool_id = "linux"
         let compute = Arc::new(FakeCompute::new(limits));
         let settings = Settings {
             webhook_secrets: vec![super::SECRET.into()],
-            github_auth: GitHubAuth::None,
             github_api_url: "http://127.0.0.1:9".into(),
-            hook_scope: None,
-            hook_id: None,
-            hook_target: None,
-            azure: AzureSettings::default(),
-            config_path: "runners.toml".into(),
-            config_inline: None,
-            admin_token: None,
+            ..Settings::pools_only("runners.toml".into(), None)
         };
         // tmpfs when there is one: fsync cost is wall time only (virtual time stands
         // still while the thread blocks), and it keeps this section short.

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -95,8 +95,11 @@ impl Default for ServeArgs {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => {
-            telemetry::init(LogFormat::from_env(), "info");
-            match serve(args).await {
+            // Settings first: they choose the log format. An invalid one is reported by
+            // serve, through the logs in the default format.
+            let settings = Settings::from_env();
+            telemetry::init(LogFormat::for_settings(settings.as_ref().ok()), "info");
+            match serve(args, settings).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(event = "startup_failed", error = %e, "runner-dispatch could not start");
@@ -128,21 +131,7 @@ fn print_problems(e: &ConfigErrors) {
 
 /// The pools file from `RUNNER_DISPATCH_CONFIG_TOML` or `RUNNER_DISPATCH_CONFIG` (default `runners.toml`).
 fn load_pools_from_env() -> Result<PoolsConfig, ConfigErrors> {
-    let inline = std::env::var("RUNNER_DISPATCH_CONFIG_TOML").ok().filter(|s| !s.trim().is_empty());
-    let path = std::env::var("RUNNER_DISPATCH_CONFIG").unwrap_or_else(|_| "runners.toml".into());
-    let settings = Settings {
-        webhook_secrets: Vec::new(),
-        github_auth: GitHubAuth::None,
-        github_api_url: String::new(),
-        hook_scope: None,
-        hook_id: None,
-        hook_target: None,
-        azure: crate::config::AzureSettings::default(),
-        config_path: path,
-        config_inline: inline.map(crate::secret::Secret::new),
-        admin_token: None,
-    };
-    settings.load_pools()
+    Settings::load_pools_from_env()
 }
 
 fn check_config(pools_only: bool) -> ExitCode {
@@ -239,16 +228,12 @@ async fn send_webhook(file: &PathBuf, url: &str, event: &str, delivery: Option<S
             return ExitCode::FAILURE;
         }
     };
-    let Some(secret) = std::env::var("GITHUB_WEBHOOK_SECRET")
-        .ok()
-        .and_then(|s| s.split(',').next().map(|s| s.trim().to_owned()))
-        .filter(|s| !s.is_empty())
-    else {
+    let Some(secret) = Settings::signing_secret_from_env() else {
         eprintln!("error: GITHUB_WEBHOOK_SECRET is not set; it signs the payload");
         return ExitCode::FAILURE;
     };
     let delivery = delivery.unwrap_or_else(random_delivery_id);
-    let signature = crate::webhook::sign(secret.as_bytes(), &body);
+    let signature = crate::webhook::sign(secret.expose().as_bytes(), &body);
     let client = crate::tls::client_builder().timeout(Duration::from_secs(30)).build();
     let Ok(client) = client else {
         eprintln!("error: cannot build an HTTP client");
@@ -334,19 +319,15 @@ pub fn assemble_state(
     }
     let provisioner = Arc::new(provisioner);
     let reconciler = Arc::new(Reconciler::new(provisioner.clone(), settings.hook_scope.is_some()));
-    let max_attempts = std::env::var("RUNNER_DISPATCH_MAX_ATTEMPTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_MAX_ATTEMPTS);
-    let cell: Arc<OnceLock<Arc<AppState>>> = Arc::new(OnceLock::new());
+    let max_attempts = settings.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+
     let queue = queue.map(|(spool, mut options)| {
         if options.max_attempts == 0 {
             options.max_attempts = max_attempts;
         }
-        StandaloneQueue::start(spool, options, queue_handler(cell.clone()))
+        StandaloneQueue::start(spool, options, queue_handler(provisioner.clone()))
     });
-    let state = Arc::new(AppState {
+    Arc::new(AppState {
         secrets: settings.webhook_secrets.clone(),
         pools,
         provisioner,
@@ -354,18 +335,16 @@ pub fn assemble_state(
         queue,
         max_attempts,
         envelope_access: crate::server::EnvelopeAccess::new(!standalone, settings.admin_token.clone()),
-    });
-    let _ = cell.set(state.clone());
-    state
+    })
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::from_env().map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))?;
+async fn serve(args: ServeArgs, settings: Result<Settings, ConfigErrors>) -> anyhow::Result<()> {
+    let settings = settings.map_err(|e| anyhow::anyhow!("invalid settings:\n{e}"))?;
     let pools = Arc::new(settings.load_pools().map_err(|e| anyhow::anyhow!("invalid pools file:\n{e}"))?);
     for w in &pools.warnings {
         tracing::warn!(event = "config_warning", key = %w.key, "{}", w.message);
     }
-    let host_port = std::env::var("FUNCTIONS_CUSTOMHANDLER_PORT").ok().filter(|p| !p.is_empty());
+    let host_port = settings.host_port;
     let dry_run = args.dry_run || matches!(settings.github_auth, GitHubAuth::None);
     if dry_run && !args.dry_run {
         tracing::warn!(

@@ -10,7 +10,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::config::{AzureSettings, EMBEDDED_DEMO_CONFIG, GitHubAuth, PoolsConfig, Settings};
+use crate::config::{EMBEDDED_DEMO_CONFIG, PoolsConfig, Settings};
 use crate::secret::Secret;
 use crate::server::router;
 use crate::spool::{QueueOptions, Spool};
@@ -145,15 +145,7 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
     let secret = crate::cli::random_delivery_id();
     let settings = Settings {
         webhook_secrets: vec![Secret::new(secret.clone())],
-        github_auth: GitHubAuth::None,
-        github_api_url: "https://api.github.com".into(),
-        hook_scope: None,
-        hook_id: None,
-        hook_target: None,
-        azure: AzureSettings::default(),
-        config_path: "(embedded)".into(),
-        config_inline: None,
-        admin_token: None,
+        ..Settings::pools_only("(embedded)".into(), None)
     };
     let pools =
         Arc::new(PoolsConfig::parse(EMBEDDED_DEMO_CONFIG).map_err(|e| anyhow::anyhow!("embedded config: {e}"))?);

@@ -302,17 +302,17 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 /// Runs one attempt of a queued message through the shared handlers.
-pub async fn process_message(state: &AppState, message: RunnerMessage, attempt: u32) -> AttemptResult {
+pub async fn process_message(provisioner: &Provisioner, message: RunnerMessage, attempt: u32) -> AttemptResult {
     let work = async {
         match message.kind {
-            MessageKind::Provision => state.provisioner.provision(&message, attempt).await.map(|o| {
+            MessageKind::Provision => provisioner.provision(&message, attempt).await.map(|o| {
                 match &o {
                     ProvisionOutcome::Created { .. } => {}
                     ProvisionOutcome::AlreadyExists => tracing::info!(event = "runner_exists", job_id = message.job_id, runner_name = %message.runner_name, "runner already exists; nothing to do"),
                     ProvisionOutcome::Skipped { reason } => tracing::info!(event = "runner_skipped", job_id = message.job_id, runner_name = %message.runner_name, reason = %reason, "job needs no runner"),
                 }
             }),
-            MessageKind::Cleanup => state.provisioner.cleanup(&message).await.map(|deleted| {
+            MessageKind::Cleanup => provisioner.cleanup(&message).await.map(|deleted| {
                 if !deleted.is_empty() {
                     tracing::info!(event = "runner_cleaned", job_id = message.job_id, deleted = %deleted.join(","), "compute of a finished job deleted");
                 }
@@ -376,7 +376,7 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
             return reply_response(200, &reply);
         }
     };
-    let result = process_message(state, message.clone(), attempt).await;
+    let result = process_message(&state.provisioner, message.clone(), attempt).await;
     let give_up = |reply: &mut InvocationReply, reason: String| {
         crate::events::given_up(&message, &reason, attempt);
         reply.log(format!("given up: {reason}"));
@@ -441,18 +441,12 @@ async fn host_reconcile(State(state): State<Arc<AppState>>, _body: Bytes) -> Res
     reply_response(200, &reply)
 }
 
-/// Builds the standalone queue handler over the shared state.
+/// Builds the standalone queue handler: it needs only the provisioner, so the queue can be
+/// started before the state that holds it (no cycle between the two).
 #[must_use]
-pub fn queue_handler(state: Arc<std::sync::OnceLock<Arc<AppState>>>) -> crate::spool::Handler {
+pub fn queue_handler(provisioner: Arc<Provisioner>) -> crate::spool::Handler {
     Arc::new(move |message, attempt| {
-        let state = state.clone();
-        Box::pin(async move {
-            match state.get() {
-                Some(s) => process_message(s, message, attempt).await,
-                None => {
-                    AttemptResult::Retry { reason: "server starting".into(), after: Some(Duration::from_millis(200)) }
-                }
-            }
-        })
+        let provisioner = provisioner.clone();
+        Box::pin(async move { process_message(&provisioner, message, attempt).await })
     })
 }

@@ -11,14 +11,24 @@ pub enum LogFormat {
 }
 
 impl LogFormat {
-    /// JSON under the Functions host or when `RUNNER_DISPATCH_LOG_FORMAT=json`.
+    /// The format `RUNNER_DISPATCH_LOG_FORMAT` names (`json`, or `pretty`/`text`); `None` for
+    /// anything else.
     #[must_use]
-    pub fn from_env() -> Self {
-        match std::env::var("RUNNER_DISPATCH_LOG_FORMAT").ok().as_deref() {
-            Some("json") => LogFormat::Json,
-            Some("pretty" | "text") => LogFormat::Pretty,
-            _ if std::env::var_os("FUNCTIONS_CUSTOMHANDLER_PORT").is_some() => LogFormat::Json,
-            _ => LogFormat::Pretty,
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "json" => Some(LogFormat::Json),
+            "pretty" | "text" => Some(LogFormat::Pretty),
+            _ => None,
+        }
+    }
+
+    /// The format of the settings: the one asked for, else JSON under the Functions host
+    /// (its console capture lands in Application Insights), else text.
+    #[must_use]
+    pub fn for_settings(settings: Option<&crate::config::Settings>) -> Self {
+        match settings {
+            Some(s) => s.log_format.unwrap_or(if s.host_port.is_some() { LogFormat::Json } else { LogFormat::Pretty }),
+            None => LogFormat::Pretty,
         }
     }
 }

@@ -61,6 +61,16 @@ pub struct Settings {
     /// `RUNNER_DISPATCH_ADMIN_TOKEN`: standalone only, the bearer token for the envelope
     /// routes; unset, standalone does not serve them.
     pub admin_token: Option<Secret>,
+    /// `RUNNER_DISPATCH_MAX_ATTEMPTS`: the attempt at which a failing request is given up;
+    /// `None`: the default (`server::DEFAULT_MAX_ATTEMPTS`, equal to host.json's
+    /// `maxDequeueCount`).
+    pub max_attempts: Option<u32>,
+    /// `FUNCTIONS_CUSTOMHANDLER_PORT`: set by the Functions host, which then owns the
+    /// envelope routes; `None` standalone.
+    pub host_port: Option<u16>,
+    /// `RUNNER_DISPATCH_LOG_FORMAT`: `json` or `pretty`/`text`; `None`: JSON under the host,
+    /// text otherwise.
+    pub log_format: Option<crate::telemetry::LogFormat>,
 }
 
 impl Settings {
@@ -128,6 +138,34 @@ impl Settings {
 
         let azure = azure_settings(&get, &mut err);
 
+        let max_attempts = match get("RUNNER_DISPATCH_MAX_ATTEMPTS") {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    err("RUNNER_DISPATCH_MAX_ATTEMPTS", format!("{v:?} is not a whole number of at least 1"));
+                    None
+                }
+            },
+        };
+        let log_format = get("RUNNER_DISPATCH_LOG_FORMAT").and_then(|v| {
+            let format = crate::telemetry::LogFormat::parse(&v.to_ascii_lowercase());
+            if format.is_none() {
+                err("RUNNER_DISPATCH_LOG_FORMAT", format!("{v:?} is not one of: json, pretty, text"));
+            }
+            format
+        });
+        let host_port = match get("FUNCTIONS_CUSTOMHANDLER_PORT") {
+            None => None,
+            Some(v) => {
+                let port = v.parse::<u16>().ok();
+                if port.is_none() {
+                    err("FUNCTIONS_CUSTOMHANDLER_PORT", format!("{v:?} is not a port number"));
+                }
+                port
+            }
+        };
+
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
@@ -142,7 +180,56 @@ impl Settings {
             config_path: get("RUNNER_DISPATCH_CONFIG").unwrap_or_else(|| "runners.toml".into()),
             config_inline: get("RUNNER_DISPATCH_CONFIG_TOML").map(Secret::new),
             admin_token: get("RUNNER_DISPATCH_ADMIN_TOKEN").map(Secret::new),
+            max_attempts,
+            host_port,
+            log_format,
         })
+    }
+
+    /// The pools file alone, from `RUNNER_DISPATCH_CONFIG_TOML` or `RUNNER_DISPATCH_CONFIG`
+    /// (default `runners.toml`): for `check-config --pools-only`, `route` and the demo, which
+    /// need no other setting.
+    ///
+    /// # Errors
+    /// The file cannot be read, or any validation problem.
+    pub fn load_pools_from_env() -> Result<super::PoolsConfig, ConfigErrors> {
+        let get = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        Self::pools_only(
+            get("RUNNER_DISPATCH_CONFIG").unwrap_or_else(|| "runners.toml".into()),
+            get("RUNNER_DISPATCH_CONFIG_TOML"),
+        )
+        .load_pools()
+    }
+
+    /// Settings that name only where the pools file is: everything else empty (no GitHub
+    /// credentials, so a server built on them runs dry).
+    #[must_use]
+    pub fn pools_only(config_path: String, config_inline: Option<String>) -> Self {
+        Self {
+            webhook_secrets: Vec::new(),
+            github_auth: GitHubAuth::None,
+            github_api_url: "https://api.github.com".into(),
+            hook_scope: None,
+            hook_id: None,
+            hook_target: None,
+            azure: AzureSettings::default(),
+            config_path,
+            config_inline: config_inline.map(Secret::new),
+            admin_token: None,
+            max_attempts: None,
+            host_port: None,
+            log_format: None,
+        }
+    }
+
+    /// The first of `GITHUB_WEBHOOK_SECRET`'s secrets (the one `send-webhook` signs with).
+    #[must_use]
+    pub fn signing_secret_from_env() -> Option<Secret> {
+        std::env::var("GITHUB_WEBHOOK_SECRET")
+            .ok()
+            .and_then(|s| s.split(',').next().map(|s| s.trim().to_owned()))
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
     }
 
     /// Reads settings from the process environment.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use runner_dispatch::config::{AzureSettings, Backend, GitHubAuth, Pool, PoolsConfig, Settings};
+use runner_dispatch::config::{Backend, Pool, PoolsConfig, Settings};
 use runner_dispatch::github::RunnerRegistry;
 use runner_dispatch::github::dry_run::DryRunRegistry;
 use runner_dispatch::provision::dry_run::DryRunBackend;
@@ -68,15 +68,8 @@ pub fn sign(body: &[u8]) -> String {
 pub fn settings() -> Settings {
     Settings {
         webhook_secrets: vec![SECRET.into()],
-        github_auth: GitHubAuth::None,
         github_api_url: "http://127.0.0.1:9".into(),
-        hook_scope: None,
-        hook_id: None,
-        hook_target: None,
-        azure: AzureSettings::default(),
-        config_path: "runners.toml".into(),
-        config_inline: None,
-        admin_token: None,
+        ..Settings::pools_only("runners.toml".into(), None)
     }
 }
 
