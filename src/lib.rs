@@ -6,6 +6,7 @@
 //! what webhooks missed, and [`server`] / [`functions_host`] expose it all over the
 //! two transports (standalone HTTP and the Azure Functions custom handler).
 
+pub mod app;
 pub mod azure;
 pub mod backends;
 pub mod cli;

@@ -1,0 +1,80 @@
+//! The composition root: builds the provisioner, reconciler, standalone queue and shared
+//! state from the settings, for `serve` (both transports), the demo, tests and benchmarks.
+
+use std::sync::Arc;
+
+use crate::config::{PoolsConfig, Settings};
+use crate::github::RunnerRegistry;
+use crate::github::dry_run::DryRunRegistry;
+use crate::provision::dry_run::DryRunBackend;
+use crate::provision::{Backends, Provisioner};
+use crate::reconcile::Reconciler;
+use crate::server::{AppState, DEFAULT_MAX_ATTEMPTS, queue_handler};
+use crate::spool::{QueueOptions, Spool, StandaloneQueue};
+
+/// Where and how the server runs.
+pub struct Runtime {
+    pub state: Arc<AppState>,
+    pub dry_run: Option<(Arc<DryRunRegistry>, Arc<DryRunBackend>)>,
+}
+
+/// Builds the shared state. `dry_run` (or missing credentials) uses the offline
+/// GitHub registry and backend.
+///
+/// # Errors
+/// Unusable credentials or Azure settings.
+pub fn build_state(
+    settings: &Settings,
+    pools: Arc<PoolsConfig>,
+    dry_run: bool,
+    queue: Option<(Spool, QueueOptions)>,
+    print_requests: bool,
+) -> anyhow::Result<Runtime> {
+    let (github, backends, dry): (Arc<dyn RunnerRegistry>, Backends, _) = if dry_run {
+        let g = Arc::new(DryRunRegistry::new());
+        let b = Arc::new(DryRunBackend::new(print_requests));
+        (g.clone(), Backends::single(b.clone()), Some((g, b)))
+    } else {
+        let (g, b) = crate::wiring::live_clients(settings, &pools)?;
+        (g, b, None)
+    };
+    let state = assemble_state(settings, pools, github, backends, queue);
+    Ok(Runtime { state, dry_run: dry })
+}
+
+/// Wires the handlers over any GitHub registry and backends (tests use their own).
+#[must_use]
+pub fn assemble_state(
+    settings: &Settings,
+    pools: Arc<PoolsConfig>,
+    github: Arc<dyn RunnerRegistry>,
+    backends: Backends,
+    queue: Option<(Spool, QueueOptions)>,
+) -> Arc<AppState> {
+    let standalone = queue.is_some();
+    let mut provisioner = Provisioner::new(pools.clone(), github, backends);
+    if standalone {
+        // Standalone: this process's reconcile is the only one, and it leaves held
+        // registrations alone, so a throttled create may keep its registration longer.
+        provisioner = provisioner.with_registration_hold(crate::provision::STANDALONE_HELD_REGISTRATION_TTL);
+    }
+    let provisioner = Arc::new(provisioner);
+    let reconciler = Arc::new(Reconciler::new(provisioner.clone(), settings.hook_scope.is_some()));
+    let max_attempts = settings.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+
+    let queue = queue.map(|(spool, mut options)| {
+        if options.max_attempts == 0 {
+            options.max_attempts = max_attempts;
+        }
+        StandaloneQueue::start(spool, options, queue_handler(provisioner.clone()))
+    });
+    Arc::new(AppState {
+        secrets: settings.webhook_secrets.clone(),
+        pools,
+        provisioner,
+        reconciler,
+        queue,
+        max_attempts,
+        envelope_access: crate::server::EnvelopeAccess::new(!standalone, settings.admin_token.clone()),
+    })
+}
