@@ -52,7 +52,36 @@ pub fn runner_requested(msg: &RunnerMessage, pool: &Pool, backend: &str, attempt
     );
 }
 
-pub fn job_completed(msg: &RunnerMessage, pool: &Pool) {
+/// Reconcile made an idle runner to keep the pool's level.
+pub fn idle_runner_requested(pool: &Pool, runner_name: &str, request: &crate::provision::ComputeRequest, backend: &str) {
+    let target = match &request.purpose {
+        crate::provision::Purpose::Idle { target } => target.as_str(),
+        crate::provision::Purpose::Job(_) => "",
+    };
+    tracing::info!(
+        event = "idle_runner_requested",
+        pool = %pool.name,
+        pool_tags = %tags_json(pool),
+        runner_name = %runner_name,
+        target = %loggable(target),
+        backend,
+        "idle runner requested"
+    );
+}
+
+/// Which runner a job ran on: `made_for_job` (its own: a cold start), `idle` (one kept
+/// ready, or made for another job), or `other` (not ours).
+#[must_use]
+pub fn ran_on_kind(pools: &crate::config::PoolsConfig, job_id: u64, ran_on: Option<&str>) -> &'static str {
+    let Some(name) = ran_on else { return "other" };
+    match pools.pools.iter().find_map(|p| p.runner_kind(name)) {
+        Some(crate::config::RunnerKind::Job(id)) if id == job_id => "made_for_job",
+        Some(_) => "idle",
+        None => "other",
+    }
+}
+
+pub fn job_completed(msg: &RunnerMessage, pool: &Pool, ran_on_kind: &str) {
     tracing::info!(
         event = "job_completed",
         delivery_id = %msg.delivery_id,
@@ -61,6 +90,7 @@ pub fn job_completed(msg: &RunnerMessage, pool: &Pool) {
         pool = %pool.name,
         pool_tags = %tags_json(pool),
         ran_on = %loggable(msg.ran_on.as_deref().unwrap_or("")),
+        ran_on_kind,
         queued_to_started_s = seconds_between(msg.job_created_at.as_deref(), msg.job_started_at.as_deref()),
         "job completed"
     );

@@ -19,6 +19,7 @@ pub mod events;
 pub mod functions_host;
 pub mod github;
 pub mod glob;
+pub mod idle;
 pub mod manifest;
 pub mod message;
 pub mod names;

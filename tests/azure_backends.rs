@@ -29,7 +29,7 @@ mod azure {
     use runner_dispatch::azure::credential::{AzureCredential, CredentialKind, SharedKey};
     use runner_dispatch::config::{Compute, Pool, PoolsConfig, Settings};
     use runner_dispatch::provision::{
-        ComputeBackend, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError,
+        ComputeBackend, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError, Purpose,
     };
     use runner_dispatch::secret::Secret;
 
@@ -287,13 +287,13 @@ run_on_host = true
     fn jit_request(pool: &Pool, job_id: u64) -> ComputeRequest {
         ComputeRequest {
             name: pool.runner_name(job_id),
-            job: JobInfo {
+            purpose: Purpose::Job(JobInfo {
                 job_id,
                 run_id: 9001,
                 repository: "octo-org/api".into(),
                 job_created_at: Some("2026-11-23T15:00:00Z".into()),
-                runner_id: Some(4242),
-            },
+            }),
+            runner_id: Some(4242),
             env: vec![
                 ("RUNNER_JITCONFIG".into(), EnvValue::Secret(Secret::new(JIT_SECRET))),
                 ("CUSTOM".into(), EnvValue::Plain("plain-value".into())),
@@ -304,7 +304,7 @@ run_on_host = true
     /// The legacy registration mode's variables.
     fn registration_request(pool: &Pool, job_id: u64) -> ComputeRequest {
         let mut r = jit_request(pool, job_id);
-        r.job.runner_id = None;
+        r.runner_id = None;
         r.env = vec![
             ("RUNNER_URL".into(), EnvValue::Plain("https://github.com/octo-org".into())),
             ("RUNNER_TOKEN".into(), EnvValue::Secret(Secret::new(JIT_SECRET))),

@@ -14,7 +14,7 @@ use super::credential::{AzureCredential, TokenSource, arm_scope};
 use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
 use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings};
 use crate::provision::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError,
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose, 
 };
 
 /// The api-version we call. Bodies keep to the fields of 2023-05-01, which every newer
@@ -25,7 +25,7 @@ pub const ACI_API_VERSION: &str = "2025-09-01";
 pub const ACTIVE_COUNT_TTL: Duration = Duration::from_secs(5);
 
 /// Tags runner-dispatch sets on every container group.
-pub const TAG_POOL: &str = "runner-dispatch-pool";
+pub use crate::provision::backend::{TAG_IDLE_TARGET, TAG_POOL};
 pub const TAG_JOB_ID: &str = "runner-dispatch-job-id";
 pub const TAG_RUN_ID: &str = "runner-dispatch-run-id";
 pub const TAG_REPOSITORY: &str = "runner-dispatch-repository";
@@ -190,13 +190,20 @@ pub fn container_group_body(pool: &Pool, aci: &AciPool, request: &ComputeRequest
 fn tags(pool: &Pool, request: &ComputeRequest) -> BTreeMap<String, String> {
     let mut tags = pool.tags.clone();
     tags.insert(TAG_POOL.into(), pool.name.clone());
-    tags.insert(TAG_JOB_ID.into(), request.job.job_id.to_string());
-    tags.insert(TAG_RUN_ID.into(), request.job.run_id.to_string());
-    tags.insert(TAG_REPOSITORY.into(), request.job.repository.clone());
-    if let Some(created) = &request.job.job_created_at {
-        tags.insert(TAG_JOB_CREATED_AT.into(), created.clone());
+    match &request.purpose {
+        Purpose::Job(job) => {
+            tags.insert(TAG_JOB_ID.into(), job.job_id.to_string());
+            tags.insert(TAG_RUN_ID.into(), job.run_id.to_string());
+            tags.insert(TAG_REPOSITORY.into(), job.repository.clone());
+            if let Some(created) = &job.job_created_at {
+                tags.insert(TAG_JOB_CREATED_AT.into(), created.clone());
+            }
+        }
+        Purpose::Idle { target } => {
+            tags.insert(TAG_IDLE_TARGET.into(), target.clone());
+        }
     }
-    if let Some(id) = request.job.runner_id {
+    if let Some(id) = request.runner_id {
         tags.insert(TAG_RUNNER_ID.into(), id.to_string());
     }
     tags

@@ -18,7 +18,7 @@ use super::http::{AzureError, http_client, http_date, registry_host, same_origin
 use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings, TokenMode};
 use crate::duration::to_iso8601;
 use crate::provision::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError,
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose, TAG_IDLE_TARGET, TAG_POOL, 
 };
 
 pub const BATCH_API_VERSION: &str = "2025-06-01.21.0";
@@ -238,10 +238,7 @@ pub fn batch_task_body(pool: &Pool, batch: &BatchPool, request: &ComputeRequest)
     let mut task = json!({
         "id": request.name,
         // Tasks have no metadata: the JIT runner id rides in the display name, for cleanup.
-        "displayName": match request.job.runner_id {
-            Some(id) => format!("{} job {} (pool {}) runner {id}", request.job.repository, request.job.job_id, pool.name),
-            None => format!("{} job {} (pool {})", request.job.repository, request.job.job_id, pool.name),
-        },
+        "displayName": display_name(pool, request),
         "commandLine": batch_command_line(pool, batch),
         "environmentSettings": env,
         "constraints": {
@@ -268,6 +265,22 @@ pub fn batch_task_body(pool: &Pool, batch: &BatchPool, request: &ComputeRequest)
     task
 }
 
+/// Tasks have no metadata: what ACI keeps in tags rides in the display name,
+/// `<owner/repo> job <id> (pool <name>) runner <id>` or `idle for <target> (pool <name>)
+/// runner <id>`, and is read back by [`batch_task_info`].
+fn display_name(pool: &Pool, request: &ComputeRequest) -> String {
+    let what = match &request.purpose {
+        Purpose::Job(job) => format!("{} job {}", job.repository, job.job_id),
+        Purpose::Idle { target } => format!("{IDLE_DISPLAY_PREFIX}{target}"),
+    };
+    match request.runner_id {
+        Some(id) => format!("{what} (pool {}) runner {id}", pool.name),
+        None => format!("{what} (pool {})", pool.name),
+    }
+}
+
+const IDLE_DISPLAY_PREFIX: &str = "idle for ";
+
 /// A task from a GET or list answer as [`ComputeInfo`].
 #[must_use]
 pub fn batch_task_info(pool: &Pool, task: &Value) -> ComputeInfo {
@@ -293,9 +306,17 @@ pub fn batch_task_info(pool: &Pool, task: &Value) -> ComputeInfo {
         .and_then(|d| d.split_whitespace().next())
         .filter(|r| r.contains('/'))
         .map(str::to_owned);
-    let runner_id =
-        task["displayName"].as_str().and_then(|d| d.rsplit_once(") runner ")).and_then(|(_, id)| id.parse().ok());
-    ComputeInfo { name, state, created_at, job_id, repository, runner_id, tags: std::collections::BTreeMap::new() }
+    let display = task["displayName"].as_str().unwrap_or_default();
+    let runner_id = display.rsplit_once(") runner ").and_then(|(_, id)| id.parse().ok());
+    let mut tags = std::collections::BTreeMap::new();
+    if let Some((_, rest)) = display.rsplit_once(" (pool ") {
+        let pool_name = rest.split_once(')').map_or(rest, |(p, _)| p);
+        tags.insert(TAG_POOL.to_owned(), pool_name.to_owned());
+    }
+    if let Some(target) = display.strip_prefix(IDLE_DISPLAY_PREFIX).and_then(|r| r.split_whitespace().next()) {
+        tags.insert(TAG_IDLE_TARGET.to_owned(), target.to_owned());
+    }
+    ComputeInfo { name, state, created_at, job_id, repository, runner_id, tags }
 }
 
 fn classify(e: &AzureError, what: &str, secrets: &[&str]) -> ProvisionError {

@@ -44,7 +44,7 @@ fn redact_value(v: &Value, secrets: &[&str]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::{EnvValue, JobInfo};
+    use crate::provision::{EnvValue, JobInfo, Purpose};
     use crate::secret::Secret;
 
     #[test]
@@ -67,7 +67,8 @@ mod tests {
     fn redacted_bodies_keep_their_shape_and_lose_their_secrets() {
         let request = ComputeRequest {
             name: "ghr-1".into(),
-            job: JobInfo { job_id: 1, run_id: 2, repository: "o/r".into(), job_created_at: None, runner_id: None },
+            purpose: Purpose::Job(JobInfo { job_id: 1, run_id: 2, repository: "o/r".into(), job_created_at: None }),
+            runner_id: None,
             env: vec![
                 ("RUNNER_JITCONFIG".into(), EnvValue::Secret(Secret::new("jit-secret-value"))),
                 ("A".into(), EnvValue::Plain("b".into())),

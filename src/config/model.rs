@@ -165,6 +165,8 @@ pub struct Pool {
     pub runner_ttl: Duration,
     pub runner_boot_timeout: Duration,
     pub runner_idle_timeout: Duration,
+    /// Idle runners kept ready (`idle_*` keys).
+    pub idle: crate::idle::IdlePolicy,
     /// The backend and its own settings.
     pub compute: Compute,
 }
@@ -186,11 +188,43 @@ impl Pool {
             .and_then(parse_job_id)
     }
 
+    /// What one of this pool's runner names is: the runner made for a job
+    /// (`<prefix>-<job id>`) or an idle runner (`<prefix>-i-<8 hex>`); `None` for a name
+    /// that is not this pool's.
+    #[must_use]
+    pub fn runner_kind(&self, runner_name: &str) -> Option<RunnerKind> {
+        let rest = runner_name.strip_prefix(self.name_prefix.as_str())?.strip_prefix('-')?;
+        if let Some(id) = parse_job_id(rest) {
+            return Some(RunnerKind::Job(id));
+        }
+        let hex = rest.strip_prefix("i-")?;
+        (hex.len() == IDLE_SUFFIX_LEN && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then_some(RunnerKind::Idle)
+    }
+
+    /// `<prefix>-i-<8 hex>`: compute and runner name of an idle runner.
+    #[must_use]
+    pub fn idle_runner_name(&self, suffix: u32) -> String {
+        format!("{}-i-{suffix:08x}", self.name_prefix)
+    }
+
     /// `<prefix>-<job id>`: compute and runner name for a job.
     #[must_use]
     pub fn runner_name(&self, job_id: u64) -> String {
         format!("{}-{job_id}", self.name_prefix)
     }
+}
+
+/// The hex digits after `<prefix>-i-`.
+pub const IDLE_SUFFIX_LEN: usize = 8;
+
+/// What a runner of ours was made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerKind {
+    /// `<prefix>-<job id>`: made for a queued job (it may take another one).
+    Job(u64),
+    /// `<prefix>-i-<8 hex>`: made by reconcile as idle capacity.
+    Idle,
 }
 
 /// The whole pools file.
@@ -215,6 +249,12 @@ impl PoolsConfig {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// Whether a runner name is one of ours: a job's runner or an idle one, of any pool.
+    #[must_use]
+    pub fn is_runner_name(&self, runner_name: &str) -> bool {
+        self.pools.iter().any(|p| p.runner_kind(runner_name).is_some())
     }
 
     /// The job id in a runner name of any pool, when the name is exactly `<prefix>-<digits>`.

@@ -115,6 +115,7 @@ const COMMON_POOL_KEYS: &[&str] = &[
 /// Every key a pool (or `[defaults]`) may set: the common ones, then each backend's.
 fn pool_keys() -> Vec<&'static str> {
     let mut keys = COMMON_POOL_KEYS.to_vec();
+    keys.extend_from_slice(crate::idle::POOL_KEYS);
     for b in Backend::ALL {
         keys.extend_from_slice(b.pool_keys());
     }
@@ -158,6 +159,21 @@ pub(crate) struct PoolKeys<'a> {
 }
 
 impl<'a> PoolKeys<'a> {
+    /// The value as written (pool first, then `[defaults]`) and the key to report.
+    pub fn raw(&self, k: &str) -> (Option<&'a Value>, String) {
+        self.get(k)
+    }
+
+    pub fn unsigned(&mut self, k: &str) -> Option<u64> {
+        let (v, p) = self.get(k);
+        self.walker.unsigned(v, &p)
+    }
+
+    pub fn strings(&mut self, k: &str) -> Option<Vec<String>> {
+        let (v, p) = self.get(k);
+        self.walker.strings(v, &p)
+    }
+
     fn get(&self, k: &str) -> (Option<&'a Value>, String) {
         match self.table.get(k) {
             Some(v) => (Some(v), join(self.path, k)),
@@ -209,7 +225,7 @@ impl<'a> PoolKeys<'a> {
 }
 
 impl PoolKeys<'_> {
-    fn duration(&mut self, k: &str) -> Option<Duration> {
+    pub fn duration(&mut self, k: &str) -> Option<Duration> {
         let (v, p) = self.get(k);
         self.walker.duration(v, &p)
     }
@@ -620,6 +636,7 @@ impl Walker {
                 compute = parsed;
             }
         }
+        let idle = crate::idle::parse_pool(&mut keys);
         let max_runners = keys.max_runners;
         if identity.is_some()
             && !repositories.is_empty()
@@ -660,6 +677,7 @@ impl Walker {
             runner_ttl,
             runner_boot_timeout,
             runner_idle_timeout,
+            idle,
             compute: compute?,
         })
     }

@@ -26,18 +26,34 @@ pub struct JobInfo {
     pub repository: String,
     /// The job's own `created_at` from GitHub (deterministic: never "now").
     pub job_created_at: Option<String>,
-    /// The id GitHub gave the JIT registration made for this runner (none in registration
-    /// mode): recorded on the compute, so cleanup deletes it only for a job that ran on
-    /// exactly that runner, not on another scope's runner that took the same name.
-    pub runner_id: Option<u64>,
 }
+
+/// What a runner is made for: it lands in tags (ACI) or the display name (Batch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purpose {
+    /// A queued job: `<prefix>-<job id>`.
+    Job(JobInfo),
+    /// Idle capacity registered at `target` (an org login, `owner/repo` or the
+    /// enterprise): `<prefix>-i-<8 hex>`.
+    Idle { target: String },
+}
+
+/// Tag (ACI; Batch keeps it in the display name) marking idle capacity, with the
+/// registration target as its value.
+pub const TAG_IDLE_TARGET: &str = "runner-dispatch-idle-target";
+/// Tag naming the pool (ACI; Batch: in the display name).
+pub const TAG_POOL: &str = "runner-dispatch-pool";
 
 /// Everything a backend needs to create one runner.
 #[derive(Debug, Clone)]
 pub struct ComputeRequest {
-    /// `<prefix>-<job id>`: compute name and runner name.
+    /// `<prefix>-<job id>` or `<prefix>-i-<8 hex>`: compute name and runner name.
     pub name: String,
-    pub job: JobInfo,
+    pub purpose: Purpose,
+    /// The id GitHub gave the JIT registration made for this runner (none in registration
+    /// mode): recorded on the compute, so cleanup deletes it only for a job that ran on
+    /// exactly that runner, not on another scope's runner that took the same name.
+    pub runner_id: Option<u64>,
     /// Runner variables (`RUNNER_JITCONFIG`, ...) then the pool's `env`, in a stable order.
     pub env: Vec<(String, EnvValue)>,
 }
@@ -88,6 +104,20 @@ pub struct ComputeInfo {
     /// The JIT runner id recorded at create (see [`JobInfo::runner_id`]).
     pub runner_id: Option<u64>,
     pub tags: BTreeMap<String, String>,
+}
+
+impl ComputeInfo {
+    /// Where an idle runner registered, when this compute is idle capacity.
+    #[must_use]
+    pub fn idle_target(&self) -> Option<&str> {
+        self.tags.get(TAG_IDLE_TARGET).map(String::as_str)
+    }
+
+    /// The pool recorded on the compute (ACI tag, Batch display name).
+    #[must_use]
+    pub fn pool_name(&self) -> Option<&str> {
+        self.tags.get(TAG_POOL).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

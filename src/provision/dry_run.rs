@@ -6,7 +6,10 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::backend::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
+use super::backend::{
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Purpose, TAG_IDLE_TARGET,
+    TAG_POOL,
+};
 use crate::config::Pool;
 
 /// A request the dry-run backend received, as it would have been sent (secrets redacted).
@@ -16,11 +19,34 @@ pub struct RecordedRequest {
     pub name: String,
     /// `aci` or `batch`: which API the body is for.
     pub backend: &'static str,
+    /// The job it was made for; 0 for an idle runner.
     pub job_id: u64,
+    /// The job's repository; empty for an idle runner.
     pub repository: String,
+    /// Where an idle runner registers; `None` for a job's runner.
+    pub idle_target: Option<String>,
     /// The JIT runner id the request carried.
     pub runner_id: Option<u64>,
     pub body: serde_json::Value,
+}
+
+impl RecordedRequest {
+    /// As a listing shows it.
+    fn info(&self) -> ComputeInfo {
+        let mut tags = BTreeMap::from([(TAG_POOL.to_owned(), self.pool.clone())]);
+        if let Some(t) = &self.idle_target {
+            tags.insert(TAG_IDLE_TARGET.to_owned(), t.clone());
+        }
+        ComputeInfo {
+            name: self.name.clone(),
+            state: ComputeState::Pending,
+            created_at: None,
+            job_id: self.idle_target.is_none().then_some(self.job_id),
+            repository: self.idle_target.is_none().then(|| self.repository.clone()),
+            runner_id: self.runner_id,
+            tags,
+        }
+    }
 }
 
 /// Records creates and deletes; remembers names so duplicates are seen as existing.
@@ -71,15 +97,7 @@ impl ComputeBackend for DryRunBackend {
 
     async fn find(&self, _pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
         let created = self.created.lock().map_err(|_| ProvisionError::permanent("dry-run state poisoned"))?;
-        Ok(created.get(name).map(|r| ComputeInfo {
-            name: r.name.clone(),
-            state: ComputeState::Pending,
-            created_at: None,
-            job_id: Some(r.job_id),
-            repository: Some(r.repository.clone()),
-            runner_id: r.runner_id,
-            tags: BTreeMap::new(),
-        }))
+        Ok(created.get(name).map(RecordedRequest::info))
     }
 
     async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
@@ -101,9 +119,19 @@ impl ComputeBackend for DryRunBackend {
             pool: pool.name.clone(),
             name: request.name.clone(),
             backend: pool.backend().as_str(),
-            job_id: request.job.job_id,
-            repository: request.job.repository.clone(),
-            runner_id: request.job.runner_id,
+            job_id: match &request.purpose {
+                Purpose::Job(job) => job.job_id,
+                Purpose::Idle { .. } => 0,
+            },
+            repository: match &request.purpose {
+                Purpose::Job(job) => job.repository.clone(),
+                Purpose::Idle { .. } => String::new(),
+            },
+            idle_target: match &request.purpose {
+                Purpose::Job(_) => None,
+                Purpose::Idle { target } => Some(target.clone()),
+            },
+            runner_id: request.runner_id,
             body,
         };
         if let Ok(mut h) = self.history.lock() {
@@ -128,15 +156,7 @@ impl ComputeBackend for DryRunBackend {
         Ok(created
             .values()
             .filter(|r| r.pool == pool.name)
-            .map(|r| ComputeInfo {
-                name: r.name.clone(),
-                state: ComputeState::Pending,
-                created_at: None,
-                job_id: Some(r.job_id),
-                repository: Some(r.repository.clone()),
-                runner_id: r.runner_id,
-                tags: BTreeMap::new(),
-            })
+            .map(RecordedRequest::info)
             .collect())
     }
 

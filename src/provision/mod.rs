@@ -12,14 +12,16 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::config::{Backend, CheckJobQueued, Pool, PoolsConfig, RunnerScope, TokenMode};
+use crate::config::{Backend, CheckJobQueued, Pool, PoolsConfig, RunnerKind, RunnerScope, TokenMode};
 use crate::events;
 use crate::github::{GitHubError, JobContext, JobState, RunnerDeletion, RunnerRegistry, RunnerTarget};
 use crate::message::RunnerMessage;
+use crate::idle::demand::{self, DemandLog, MemoryDemandLog, Record};
 use crate::pools::choose_pool;
 
 pub use backend::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError,
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError, Purpose,
+    TAG_IDLE_TARGET, TAG_POOL,
 };
 
 /// Jobs older than this are given up: GitHub cancels a job no runner took in 24 h.
@@ -153,6 +155,8 @@ pub struct Provisioner {
     /// [`MADE_REGISTRATIONS_KEPT`]): reconcile removes an orphan registration only if it is
     /// ours, recorded here or on our compute.
     made: Mutex<std::collections::VecDeque<u64>>,
+    /// Where arrivals and start times are kept for idle targets and `status`.
+    pub demand: Arc<dyn DemandLog>,
 }
 
 /// How many JIT registration ids a process remembers as its own.
@@ -172,7 +176,78 @@ impl Provisioner {
             held: Mutex::new(BTreeMap::new()),
             hold_ttl: HELD_REGISTRATION_TTL,
             made: Mutex::new(std::collections::VecDeque::new()),
+            demand: Arc::new(MemoryDemandLog::default()),
         }
+    }
+
+    /// Keeps demand records in `log` (a file store standalone, blobs under the host)
+    /// instead of memory.
+    #[must_use]
+    pub fn with_demand_log(mut self, log: Arc<dyn DemandLog>) -> Self {
+        self.demand = log;
+        self
+    }
+
+    /// A job was queued for a pool whose idle target follows demand.
+    async fn record_arrival(&self, pool: &Pool, msg: &RunnerMessage) {
+        let at = events::parse_time(msg.job_created_at.as_deref()).unwrap_or_else(OffsetDateTime::now_utc);
+        demand::record(&*self.demand, &pool.name, &[Record::Arrival { job: msg.job_id, at: at.unix_timestamp() }]).await;
+    }
+
+    /// A job of a pool that keeps idle runners started: how long after it was queued, and
+    /// on which kind of runner.
+    async fn record_started(&self, pool: &Pool, msg: &RunnerMessage, ran_on_kind: &str) {
+        let (Some(queued), Some(started)) = (
+            events::parse_time(msg.job_created_at.as_deref()),
+            events::parse_time(msg.job_started_at.as_deref()),
+        ) else {
+            return;
+        };
+        if ran_on_kind == "other" {
+            return;
+        }
+        let record = Record::Started {
+            job: msg.job_id,
+            at: started.unix_timestamp(),
+            queued_s: (started - queued).whole_seconds(),
+            idle: ran_on_kind == "idle",
+        };
+        demand::record(&*self.demand, &pool.name, &[record]).await;
+    }
+
+    /// Where a pool's idle runners register, one context per target: `idle_targets`, or at
+    /// org scope every allowed owner the pool's `repositories` admit, or the enterprise.
+    /// Repo scope needs `idle_targets` (check-config says so).
+    #[must_use]
+    pub fn idle_targets(&self, pool: &Pool) -> Vec<JobContext> {
+        let github = &self.pools.github;
+        let names: Vec<String> = if !pool.idle.targets.is_empty() {
+            pool.idle.targets.clone()
+        } else {
+            match github.runner_scope {
+                RunnerScope::Org => github
+                    .allowed_owners
+                    .iter()
+                    .filter(|owner| {
+                        pool.repositories.is_empty()
+                            || pool.repositories.iter().any(|g| {
+                                crate::glob::Glob::new(g.pattern().split('/').next().unwrap_or_default()).matches(owner)
+                            })
+                    })
+                    .cloned()
+                    .collect(),
+                RunnerScope::Enterprise => vec![github.enterprise.clone().unwrap_or_default()],
+                RunnerScope::Repo => Vec::new(),
+            }
+        };
+        names
+            .into_iter()
+            .map(|t| {
+                let owner = t.split('/').next().unwrap_or_default().to_owned();
+                let repository = if t.contains('/') { t.clone() } else { format!("{t}/") };
+                self.context_for(&repository, &owner, None)
+            })
+            .collect()
     }
 
     /// Holds registrations this long from their JIT call instead of
@@ -306,20 +381,15 @@ impl Provisioner {
         if age.is_some_and(|a| a > MAX_JOB_AGE) {
             return Err(ProvisionError::permanent("job is older than 24 h; GitHub has cancelled it".to_owned()));
         }
+        if attempt <= 1 && pool.idle.is_auto() {
+            self.record_arrival(&pool, msg).await;
+        }
         let name = pool.runner_name(msg.job_id);
-        let backend = self.backends.for_pool(&pool);
         let job = self.job_context(msg);
-
-        // Creates throttled (learned from a create's retry_after): defer before spending
-        // any call. After the pause one attempt probes; the rest wait for it.
-        let gate = self.create_gate(&pool);
-        let admission = gate.admit().map_err(|after| ProvisionError::Deferred {
-            reason: format!("{} creates are throttled; waiting for the quota", pool.backend().as_str()),
-            retry_after: after,
-        })?;
+        let admission = self.admit_create(&pool)?;
 
         // 1. Compute with this name exists (any state): done.
-        if backend.find(&pool, &name).await?.is_some() {
+        if self.backends.for_pool(&pool).find(&pool, &name).await?.is_some() {
             // Another worker's compute carries this name: a registration we held for it
             // was replaced by that worker's (one registration per name).
             drop(self.take_held(&name));
@@ -335,85 +405,117 @@ impl Provisioner {
         if check {
             if let Some(reason) = self.job_no_longer_needs_a_runner(&job, msg.job_id).await {
                 if let Some(h) = self.take_held(&name) {
-                    self.delete_registration(&job, msg.job_id, &name, h.runner_id).await;
+                    self.delete_registration(&job, &name, h.runner_id).await;
                 }
                 return Ok(ProvisionOutcome::Skipped { reason });
             }
         }
 
-        // Pool cap (soft): over it is a deferral, never a drop.
-        if let Some(max) = pool.max_runners {
-            if let Some(active) = backend.active_count(&pool).await? {
-                if active >= max as usize {
-                    // Waiting for a slot is a deferral, like a quota wait: it is not an
-                    // attempt, and only the job's 24 h age ends it.
-                    return Err(ProvisionError::Deferred {
-                        reason: format!("pool {} is at max_runners ({active}/{max})", pool.name),
-                        retry_after: MAX_RUNNERS_RECHECK,
-                    });
-                }
-            }
-        }
+        self.check_cap(&pool).await?;
 
         // 3. Credentials for exactly this runner.
-        let (env, runner_id) = match self.runner_env(&pool, &job, &name, attempt).await? {
+        let (env, registration) = match self.runner_env(&pool, &job, &name, attempt).await? {
             RunnerCredentials::Ready { env, registration } => (env, registration),
             RunnerCredentials::Taken => return Ok(ProvisionOutcome::AlreadyExists),
         };
 
-        // 4. Create the compute.
+        // 4. Create the compute (5. on failure, inside).
         let request = ComputeRequest {
-            name: name.clone(),
-            job: JobInfo {
+            name,
+            purpose: Purpose::Job(JobInfo {
                 job_id: msg.job_id,
                 run_id: msg.run_id,
                 repository: msg.repository.clone(),
                 job_created_at: msg.job_created_at.clone(),
-                runner_id: runner_id.as_ref().map(|r| r.id),
-            },
+            }),
+            runner_id: registration.as_ref().map(|r| r.id),
             env,
         };
-        match backend.create(&pool, &request).await {
-            Ok(CreateOutcome::Created) => {
-                admission.created();
-                events::runner_requested(msg, &pool, backend.kind(), attempt);
-                Ok(ProvisionOutcome::Created { backend: backend.kind() })
+        let outcome = self.create(&pool, &job, &request, registration, admission, true).await?;
+        if outcome == CreateOutcome::Created {
+            events::runner_requested(msg, &pool, self.backends.for_pool(&pool).kind(), attempt);
+        }
+        Ok(match outcome {
+            CreateOutcome::Created => ProvisionOutcome::Created { backend: self.backends.for_pool(&pool).kind() },
+            CreateOutcome::AlreadyExists => ProvisionOutcome::AlreadyExists,
+        })
+    }
+
+    /// Makes one idle runner for `pool`, registered at `target` (see
+    /// [`Provisioner::idle_targets`]): a fresh `<prefix>-i-<8 hex>` name, the pool's labels
+    /// and runner group, tagged as idle capacity. Same quota gate, JIT pacing and cap as a
+    /// job's runner; a failed create deletes its registration (the next pass tries again).
+    /// Returns the runner's name.
+    ///
+    /// # Errors
+    /// As [`Provisioner::provision`]; a deferral when the pool is at `max_runners`.
+    pub async fn provision_idle(&self, pool: &Pool, target: &JobContext) -> Result<String, ProvisionError> {
+        let admission = self.admit_create(pool)?;
+        self.check_cap(pool).await?;
+        let name = pool.idle_runner_name(rand::random());
+        let (env, registration) = match self.runner_env(pool, target, &name, 1).await? {
+            RunnerCredentials::Ready { env, registration } => (env, registration),
+            RunnerCredentials::Taken => {
+                return Err(ProvisionError::retryable(format!("idle runner name {name} is already taken")));
             }
-            Ok(CreateOutcome::AlreadyExists) => {
+        };
+        let request = ComputeRequest {
+            name: name.clone(),
+            purpose: Purpose::Idle { target: idle_target_of(target) },
+            runner_id: registration.as_ref().map(|r| r.id),
+            env,
+        };
+        self.create(pool, target, &request, registration, admission, false).await?;
+        events::idle_runner_requested(pool, &name, &request, self.backends.for_pool(pool).kind());
+        Ok(name)
+    }
+
+    /// Creates throttled (learned from a create's retry_after): defer before spending any
+    /// call. After the pause one attempt probes; the rest wait for it.
+    fn admit_create(&self, pool: &Pool) -> Result<throttle::Admission, ProvisionError> {
+        self.create_gate(pool).admit().map_err(|after| ProvisionError::Deferred {
+            reason: format!("{} creates are throttled; waiting for the quota", pool.backend().as_str()),
+            retry_after: after,
+        })
+    }
+
+    /// Pool cap (soft): over it is a deferral, never a drop.
+    async fn check_cap(&self, pool: &Pool) -> Result<(), ProvisionError> {
+        let Some(max) = pool.max_runners else { return Ok(()) };
+        if let Some(active) = self.backends.for_pool(pool).active_count(pool).await? {
+            if active >= max as usize {
+                // Waiting for a slot is a deferral, like a quota wait: it is not an
+                // attempt, and only the job's 24 h age ends it.
+                return Err(ProvisionError::Deferred {
+                    reason: format!("pool {} is at max_runners ({active}/{max})", pool.name),
+                    retry_after: MAX_RUNNERS_RECHECK,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Step 4: creates the compute; on failure, step 5 (see [`Provisioner::after_failed_create`]).
+    async fn create(
+        &self,
+        pool: &Pool,
+        job: &JobContext,
+        request: &ComputeRequest,
+        registration: Option<Registration>,
+        admission: throttle::Admission,
+        may_hold: bool,
+    ) -> Result<CreateOutcome, ProvisionError> {
+        match self.backends.for_pool(pool).create(pool, request).await {
+            Ok(outcome) => {
                 admission.created();
-                Ok(ProvisionOutcome::AlreadyExists)
+                Ok(outcome)
             }
             Err(e) => {
                 if let ProvisionError::Retryable { retry_after: Some(after), .. } = &e {
                     admission.throttled(*after);
                 }
-                if let Some(registration) = runner_id {
-                    let id = registration.id;
-                    // 5. A permanent failure deletes the registration. A retryable one
-                    // keeps it, with its config, for the next attempt: no second JIT call,
-                    // no 409 to resolve. (Not held: deleted, and the next attempt starts over.)
-                    // Held only when the retry is due within the hold; a longer wait
-                    // (an hourly quota) deletes it now, so that retry starts clean.
-                    let due = match &e {
-                        ProvisionError::Retryable { retry_after, .. } => Some(retry_after.unwrap_or_default()),
-                        ProvisionError::Deferred { retry_after, .. } => Some(*retry_after),
-                        ProvisionError::Permanent { .. } => None,
-                    };
-                    let retry_soon = due.is_some_and(|after| {
-                        registration.made_at + self.hold_ttl > tokio::time::Instant::now() + after
-                    });
-                    let held = retry_soon
-                        && request
-                            .env
-                            .iter()
-                            .find_map(|(k, v)| match v {
-                                EnvValue::Secret(s) if *k == pool.env_names.jitconfig => Some(s.clone()),
-                                _ => None,
-                            })
-                            .is_some_and(|config| self.hold(&name, registration, config));
-                    if !held {
-                        self.delete_registration(&job, msg.job_id, &name, id).await;
-                    }
+                if let Some(registration) = registration {
+                    self.after_failed_create(pool, job, request, registration, &e, may_hold).await;
                 }
                 // A create refused with a Retry-After is a quota or throttle, not a fault of
                 // this request: it waits as a deferral (not an attempt, so the retry is not
@@ -428,11 +530,45 @@ impl Provisioner {
         }
     }
 
+    /// Step 5: a permanent failure deletes the registration. A retryable one keeps it, with
+    /// its config, for the next attempt: no second JIT call, no 409 to resolve. Held only
+    /// when the retry is due within the hold; a longer wait (an hourly quota) deletes it
+    /// now, so that retry starts clean. (Idle top-ups never hold: the next pass starts over.)
+    async fn after_failed_create(
+        &self,
+        pool: &Pool,
+        job: &JobContext,
+        request: &ComputeRequest,
+        registration: Registration,
+        e: &ProvisionError,
+        may_hold: bool,
+    ) {
+        let due = match e {
+            ProvisionError::Retryable { retry_after, .. } => Some(retry_after.unwrap_or_default()),
+            ProvisionError::Deferred { retry_after, .. } => Some(*retry_after),
+            ProvisionError::Permanent { .. } => None,
+        };
+        let retry_soon = may_hold
+            && due.is_some_and(|after| registration.made_at + self.hold_ttl > tokio::time::Instant::now() + after);
+        let held = retry_soon
+            && request
+                .env
+                .iter()
+                .find_map(|(k, v)| match v {
+                    EnvValue::Secret(s) if *k == pool.env_names.jitconfig => Some(s.clone()),
+                    _ => None,
+                })
+                .is_some_and(|config| self.hold(&request.name, registration, config));
+        if !held {
+            self.delete_registration(job, &request.name, registration.id).await;
+        }
+    }
+
     /// Deletes a registration whose runner will not be created; a failure is only logged
     /// (reconcile removes registrations whose compute is gone).
-    async fn delete_registration(&self, job: &JobContext, job_id: u64, name: &str, runner_id: u64) {
+    async fn delete_registration(&self, job: &JobContext, name: &str, runner_id: u64) {
         if let Err(e) = self.github.delete_runner(job, runner_id).await {
-            tracing::warn!(event = "registration_delete_failed", job_id, runner_name = %name, error = %e, "could not delete the registration of a runner whose compute failed");
+            tracing::warn!(event = "registration_delete_failed", runner_name = %name, error = %e, "could not delete the registration of a runner whose compute failed");
         }
     }
 
@@ -442,9 +578,9 @@ impl Provisioner {
         match self.github.job_state(job, job_id).await {
             Ok(JobState::Completed) => Some("job already completed".into()),
             Ok(JobState::InProgress { runner_name }) => {
-                let ours = runner_name.as_deref().and_then(|n| self.pools.job_id_of_runner(n));
-                match ours {
-                    // One of our runners made for another job took it: that job now needs one.
+                match runner_name.as_deref().filter(|n| self.pools.is_runner_name(n)) {
+                    // One of our runners, idle or made for another job, took it: its place
+                    // needs filling, and this job's runner fills it.
                     Some(_) => None,
                     None => {
                         Some(format!("job already running on {}", runner_name.as_deref().unwrap_or("another runner")))
@@ -535,11 +671,15 @@ impl Provisioner {
         let Some(pool) = self.pool_for(msg) else {
             return Ok(Vec::new());
         };
-        events::job_completed(msg, &pool);
+        let kind = events::ran_on_kind(&self.pools, msg.job_id, msg.ran_on.as_deref());
+        events::job_completed(msg, &pool, kind);
+        if pool.idle.is_on() {
+            self.record_started(&pool, msg, kind).await;
+        }
         let job = self.job_context(msg);
         let mut deleted = Vec::new();
         let own = pool.runner_name(msg.job_id);
-        if let Some(ran_on) = msg.ran_on.as_deref().filter(|n| self.pools.job_id_of_runner(n).is_some()) {
+        if let Some(ran_on) = msg.ran_on.as_deref().filter(|n| self.pools.is_runner_name(n)) {
             if let Some((owner_pool, info)) = self.compute_of_runner(&pool, ran_on).await? {
                 if ran_on_this_compute(&info, msg.ran_on_id) {
                     self.backends.for_pool(&owner_pool).delete(&owner_pool, ran_on).await?;
@@ -556,6 +696,11 @@ impl Provisioner {
             if ran_on == own {
                 return Ok(deleted);
             }
+        }
+        if pool.idle.is_on() {
+            // The runner made for this job boots or waits as the pool's next idle one: that
+            // is how the idle level holds without a call. Reconcile trims any surplus.
+            return Ok(deleted);
         }
         let backend = self.backends.for_pool(&pool);
         let Some(info) = backend.find(&pool, &own).await? else {
@@ -619,10 +764,15 @@ impl Provisioner {
     ) -> Result<Option<(Arc<Pool>, ComputeInfo)>, ProvisionError> {
         let candidates = std::iter::once(first)
             .chain(self.pools.pools.iter().filter(|p| p.name != first.name))
-            .filter(|p| p.job_id_of(runner_name).is_some());
+            .filter(|p| p.runner_kind(runner_name).is_some());
         for pool in candidates {
             if let Some(info) = self.backends.for_pool(pool).find(pool, runner_name).await? {
-                if pool.job_id_of(&info.name).is_some_and(|id| info.job_id.is_none_or(|tag| tag == id)) {
+                let ours = match pool.runner_kind(&info.name) {
+                    Some(RunnerKind::Job(id)) => info.job_id.is_none_or(|tag| tag == id),
+                    Some(RunnerKind::Idle) => info.idle_target().is_some(),
+                    None => false,
+                };
+                if ours {
                     return Ok(Some((pool.clone(), info)));
                 }
             }
@@ -639,6 +789,16 @@ fn ran_on_this_compute(info: &ComputeInfo, ran_on_id: Option<u64>) -> bool {
     match info.runner_id {
         Some(recorded) => ran_on_id == Some(recorded),
         None => info.state.is_finished(),
+    }
+}
+
+/// The `idle_targets` entry a registration context stands for.
+#[must_use]
+pub fn idle_target_of(ctx: &JobContext) -> String {
+    match &ctx.target {
+        RunnerTarget::Org { org } => org.clone(),
+        RunnerTarget::Repo { owner, repo } => format!("{owner}/{repo}"),
+        RunnerTarget::Enterprise { enterprise } => enterprise.clone(),
     }
 }
 

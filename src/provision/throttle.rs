@@ -99,8 +99,8 @@ struct GateState {
 /// Admission through a [`CreateGate`]. A probe that ends without reporting (early return,
 /// timeout, panic) frees the gate for the next probe when dropped.
 #[derive(Debug)]
-pub struct Admission<'a> {
-    gate: &'a CreateGate,
+pub struct Admission {
+    gate: std::sync::Arc<CreateGate>,
     probe: bool,
 }
 
@@ -109,16 +109,16 @@ impl CreateGate {
     ///
     /// # Errors
     /// Creation is throttled: come back after the duration.
-    pub fn admit(&self) -> Result<Admission<'_>, Duration> {
+    pub fn admit(self: &std::sync::Arc<Self>) -> Result<Admission, Duration> {
         let now = Instant::now();
         let mut s = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match s.closed_until {
-            None => Ok(Admission { gate: self, probe: false }),
+            None => Ok(Admission { gate: self.clone(), probe: false }),
             Some(until) if now < until => Err(until - now),
             Some(_) if s.probing => Err(PROBE_WAIT),
             Some(_) => {
                 s.probing = true;
-                Ok(Admission { gate: self, probe: true })
+                Ok(Admission { gate: self.clone(), probe: true })
             }
         }
     }
@@ -138,7 +138,7 @@ impl CreateGate {
     }
 }
 
-impl Admission<'_> {
+impl Admission {
     /// The create succeeded: the gate opens.
     pub fn created(mut self) {
         self.gate.finish(self.probe, None);
@@ -152,7 +152,7 @@ impl Admission<'_> {
     }
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
         if self.probe {
             let mut s = self.gate.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -194,7 +194,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_gate_closes_for_retry_after_then_lets_one_probe_through() {
-        let g = CreateGate::default();
+        let g = std::sync::Arc::new(CreateGate::default());
         g.admit().expect("open").throttled(Duration::from_secs(30));
         assert_eq!(g.admit().expect_err("closed"), Duration::from_secs(30));
         tokio::time::advance(Duration::from_secs(30)).await;

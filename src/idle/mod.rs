@@ -1,0 +1,340 @@
+//! Idle runners kept ready: how many a pool wants now (fixed, by a schedule window, or
+//! following demand), read from its `idle_*` keys.
+//!
+//! The level is held by provisioning as it is: every queued job still gets its own runner
+//! `<prefix>-<job id>`, so when an idle runner takes a job, the runner made for that job
+//! boots and becomes the next idle one. Reconcile tops the level up and trims it (see
+//! [`crate::reconcile`]); what must outlive a pass (arrivals, start times, idle counts)
+//! is kept in a [`demand::DemandLog`].
+
+pub mod demand;
+pub mod schedule;
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{PoolKeys, RunnerScope};
+pub use schedule::Window;
+
+/// The pool keys of this module (each may sit in `[defaults]`).
+pub const POOL_KEYS: &[&str] =
+    &["idle_runners", "idle_runners_max", "idle_schedule", "idle_targets", "idle_runner_max_age"];
+
+/// Default of `idle_runner_max_age`: idle runners are replaced this long after their
+/// compute was created, so new images and fresh hosts come through.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Default of `idle_runners_max` under `idle_runners = "auto"`.
+pub const DEFAULT_AUTO_MAX: u32 = 10;
+
+/// The demand window of `"auto"`: arrivals over two reconcile periods, so a pool that
+/// stops getting jobs is back at its floor within two passes.
+pub const AUTO_WINDOW: Duration = Duration::from_secs(600);
+
+/// The cold start assumed for `"auto"` until the pool has measured its own (queued to
+/// started on runners made for their job, over the last hour).
+pub const DEFAULT_COLD_START: Duration = Duration::from_secs(60);
+
+/// `idle_runners`: a number, or `"auto"` with its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleBase {
+    Fixed(u32),
+    Auto { max: u32 },
+}
+
+/// A pool's idle-runner settings.
+#[derive(Debug, Clone)]
+pub struct IdlePolicy {
+    pub base: IdleBase,
+    pub schedule: Vec<Window>,
+    /// As written: org logins (org scope) or `owner/repo` (repo scope). Empty: the
+    /// default (see [`crate::provision::Provisioner::idle_targets`]).
+    pub targets: Vec<String>,
+    pub max_age: Duration,
+}
+
+impl Default for IdlePolicy {
+    fn default() -> Self {
+        Self { base: IdleBase::Fixed(0), schedule: Vec::new(), targets: Vec::new(), max_age: DEFAULT_MAX_AGE }
+    }
+}
+
+/// Why the target is what it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Why {
+    /// `idle_runners = N`.
+    Fixed,
+    /// An `idle_schedule` window holds (its index and text).
+    Window { index: usize, window: String },
+    /// `"auto"`: from demand, capped, not below the window's figure.
+    Auto { arrivals_per_minute: f64, cold_start_s: u64, floor: u32, max: u32 },
+}
+
+/// How many idle runners a pool wants now, per registration target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub count: u32,
+    pub why: Why,
+}
+
+/// What a pool's recent history says about demand.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Demand {
+    /// Jobs queued per minute over [`AUTO_WINDOW`].
+    pub arrivals_per_minute: f64,
+    /// Mean queued-to-started time of jobs that ran on a runner made for them (a cold
+    /// start), over the last hour; `None` before the first.
+    pub cold_start: Option<Duration>,
+}
+
+impl IdlePolicy {
+    /// Whether the pool can ever want an idle runner (so cleanup leaves a job's own runner
+    /// to become idle capacity, and demand is recorded).
+    #[must_use]
+    pub fn is_on(&self) -> bool {
+        match self.base {
+            IdleBase::Fixed(n) => n > 0 || self.schedule.iter().any(|w| w.idle_runners > 0),
+            IdleBase::Auto { max } => max > 0,
+        }
+    }
+
+    /// Whether the target follows demand (so arrivals are worth recording).
+    #[must_use]
+    pub fn is_auto(&self) -> bool {
+        matches!(self.base, IdleBase::Auto { .. })
+    }
+
+    /// The target at `now`: the first window that holds, else `idle_runners`; under
+    /// `"auto"`, the demand rule capped at the maximum and never below the window's figure.
+    #[must_use]
+    pub fn target(&self, now: jiff::Timestamp, demand: &Demand) -> Target {
+        let window = self.schedule.iter().enumerate().find(|(_, w)| w.holds(now));
+        match (self.base, window) {
+            (IdleBase::Fixed(_), Some((index, w))) => Target {
+                count: w.idle_runners,
+                why: Why::Window { index, window: format!("{} {} {}", w.days_text, w.hours_text, w.timezone) },
+            },
+            (IdleBase::Fixed(n), None) => Target { count: n, why: Why::Fixed },
+            (IdleBase::Auto { max }, window) => {
+                let floor = window.map_or(0, |(_, w)| w.idle_runners);
+                let cold = demand.cold_start.unwrap_or(DEFAULT_COLD_START);
+                Target {
+                    count: auto_count(demand.arrivals_per_minute, cold).min(max).max(floor),
+                    why: Why::Auto {
+                        arrivals_per_minute: (demand.arrivals_per_minute * 100.0).round() / 100.0,
+                        cold_start_s: cold.as_secs(),
+                        floor,
+                        max,
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// The `"auto"` rule. Jobs that an idle runner takes each leave their own runner booting,
+/// so at any moment about `m = arrivals × cold start` idle runners are away being
+/// replaced (a Poisson count: runners in boot form an M/G/∞ queue). Keeping `m` plus two
+/// standard deviations (`2√m`) finds an idle runner for about 98 % of jobs; the idle
+/// runner-minutes paid are about `2√m` per minute, so per job they shrink as demand grows.
+/// No arrivals: zero (the floor). The benchmark's time-to-runner table is the evidence.
+#[must_use]
+pub fn auto_count(arrivals_per_minute: f64, cold_start: Duration) -> u32 {
+    if arrivals_per_minute <= 0.0 {
+        return 0;
+    }
+    let m = arrivals_per_minute * cold_start.as_secs_f64() / 60.0;
+    let want = (m + 2.0 * m.sqrt()).ceil().max(1.0);
+    if want >= f64::from(u32::MAX) { u32::MAX } else { want as u32 }
+}
+
+/// Reads and checks the `idle_*` keys of one pool: every problem with its key.
+pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>) -> IdlePolicy {
+    let mut policy = IdlePolicy::default();
+    let (v, key) = keys.raw("idle_runners");
+    let max = keys.unsigned("idle_runners_max").map(|m| u32::try_from(m).unwrap_or(u32::MAX));
+    match v {
+        None => {}
+        Some(toml::Value::Integer(n)) if *n >= 0 => policy.base = IdleBase::Fixed(u32::try_from(*n).unwrap_or(u32::MAX)),
+        Some(toml::Value::String(s)) if s == "auto" => {
+            policy.base = IdleBase::Auto { max: max.unwrap_or(DEFAULT_AUTO_MAX) };
+        }
+        Some(_) => keys.error(key, "must be a whole number of runners (0 or more) or \"auto\""),
+    }
+    if max.is_some() && !policy.is_auto() {
+        let k = keys.key("idle_runners_max");
+        keys.warn(k, "only read with idle_runners = \"auto\"");
+    }
+    if let Some(age) = keys.duration("idle_runner_max_age") {
+        policy.max_age = age;
+    }
+    policy.targets = keys.strings("idle_targets").unwrap_or_default();
+    policy.schedule = parse_schedule(keys);
+    check_targets(keys, &policy);
+    if let Some(cap) = keys.max_runners {
+        let most = match policy.base {
+            IdleBase::Fixed(n) => n,
+            IdleBase::Auto { max } => max,
+        }
+        .max(policy.schedule.iter().map(|w| w.idle_runners).max().unwrap_or(0));
+        let per_target = u32::try_from(policy.targets.len().max(1)).unwrap_or(u32::MAX);
+        if most.saturating_mul(per_target) > cap {
+            let k = keys.key("idle_runners");
+            keys.warn(
+                k,
+                format!("up to {most} idle runners per target ({per_target} target(s)) exceed max_runners = {cap}: top-ups stop at the cap and jobs wait for free slots"),
+            );
+        }
+    }
+    policy
+}
+
+fn parse_schedule(keys: &mut PoolKeys<'_>) -> Vec<Window> {
+    let (v, key) = keys.raw("idle_schedule");
+    let Some(v) = v else { return Vec::new() };
+    let Some(list) = v.as_array() else {
+        keys.error(key, "must be a list of windows: [{ days = \"mon-fri\", hours = \"07:00-19:00\", timezone = \"Europe/Amsterdam\", idle_runners = 4 }]");
+        return Vec::new();
+    };
+    let mut windows: Vec<(usize, Window)> = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("{key}[{i}]");
+        let Some(t) = entry.as_table() else {
+            keys.error(at, "must be a table: { days, hours, timezone, idle_runners }");
+            continue;
+        };
+        let mut ok = true;
+        for k in t.keys() {
+            if !["days", "hours", "timezone", "idle_runners"].contains(&k.as_str()) {
+                keys.error(format!("{at}.{k}"), "unknown key; a window has days, hours, timezone and idle_runners");
+                ok = false;
+            }
+        }
+        let text = |k: &str, default: Option<&str>| t.get(k).and_then(toml::Value::as_str).or(default).map(str::to_owned);
+        let days = text("days", None);
+        let hours = text("hours", None);
+        let timezone = text("timezone", Some("UTC"));
+        for (k, got) in [("days", &days), ("hours", &hours), ("timezone", &timezone)] {
+            if got.is_none() {
+                keys.error(format!("{at}.{k}"), if t.contains_key(k) { "must be a string" } else { "required" });
+                ok = false;
+            }
+        }
+        let idle = match t.get("idle_runners") {
+            Some(toml::Value::Integer(n)) if *n >= 0 => Some(u32::try_from(*n).unwrap_or(u32::MAX)),
+            Some(_) => {
+                keys.error(format!("{at}.idle_runners"), "must be a whole number of runners (0 or more)");
+                None
+            }
+            None => {
+                keys.error(format!("{at}.idle_runners"), "required");
+                None
+            }
+        };
+        let (Some(days), Some(hours), Some(timezone), Some(idle), true) = (days, hours, timezone, idle, ok) else {
+            continue;
+        };
+        match Window::parse(&days, &hours, &timezone, idle) {
+            Ok(w) => {
+                if let Some((j, _)) = windows.iter().find(|(_, other)| other.overlaps(&w)) {
+                    keys.error(
+                        at,
+                        format!("overlaps {key}[{j}]: windows must not hold at the same time (the first would always win)"),
+                    );
+                } else {
+                    windows.push((i, w));
+                }
+            }
+            Err(problems) => {
+                for (k, message) in problems {
+                    keys.error(format!("{at}.{k}"), message);
+                }
+            }
+        }
+    }
+    windows.into_iter().map(|(_, w)| w).collect()
+}
+
+/// `idle_targets`: org logins at org scope, `owner/repo` at repo scope (required there
+/// when the pool keeps idle runners), nothing at enterprise scope.
+fn check_targets(keys: &mut PoolKeys<'_>, policy: &IdlePolicy) {
+    let key = keys.key("idle_targets");
+    let scope = keys.github.runner_scope;
+    for (i, t) in policy.targets.iter().enumerate() {
+        let problem = match scope {
+            RunnerScope::Org => crate::names::check_owner(t).err().map(|e| format!("{e}: org scope takes org logins")),
+            RunnerScope::Repo => match t.split_once('/') {
+                Some((o, _)) => crate::names::check_full_name(t, o).err(),
+                None => Some(format!("{t:?} is not owner/repo: repo-scope runners register in one repository")),
+            },
+            RunnerScope::Enterprise => Some("enterprise runners register in the enterprise; leave idle_targets out".into()),
+        };
+        if let Some(p) = problem {
+            keys.error(format!("{key}[{i}]"), p);
+        } else if let Some(owner) = t.split('/').next() {
+            if !keys.github.allowed_owners.contains(&owner.to_ascii_lowercase()) {
+                keys.error(format!("{key}[{i}]"), format!("{owner} is not in github.allowed_owners"));
+            }
+        }
+    }
+    if scope == RunnerScope::Repo && policy.is_on() && policy.targets.is_empty() {
+        keys.error(key, "required with runner_scope = \"repo\" when the pool keeps idle runners: the owner/repo each idle runner registers in");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_keeps_the_runners_in_boot_plus_two_deviations_and_nothing_without_demand() {
+        let cold = Duration::from_secs(54);
+        assert_eq!(auto_count(0.0, cold), 0);
+        // 10 jobs a minute, 54 s to start: 9 in boot, plus 2 × 3.
+        assert_eq!(auto_count(10.0, cold), 15);
+        // One job an hour still keeps one.
+        assert_eq!(auto_count(1.0 / 60.0, cold), 1);
+        assert_eq!(auto_count(60.0, cold), 54 + 15);
+    }
+
+    fn window(days: &str, hours: &str, n: u32) -> Window {
+        Window::parse(days, hours, "UTC", n).unwrap()
+    }
+
+    #[test]
+    fn the_first_window_that_holds_sets_the_target_else_idle_runners() {
+        let policy = IdlePolicy {
+            base: IdleBase::Fixed(1),
+            schedule: vec![window("mon-fri", "07:00-19:00", 8), window("daily", "06:00-20:00", 4)],
+            ..IdlePolicy::default()
+        };
+        let none = Demand::default();
+        let wed_noon: jiff::Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
+        let sat_noon: jiff::Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let night: jiff::Timestamp = "2026-12-02T23:00:00Z".parse().unwrap();
+        assert_eq!(policy.target(wed_noon, &none).count, 8);
+        assert!(matches!(policy.target(wed_noon, &none).why, Why::Window { index: 0, .. }));
+        assert_eq!(policy.target(sat_noon, &none).count, 4);
+        assert_eq!(policy.target(night, &none), Target { count: 1, why: Why::Fixed });
+    }
+
+    #[test]
+    fn auto_is_capped_and_never_below_the_windows_figure() {
+        let policy = IdlePolicy {
+            base: IdleBase::Auto { max: 12 },
+            schedule: vec![window("mon-fri", "07:00-19:00", 3)],
+            ..IdlePolicy::default()
+        };
+        let busy = Demand { arrivals_per_minute: 60.0, cold_start: Some(Duration::from_secs(45)) };
+        let quiet = Demand::default();
+        let wed_noon: jiff::Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
+        let night: jiff::Timestamp = "2026-12-02T23:00:00Z".parse().unwrap();
+        assert_eq!(policy.target(wed_noon, &busy).count, 12);
+        assert_eq!(policy.target(wed_noon, &quiet).count, 3);
+        assert_eq!(policy.target(night, &quiet).count, 0);
+        let Why::Auto { cold_start_s, floor, .. } = policy.target(night, &quiet).why else { panic!() };
+        assert_eq!((cold_start_s, floor), (60, 0), "the default cold start until one is measured");
+    }
+}
