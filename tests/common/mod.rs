@@ -13,7 +13,8 @@ use runner_dispatch::github::RunnerRegistry;
 use runner_dispatch::github::dry_run::DryRunRegistry;
 use runner_dispatch::provision::dry_run::DryRunBackend;
 use runner_dispatch::provision::{
-    Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError,
+    Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Purpose,
+    TAG_IDLE_TARGET, TAG_POOL,
 };
 use runner_dispatch::server::AppState;
 use runner_dispatch::spool::{QueueOptions, Spool};
@@ -190,10 +191,22 @@ impl ComputeBackend for ScriptedBackend {
                     name: request.name.clone(),
                     state: ComputeState::Pending,
                     created_at: None,
-                    job_id: Some(request.job.job_id),
-                    repository: Some(request.job.repository.clone()),
-                    runner_id: request.job.runner_id,
-                    tags: BTreeMap::from([("pool".to_owned(), pool.name.clone())]),
+                    job_id: match &request.purpose {
+                        Purpose::Job(job) => Some(job.job_id),
+                        Purpose::Idle { .. } => None,
+                    },
+                    repository: match &request.purpose {
+                        Purpose::Job(job) => Some(job.repository.clone()),
+                        Purpose::Idle { .. } => None,
+                    },
+                    runner_id: request.runner_id,
+                    tags: match &request.purpose {
+                        Purpose::Job(_) => BTreeMap::from([(TAG_POOL.to_owned(), pool.name.clone())]),
+                        Purpose::Idle { target } => BTreeMap::from([
+                            (TAG_POOL.to_owned(), pool.name.clone()),
+                            (TAG_IDLE_TARGET.to_owned(), target.clone()),
+                        ]),
+                    },
                 },
             );
         }
