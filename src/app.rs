@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::{PoolsConfig, Settings};
 use crate::github::RunnerRegistry;
+use crate::idle::demand::{BlobDemandLog, DemandLog, FileDemandLog, MemoryDemandLog, STORAGE_SCOPE};
 use crate::github::dry_run::DryRunRegistry;
 use crate::provision::dry_run::DryRunBackend;
 use crate::provision::{Backends, Provisioner};
@@ -42,6 +43,32 @@ pub fn build_state(
     Ok(Runtime { state, dry_run: dry })
 }
 
+/// Where the idle runners' demand log lives: the state directory standalone; the Function
+/// App's own storage account under the host (a local file when the host runs on a
+/// connection string, as `func start` with Azurite does); memory elsewhere (tests, demo).
+fn demand_log(settings: &Settings, state_dir: Option<&std::path::Path>) -> Arc<dyn DemandLog> {
+    if let Some(dir) = state_dir {
+        return Arc::new(FileDemandLog::new(dir));
+    }
+    if settings.host_port.is_none() {
+        return Arc::new(MemoryDemandLog::default());
+    }
+    let blob = settings.azure.state_blob_url.as_deref().and_then(|url| {
+        let credential = crate::azure::AzureCredential::from_settings(&settings.azure)
+            .map_err(|e| tracing::warn!(event = "demand_log_local", error = %e, "no Azure credential for the state blobs; keeping the demand log in a local file"))
+            .ok()?;
+        Some(BlobDemandLog::new(url, credential.token_source(STORAGE_SCOPE)))
+    });
+    match blob {
+        Some(b) => Arc::new(b),
+        None => {
+            let dir = std::env::temp_dir().join("runner-dispatch-state");
+            tracing::warn!(event = "demand_log_local", dir = %dir.display(), "AzureWebJobsStorage__blobServiceUri is not set; the idle runners' demand log is a local file");
+            Arc::new(FileDemandLog::new(&dir))
+        }
+    }
+}
+
 /// Wires the handlers over any GitHub registry and backends (tests use their own).
 #[must_use]
 pub fn assemble_state(
@@ -52,7 +79,8 @@ pub fn assemble_state(
     queue: Option<(Spool, QueueOptions)>,
 ) -> Arc<AppState> {
     let standalone = queue.is_some();
-    let mut provisioner = Provisioner::new(pools.clone(), github, backends);
+    let demand = demand_log(settings, queue.as_ref().map(|(spool, _)| spool.state_dir()));
+    let mut provisioner = Provisioner::new(pools.clone(), github, backends).with_demand_log(demand);
     if standalone {
         // Standalone: this process's reconcile is the only one, and it leaves held
         // registrations alone, so a throttled create may keep its registration longer.

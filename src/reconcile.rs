@@ -10,13 +10,19 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::azure::aci::{TAG_JOB_CREATED_AT, TAG_RUN_ID};
-use crate::config::{Backend, Pool};
+use crate::config::{Backend, Pool, RunnerKind};
+use crate::idle::Demand;
+use crate::idle::demand::Record;
 use crate::github::{Delivery, JobContext, JobState, RunnerDeletion, RunnerInfo, RunnerTarget};
 use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
 use crate::provision::{ComputeInfo, Provisioner};
 
 /// How often the timer fires.
 pub const PERIOD: Duration = Duration::from_secs(300);
+/// At most this many idle runners are made per pool and target in one pass (a sudden
+/// large target fills over a few passes, within the create quota's pace).
+pub const MAX_TOP_UP_PER_PASS: usize = 50;
+
 /// At most this many redeliveries of one delivery guid.
 pub const MAX_REDELIVERIES: usize = 3;
 
@@ -25,7 +31,10 @@ pub const MAX_REDELIVERIES: usize = 3;
 pub struct ReconcileReport {
     pub redelivered: usize,
     pub failed_starts: usize,
+    /// Idle runners deleted (beyond the target, past their maximum age, or idle too long).
     pub idle: usize,
+    /// Idle runners made to hold a pool's target.
+    pub idle_created: usize,
     pub finished: usize,
     pub over_ttl: usize,
     pub orphan_registrations: usize,
@@ -76,10 +85,58 @@ pub struct Reconciler {
 }
 
 /// Whether a listed compute is one runner-dispatch made for this pool: named exactly
-/// `<prefix>-<digits>` and, where the backend records it, tagged with that same job id.
-/// Anyone who can tag a container group in the resource group could otherwise get it deleted.
+/// `<prefix>-<digits>` and tagged with that same job id, or named `<prefix>-i-<8 hex>` and
+/// tagged as idle capacity. Anyone who can tag a container group in the resource group
+/// could otherwise get it deleted.
 fn is_ours(pool: &Pool, info: &ComputeInfo) -> bool {
-    pool.job_id_of(&info.name).is_some_and(|id| info.job_id == Some(id))
+    match pool.runner_kind(&info.name) {
+        Some(RunnerKind::Job(id)) => info.job_id == Some(id),
+        Some(RunnerKind::Idle) => info.idle_target().is_some(),
+        None => false,
+    }
+}
+
+/// One of our runners still standing after the reaping, with its registration.
+struct Standing {
+    info: ComputeInfo,
+    job: JobContext,
+    registration: Option<RunnerInfo>,
+}
+
+/// What a pool's runners at one registration target are doing.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Census {
+    /// Online and not busy: ready for a job (kept idle ones and job runners whose job
+    /// another runner took).
+    pub idle: usize,
+    pub busy: usize,
+    /// Created, not online yet, within `runner_boot_timeout`.
+    pub booting: usize,
+    /// Past `runner_boot_timeout` and never online (reconcile deletes them).
+    pub failed_starts: usize,
+    /// Age of the oldest runner, in seconds.
+    pub oldest_s: Option<u64>,
+}
+
+fn age_of(info: &ComputeInfo, now: OffsetDateTime) -> Duration {
+    info.created_at.map_or(Duration::ZERO, |c| (now - c).try_into().unwrap_or(Duration::ZERO))
+}
+
+/// Counts runners by what they do (see [`Census`]).
+fn census<'a>(pool: &Pool, runners: impl Iterator<Item = (&'a ComputeInfo, Option<&'a RunnerInfo>)>, now: OffsetDateTime) -> Census {
+    let mut c = Census::default();
+    for (info, registration) in runners {
+        let age = age_of(info, now);
+        c.oldest_s = Some(c.oldest_s.unwrap_or(0).max(age.as_secs()));
+        match registration {
+            Some(r) if r.busy => c.busy += 1,
+            Some(r) if r.online => c.idle += 1,
+            _ if info.state.is_finished() => {}
+            _ if age > pool.runner_boot_timeout => c.failed_starts += 1,
+            _ => c.booting += 1,
+        }
+    }
+    c
 }
 
 /// The registration named like `info` in `list`, if it is the runner made for this compute:
@@ -114,6 +171,7 @@ impl Reconciler {
             redelivered = report.redelivered,
             failed_starts = report.failed_starts,
             idle = report.idle,
+            idle_created = report.idle_created,
             finished = report.finished,
             over_ttl = report.over_ttl,
             orphan_registrations = report.orphan_registrations,
@@ -156,6 +214,9 @@ impl Reconciler {
     }
 
     fn context_for(&self, info: &ComputeInfo) -> Option<JobContext> {
+        if let Some(target) = info.idle_target() {
+            return Some(self.provisioner.idle_context(target));
+        }
         let repository = info.repository.as_deref()?;
         let (owner, _) = repository.split_once('/')?;
         Some(self.provisioner.context_for(repository, owner, None))
@@ -167,6 +228,8 @@ impl Reconciler {
         let now = OffsetDateTime::now_utc();
         // Runners per registration target, listed once per pass.
         let mut runners: BTreeMap<String, (JobContext, Vec<RunnerInfo>)> = BTreeMap::new();
+        // Our runners still standing after reaping, by the pool they belong to.
+        let mut standing: BTreeMap<String, Vec<Standing>> = BTreeMap::new();
         let mut compute_names: BTreeSet<String> = BTreeSet::new();
         let mut recorded_now: HashSet<u64> = HashSet::new();
         let mut listed_everything = true;
@@ -210,13 +273,137 @@ impl Reconciler {
                     }
                 }
                 let registration = runners.get(&target_key).and_then(|(_, l)| registration_of(&info, l).cloned());
-                if let Err(e) = self.reap_one(pool, &info, &job, registration, now, report).await {
-                    report.errors += 1;
-                    tracing::warn!(event = "reconcile_error", step = "reap", runner_name = %info.name, error = %e, "could not clean up a runner");
+                let removed = match self.reap_one(pool, &info, &job, registration.as_ref(), now, report).await {
+                    Ok(removed) => removed,
+                    Err(e) => {
+                        report.errors += 1;
+                        tracing::warn!(event = "reconcile_error", step = "reap", runner_name = %info.name, error = %e, "could not clean up a runner");
+                        false
+                    }
+                };
+                if !removed {
+                    // A shared listing (Batch) names each runner's own pool.
+                    let owner = info.pool_name().filter(|n| p.pools.pool(n).is_some()).unwrap_or(&pool.name).to_owned();
+                    standing.entry(owner).or_default().push(Standing { info, job, registration });
                 }
             }
         }
+        for pool in &p.pools.pools {
+            let runners_of_pool = standing.remove(&pool.name).unwrap_or_default();
+            self.keep_level(pool, runners_of_pool, now, report).await;
+        }
         self.reap_orphans(&runners, &compute_names, recorded_now, listed_everything, report).await;
+    }
+
+    /// Holds each registration target of the pool at its idle target: idle runners beyond
+    /// it go (kept-idle ones now, job runners after `runner_idle_timeout`; a 422 on the
+    /// deregistration means one just took a job and stays), ones past
+    /// `idle_runner_max_age` are replaced, and idle + booting below it are topped up.
+    async fn keep_level(&self, pool: &Arc<Pool>, standing: Vec<Standing>, now: OffsetDateTime, report: &mut ReconcileReport) {
+        let p = &self.provisioner;
+        let target = if pool.enabled && pool.idle.is_on() {
+            let demand = if pool.idle.is_auto() { self.demand_of(pool, now).await } else { Demand::default() };
+            let ts = jiff::Timestamp::from_second(now.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+            Some(pool.idle.target(ts, &demand))
+        } else {
+            None
+        };
+        let count = target.as_ref().map_or(0, |t| t.count as usize);
+        let mut by_target: BTreeMap<String, (JobContext, Vec<Standing>)> = BTreeMap::new();
+        if count > 0 {
+            for ctx in p.idle_targets(pool) {
+                by_target.entry(ctx.target.api_prefix()).or_insert_with(|| (ctx, Vec::new()));
+            }
+        }
+        for s in standing {
+            by_target.entry(s.job.target.api_prefix()).or_insert_with(|| (s.job.clone(), Vec::new())).1.push(s);
+        }
+        let mut samples = Vec::new();
+        for (ctx, mut list) in by_target.into_values() {
+            // Youngest first: they stay longest before their maximum age.
+            list.sort_by_key(|s| age_of(&s.info, now));
+            let booting = census(pool, list.iter().map(|s| (&s.info, s.registration.as_ref())), now).booting;
+            let mut kept = 0usize;
+            let mut retired = 0usize;
+            for s in &list {
+                let Some(r) = s.registration.as_ref().filter(|r| r.online && !r.busy) else { continue };
+                let age = age_of(&s.info, now);
+                let idle_kind = pool.runner_kind(&s.info.name) == Some(RunnerKind::Idle);
+                let replace = idle_kind && age > pool.idle.max_age;
+                if !replace && kept + booting < count {
+                    kept += 1;
+                    continue;
+                }
+                let why = if replace {
+                    "max_age"
+                } else if idle_kind {
+                    "surplus"
+                } else if age > pool.runner_idle_timeout {
+                    "idle_timeout"
+                } else {
+                    continue;
+                };
+                match self.retire(pool, &s.info, &ctx, r).await {
+                    Ok(true) => {
+                        retired += 1;
+                        report.idle += 1;
+                        tracing::info!(event = "runner_idle_reaped", runner_name = %s.info.name, pool = %pool.name, reason = why, "idle runner deleted");
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        report.errors += 1;
+                        tracing::warn!(event = "reconcile_error", step = "trim_idle", runner_name = %s.info.name, error = %e, "could not delete an idle runner");
+                    }
+                }
+            }
+            let idle_now = list.iter().filter(|s| s.registration.as_ref().is_some_and(|r| r.online && !r.busy)).count();
+            if target.is_some() {
+                samples.push(Record::Idle {
+                    at: now.unix_timestamp(),
+                    target: crate::provision::idle_target_of(&ctx),
+                    idle: u32::try_from(idle_now - retired).unwrap_or(u32::MAX),
+                });
+            }
+            let missing = count.saturating_sub(kept + booting).min(MAX_TOP_UP_PER_PASS);
+            for _ in 0..missing {
+                match p.provision_idle(pool, &ctx).await {
+                    Ok(_) => report.idle_created += 1,
+                    Err(e) => {
+                        report.errors += 1;
+                        tracing::warn!(event = "reconcile_error", step = "top_up", pool = %pool.name, target = %ctx.target.api_prefix(), error = %e, "could not make an idle runner");
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(t) = &target {
+            tracing::info!(event = "idle_target", pool = %pool.name, target = t.count, why = %serde_json::to_string(&t.why).unwrap_or_default(), "idle level held");
+        }
+        if !samples.is_empty() {
+            crate::idle::demand::record(&*p.demand, &pool.name, &samples).await;
+        }
+    }
+
+    /// What the pool's demand log says now (an unreadable log: no demand, the floor).
+    async fn demand_of(&self, pool: &Pool, now: OffsetDateTime) -> Demand {
+        let since = now - crate::idle::demand::HISTORY;
+        match crate::idle::demand::history(&*self.provisioner.demand, &pool.name, since, now).await {
+            Ok(h) => h.demand(),
+            Err(e) => {
+                tracing::warn!(event = "reconcile_error", step = "read_demand", pool = %pool.name, error = %e, "could not read the demand log; the idle target falls to its floor");
+                Demand::default()
+            }
+        }
+    }
+
+    /// Deregisters an idle runner, then deletes its compute. `Ok(false)`: it just took a job.
+    async fn retire(&self, pool: &Pool, info: &ComputeInfo, job: &JobContext, r: &RunnerInfo) -> Result<bool, String> {
+        let p = &self.provisioner;
+        if p.github.delete_runner(job, r.id).await.map_err(|e| e.to_string())? == RunnerDeletion::Busy {
+            return Ok(false);
+        }
+        p.backends.for_pool(pool).delete(pool, &info.name).await.map_err(|e| e.to_string())?;
+        Ok(true)
     }
 
     /// Registrations of ours whose compute is gone: offline ones are removed once seen
@@ -277,18 +464,20 @@ impl Reconciler {
         }
     }
 
+    /// Removes a finished, over-TTL or failed-start runner. `Ok(true)`: it is gone. Idle
+    /// ones are left to [`Reconciler::keep_level`].
     async fn reap_one(
         &self,
         pool: &Arc<Pool>,
         info: &ComputeInfo,
         job: &JobContext,
-        registration: Option<RunnerInfo>,
+        registration: Option<&RunnerInfo>,
         now: OffsetDateTime,
         report: &mut ReconcileReport,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let p = &self.provisioner;
         let backend = p.backends.for_pool(pool);
-        let age: Duration = info.created_at.map_or(Duration::ZERO, |c| (now - c).try_into().unwrap_or(Duration::ZERO));
+        let age = age_of(info, now);
         let delete_registration = |r: &RunnerInfo| {
             let r = r.clone();
             async move { p.github.delete_runner(job, r.id).await.map_err(|e| e.to_string()) }
@@ -296,44 +485,32 @@ impl Reconciler {
         if info.state.is_finished() {
             // Some backends keep finished records for debugging a while (Batch tasks).
             if age < pool.compute.finished_retention() {
-                return Ok(());
+                return Ok(true);
             }
-            if let Some(r) = registration.as_ref().filter(|r| !r.busy) {
+            if let Some(r) = registration.filter(|r| !r.busy) {
                 delete_registration(r).await?;
             }
             backend.delete(pool, &info.name).await.map_err(|e| e.to_string())?;
             report.finished += 1;
-            return Ok(());
+            return Ok(true);
         }
         if age > pool.runner_ttl {
             // The compute goes whatever it is doing (the TTL is a hard limit); a busy
             // registration is left for GitHub to end with its job.
-            if let Some(r) = registration.as_ref().filter(|r| !r.busy) {
+            if let Some(r) = registration.filter(|r| !r.busy) {
                 delete_registration(r).await?;
             }
             backend.delete(pool, &info.name).await.map_err(|e| e.to_string())?;
             report.over_ttl += 1;
             tracing::warn!(event = "runner_over_ttl", runner_name = %info.name, pool = %pool.name, "runner exceeded runner_ttl; deleted");
-            return Ok(());
+            return Ok(true);
         }
-        match &registration {
-            Some(r) if r.busy => Ok(()),
-            Some(r) if r.online => {
-                if age > pool.runner_idle_timeout {
-                    // Deregister first: 422 means it just took a job; leave it.
-                    if delete_registration(r).await.map_err(|e| e.clone())? == RunnerDeletion::Busy {
-                        return Ok(());
-                    }
-                    backend.delete(pool, &info.name).await.map_err(|e| e.to_string())?;
-                    report.idle += 1;
-                    tracing::info!(event = "runner_idle_reaped", runner_name = %info.name, pool = %pool.name, "idle runner deleted");
-                }
-                Ok(())
-            }
+        match registration {
+            Some(r) if r.busy || r.online => Ok(false),
             // Registered but never online, or no registration at all: a failed start
             // once past the boot timeout.
             _ if age > pool.runner_boot_timeout => {
-                if let Some(r) = registration.as_ref().filter(|r| !r.busy) {
+                if let Some(r) = registration.filter(|r| !r.busy) {
                     delete_registration(r).await?;
                 }
                 backend.delete(pool, &info.name).await.map_err(|e| e.to_string())?;
@@ -344,9 +521,9 @@ impl Reconciler {
                         report.requeue.push(self.requeue_message(pool, info, job, job_id));
                     }
                 }
-                Ok(())
+                Ok(true)
             }
-            _ => Ok(()),
+            _ => Ok(false),
         }
     }
 

@@ -109,6 +109,12 @@ impl Spool {
         Ok(Self { pending, failed })
     }
 
+    /// The state directory the spool lives in.
+    #[must_use]
+    pub fn state_dir(&self) -> &Path {
+        self.pending.parent().unwrap_or(&self.pending)
+    }
+
     /// Writes the item durably. Returns `false` when an item with this key is already pending.
     ///
     /// # Errors

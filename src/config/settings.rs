@@ -40,6 +40,10 @@ pub struct AzureSettings {
     pub client_id: Option<String>,
     pub tenant_id: Option<String>,
     pub client_secret: Option<Secret>,
+    /// The Function App's own Blob endpoint (`AzureWebJobsStorage__blobServiceUri`, or
+    /// from `AzureWebJobsStorage__accountName`): where the idle runners' demand log lives
+    /// under the host.
+    pub state_blob_url: Option<String>,
 }
 
 /// Shortest `RUNNER_DISPATCH_ADMIN_TOKEN` accepted.
@@ -316,6 +320,9 @@ fn azure_settings(get: &impl Fn(&str) -> Option<String>, err: &mut impl FnMut(&s
         client_id: get("AZURE_CLIENT_ID"),
         tenant_id: get("AZURE_TENANT_ID"),
         client_secret: get("AZURE_CLIENT_SECRET").map(Secret::new),
+        state_blob_url: get("AzureWebJobsStorage__blobServiceUri")
+            .or_else(|| get("AzureWebJobsStorage__accountName").map(|a| format!("https://{a}.blob.core.windows.net")))
+            .map(|u| u.trim_end_matches('/').to_owned()),
     };
     if azure.batch_account_key.is_some() && azure.batch_account_name.is_none() {
         err(

@@ -240,14 +240,16 @@ impl Provisioner {
                 RunnerScope::Repo => Vec::new(),
             }
         };
-        names
-            .into_iter()
-            .map(|t| {
-                let owner = t.split('/').next().unwrap_or_default().to_owned();
-                let repository = if t.contains('/') { t.clone() } else { format!("{t}/") };
-                self.context_for(&repository, &owner, None)
-            })
-            .collect()
+        names.iter().map(|t| self.idle_context(t)).collect()
+    }
+
+    /// The registration context of an `idle_targets` entry (an org login, `owner/repo`,
+    /// or the enterprise).
+    #[must_use]
+    pub fn idle_context(&self, target: &str) -> JobContext {
+        let owner = target.split('/').next().unwrap_or_default();
+        let repository = if target.contains('/') { target.to_owned() } else { format!("{target}/") };
+        self.context_for(&repository, owner, None)
     }
 
     /// Holds registrations this long from their JIT call instead of
