@@ -230,6 +230,8 @@ impl Reconciler {
         let mut runners: BTreeMap<String, (JobContext, Vec<RunnerInfo>)> = BTreeMap::new();
         // Our runners still standing after reaping, by the pool they belong to.
         let mut standing: BTreeMap<String, Vec<Standing>> = BTreeMap::new();
+        // A compute belongs to one pool, however many listings show it.
+        let mut standing_names: HashSet<String> = HashSet::new();
         let mut compute_names: BTreeSet<String> = BTreeSet::new();
         let mut recorded_now: HashSet<u64> = HashSet::new();
         let mut listed_everything = true;
@@ -281,7 +283,7 @@ impl Reconciler {
                         false
                     }
                 };
-                if !removed {
+                if !removed && standing_names.insert(info.name.clone()) {
                     // A shared listing (Batch) names each runner's own pool.
                     let owner = info.pool_name().filter(|n| p.pools.pool(n).is_some()).unwrap_or(&pool.name).to_owned();
                     standing.entry(owner).or_default().push(Standing { info, job, registration });

@@ -9,7 +9,11 @@ use std::sync::Arc;
 use common::*;
 use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::github::{Delivery, JobState};
-use runner_dispatch::provision::{Backends, ComputeInfo, ComputeState, Provisioner};
+use runner_dispatch::idle::demand::{MemoryDemandLog, Record, record};
+use runner_dispatch::message::{MessageKind, RunnerMessage};
+use runner_dispatch::provision::{
+    Backends, ComputeInfo, ComputeState, ProvisionOutcome, Provisioner, TAG_IDLE_TARGET, TAG_POOL,
+};
 use runner_dispatch::reconcile::Reconciler;
 
 fn compute(name: &str, job_id: u64, state: ComputeState, minutes_old: i64) -> ComputeInfo {
@@ -161,4 +165,188 @@ async fn missed_deliveries_are_redelivered_when_a_hook_is_configured() {
     let (r2, gh2, _) = setup(false);
     *gh2.deliveries.lock().expect("lock") = vec![d(1, "a", 504, false)];
     assert_eq!(r2.run().await.redelivered, 0, "no hook configured: no redelivery");
+}
+
+// ---------------------------------------------------------------------------------------
+// Idle runners kept ready (tests/fixtures/pools/idle.toml: pool "ready" keeps 2, pool
+// "auto" follows demand up to 20).
+
+const IDLE_POOLS: &str = include_str!("fixtures/pools/idle.toml");
+
+fn idle_setup(
+    pools_text: &str,
+) -> (Reconciler, Arc<Provisioner>, Arc<FakeGitHub>, Arc<ScriptedBackend>, Arc<MemoryDemandLog>) {
+    let pools = Arc::new(PoolsConfig::parse(pools_text).expect("pools"));
+    let gh = Arc::new(FakeGitHub::default());
+    let backend = ScriptedBackend::with(vec![]);
+    let demand = Arc::new(MemoryDemandLog::default());
+    let p = Arc::new(
+        Provisioner::new(pools, gh.clone(), Backends::single(backend.clone())).with_demand_log(demand.clone()),
+    );
+    (Reconciler::new(p.clone(), false), p, gh, backend, demand)
+}
+
+/// Names of existing compute that start with `prefix`.
+fn named(backend: &ScriptedBackend, prefix: &str) -> Vec<String> {
+    backend.existing.lock().expect("lock").keys().filter(|n| n.starts_with(prefix)).cloned().collect()
+}
+
+/// An idle runner of pool "ready", `minutes_old`, registered as `id` with GitHub.
+fn idle_runner(backend: &ScriptedBackend, gh: &FakeGitHub, name: &str, id: u64, minutes_old: i64, busy: bool) {
+    let mut c = compute(name, 0, ComputeState::Running, minutes_old);
+    c.job_id = None;
+    c.repository = None;
+    c.runner_id = Some(id);
+    c.tags = BTreeMap::from([
+        (TAG_POOL.to_owned(), "ready".to_owned()),
+        (TAG_IDLE_TARGET.to_owned(), "octo-org".to_owned()),
+    ]);
+    put(backend, c);
+    gh.add_runner(id, name, true, busy);
+}
+
+/// Marks every registration online (the runners finished booting).
+fn boot_all(gh: &FakeGitHub) {
+    for r in gh.runners.lock().expect("lock").iter_mut() {
+        r.online = true;
+    }
+}
+
+#[tokio::test]
+async fn top_up_creates_exactly_the_difference_and_no_more_on_a_second_pass() {
+    let pools = IDLE_POOLS.replace("idle_runners = \"auto\"", "idle_runners = 0");
+    let (r, _, gh, backend, _) = idle_setup(&pools);
+    let report = r.run().await;
+    assert_eq!(report.idle_created, 2, "{report:?}");
+    let made = named(&backend, "ghr-i-");
+    assert_eq!(made.len(), 2);
+    // Same labels and runner group as the pool's job runners, registered in the org.
+    let jit: Vec<String> = gh.calls().into_iter().filter(|c| c.starts_with("jit ")).collect();
+    assert_eq!(jit.len(), 2);
+    assert!(jit.iter().all(|c| c.ends_with(" self-hosted,linux,ready 1")), "{jit:?}");
+    // Booting: counted, so nothing more. Online and idle: still exactly the target.
+    assert_eq!(r.run().await.idle_created, 0);
+    boot_all(&gh);
+    let again = r.run().await;
+    assert_eq!((again.idle_created, again.idle), (0, 0), "{again:?}");
+    assert_eq!(named(&backend, "ghr-i-"), made);
+    // The auto pool saw no demand: it keeps none.
+    assert!(named(&backend, "auto-").is_empty());
+}
+
+#[tokio::test]
+async fn surplus_is_trimmed_youngest_kept_and_a_runner_that_just_took_a_job_stays() {
+    let (r, _, gh, backend, _) = idle_setup(IDLE_POOLS);
+    idle_runner(&backend, &gh, "ghr-i-00000001", 501, 3, false);
+    idle_runner(&backend, &gh, "ghr-i-00000002", 502, 5, false);
+    idle_runner(&backend, &gh, "ghr-i-00000003", 503, 7, false);
+    idle_runner(&backend, &gh, "ghr-i-00000004", 504, 9, false);
+    idle_runner(&backend, &gh, "ghr-i-00000005", 505, 11, true); // busy: a job runs on it
+    gh.busy_on_delete.lock().expect("lock").push(504); // takes a job as we deregister
+    let report = r.run().await;
+    assert_eq!((report.idle, report.idle_created), (1, 0), "{report:?}");
+    let left = named(&backend, "ghr-i-");
+    assert_eq!(left, ["ghr-i-00000001", "ghr-i-00000002", "ghr-i-00000004", "ghr-i-00000005"]);
+    let calls = gh.calls();
+    assert!(calls.contains(&"delete-runner 503".to_owned()), "deregistered before its compute: {calls:?}");
+    assert!(!calls.contains(&"delete-runner 505".to_owned()), "a busy runner was deregistered");
+}
+
+#[tokio::test]
+async fn the_idle_timeout_spares_job_runners_up_to_the_target() {
+    let (r, _, gh, backend, _) = idle_setup(IDLE_POOLS);
+    // Three runners made for jobs that other runners took: online, idle past the 10 min timeout.
+    for job in [1, 2, 3] {
+        put(&backend, compute(&format!("ghr-{job}"), job, ComputeState::Running, 10 + i64::try_from(job).unwrap()));
+        gh.add_runner(100 + job, &format!("ghr-{job}"), true, false);
+    }
+    let report = r.run().await;
+    assert_eq!((report.idle, report.idle_created), (1, 0), "{report:?}");
+    assert_eq!(named(&backend, "ghr-"), ["ghr-1", "ghr-2"], "the two youngest are the pool's idle level");
+}
+
+#[tokio::test]
+async fn idle_runners_past_their_maximum_age_are_replaced() {
+    let (r, _, gh, backend, _) = idle_setup(IDLE_POOLS);
+    idle_runner(&backend, &gh, "ghr-i-0000000a", 510, 61, false);
+    idle_runner(&backend, &gh, "ghr-i-0000000b", 511, 5, false);
+    let report = r.run().await;
+    assert_eq!((report.idle, report.idle_created), (1, 1), "{report:?}");
+    let left = named(&backend, "ghr-i-");
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&"ghr-i-0000000a".to_owned()));
+}
+
+#[tokio::test]
+async fn the_auto_target_follows_the_recorded_arrivals_and_falls_to_the_floor_without_them() {
+    let (r, _, gh, backend, demand) = idle_setup(IDLE_POOLS);
+    let now = time::OffsetDateTime::now_utc();
+    // Ten jobs a minute over the last ten minutes, cold starts of 54 s: 9 in boot + 2 × 3.
+    let mut records: Vec<Record> = (0..100)
+        .map(|i| Record::Arrival { job: i, at: (now - time::Duration::seconds(6 * i64::try_from(i).unwrap() + 1)).unix_timestamp() })
+        .collect();
+    records.push(Record::Started { job: 1, at: (now - time::Duration::minutes(20)).unix_timestamp(), queued_s: 54, idle: false });
+    for chunk in records.chunks(1) {
+        record(&*demand, "auto", chunk).await;
+    }
+    let report = r.run().await;
+    assert_eq!(named(&backend, "auto-i-").len(), 15, "{report:?}");
+    // Demand over: once the window is past, the level falls back to the floor (0).
+    let (r2, _, gh2, backend2, demand2) = idle_setup(IDLE_POOLS);
+    let old = (now - time::Duration::minutes(11)).unix_timestamp();
+    record(&*demand2, "auto", &[Record::Arrival { job: 1, at: old }]).await;
+    for i in 0..3u64 {
+        let name = format!("auto-i-0000000{i}");
+        let mut c = compute(&name, 0, ComputeState::Running, 5);
+        c.job_id = None;
+        c.runner_id = Some(700 + i);
+        c.tags = BTreeMap::from([(TAG_POOL.to_owned(), "auto".to_owned()), (TAG_IDLE_TARGET.to_owned(), "octo-org".to_owned())]);
+        put(&backend2, c);
+        gh2.add_runner(700 + i, &name, true, false);
+    }
+    let report = r2.run().await;
+    assert_eq!(report.idle, 3, "{report:?}");
+    assert!(named(&backend2, "auto-").is_empty(), "the auto pool made or kept runners without demand");
+    drop(gh);
+}
+
+#[tokio::test]
+async fn a_job_taken_by_an_idle_runner_still_leads_to_exactly_one_new_runner() {
+    let (_, p, gh, backend, _) = idle_setup(IDLE_POOLS);
+    idle_runner(&backend, &gh, "ghr-i-0000000c", 520, 3, true);
+    gh.jobs.lock().expect("lock").insert(42, Ok(JobState::InProgress { runner_name: Some("ghr-i-0000000c".into()) }));
+    let mut msg = common_message(42, "ready");
+    assert!(matches!(p.provision(&msg, 1).await, Ok(ProvisionOutcome::Created { .. })));
+    assert!(matches!(p.provision(&msg, 2).await, Ok(ProvisionOutcome::AlreadyExists)), "a redelivery makes no second");
+    assert_eq!(named(&backend, "ghr-42").len(), 1);
+    // The job completes on the idle runner: that one goes, the job's own runner stays as
+    // the pool's next idle one.
+    msg.kind = MessageKind::Cleanup;
+    msg.ran_on = Some("ghr-i-0000000c".into());
+    msg.ran_on_id = Some(520);
+    let deleted = p.cleanup(&msg).await.expect("cleanup");
+    assert_eq!(deleted, ["ghr-i-0000000c"]);
+    assert_eq!(named(&backend, "ghr-"), ["ghr-42"]);
+}
+
+fn common_message(job_id: u64, pool: &str) -> RunnerMessage {
+    let created = time::OffsetDateTime::now_utc() - time::Duration::seconds(30);
+    RunnerMessage {
+        v: 1,
+        kind: MessageKind::Provision,
+        job_id,
+        run_id: 5,
+        repository: "octo-org/api".into(),
+        owner: "octo-org".into(),
+        installation_id: None,
+        labels: vec!["self-hosted".into(), "linux".into(), pool.into()],
+        pool: pool.into(),
+        runner_name: format!("ghr-{job_id}"),
+        delivery_id: "d".into(),
+        job_created_at: Some(created.format(&time::format_description::well_known::Rfc3339).expect("fmt")),
+        ran_on: None,
+        ran_on_id: None,
+        job_started_at: None,
+        origin: None,
+    }
 }
