@@ -46,11 +46,11 @@ pub fn build_state(
 /// Where the idle runners' demand log lives: the state directory standalone; the Function
 /// App's own storage account under the host (a local file when the host runs on a
 /// connection string, as `func start` with Azurite does); memory elsewhere (tests, demo).
-fn demand_log(settings: &Settings, state_dir: Option<&std::path::Path>) -> Arc<dyn DemandLog> {
+pub fn demand_log(settings: &Settings, state_dir: Option<&std::path::Path>, under_host: bool) -> Arc<dyn DemandLog> {
     if let Some(dir) = state_dir {
         return Arc::new(FileDemandLog::new(dir));
     }
-    if settings.host_port.is_none() {
+    if !under_host {
         return Arc::new(MemoryDemandLog::default());
     }
     let blob = settings.azure.state_blob_url.as_deref().and_then(|url| {
@@ -79,7 +79,7 @@ pub fn assemble_state(
     queue: Option<(Spool, QueueOptions)>,
 ) -> Arc<AppState> {
     let standalone = queue.is_some();
-    let demand = demand_log(settings, queue.as_ref().map(|(spool, _)| spool.state_dir()));
+    let demand = demand_log(settings, queue.as_ref().map(|(spool, _)| spool.state_dir()), settings.host_port.is_some());
     let mut provisioner = Provisioner::new(pools.clone(), github, backends).with_demand_log(demand);
     if standalone {
         // Standalone: this process's reconcile is the only one, and it leaves held

@@ -552,6 +552,96 @@ impl Reconciler {
     }
 }
 
+/// One pool as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolStatus {
+    pub pool: String,
+    pub backend: &'static str,
+    pub enabled: bool,
+    /// The idle target now and why; `None` when the pool keeps no idle runners.
+    pub idle_target: Option<crate::idle::Target>,
+    /// Registration targets the idle target applies to (each gets the count).
+    pub idle_targets: Vec<String>,
+    #[serde(flatten)]
+    pub runners: Census,
+    /// Idle runner-minutes over the last hour, from reconcile's samples.
+    pub idle_runner_minutes_last_hour: f64,
+    /// Queued to started over the last hour (pools that keep idle runners record it).
+    pub time_to_runner: crate::idle::demand::TimeToRunner,
+    /// What could not be read (the pool's figures are then partial).
+    pub errors: Vec<String>,
+}
+
+impl Reconciler {
+    /// What each pool has now, read-only: the idle target and why, idle, busy, booting and
+    /// failed starts, the oldest runner, and the last hour's idle runner-minutes and time
+    /// to runner. Reads the same lists a pass reads; changes nothing.
+    pub async fn status(&self) -> Vec<PoolStatus> {
+        let p = &self.provisioner;
+        let now = OffsetDateTime::now_utc();
+        let mut runners: BTreeMap<String, Result<Vec<RunnerInfo>, String>> = BTreeMap::new();
+        let mut out = Vec::new();
+        for pool in &p.pools.pools {
+            let mut errors = Vec::new();
+            let mut seen = Vec::new();
+            match p.backends.for_pool(pool).list(pool).await {
+                Ok(list) => {
+                    for info in list.into_iter().filter(|i| is_ours(pool, i)) {
+                        if info.pool_name().is_some_and(|n| n != pool.name) {
+                            continue;
+                        }
+                        let Some(job) = self.context_for(&info) else { continue };
+                        let key = job.target.api_prefix();
+                        if !runners.contains_key(&key) {
+                            let listed = p.github.list_runners(&job).await.map_err(|e| e.to_string());
+                            runners.insert(key.clone(), listed);
+                        }
+                        let registration = match runners.get(&key) {
+                            Some(Ok(l)) => registration_of(&info, l).cloned(),
+                            Some(Err(e)) => {
+                                errors.push(format!("runners at {key}: {e}"));
+                                None
+                            }
+                            None => None,
+                        };
+                        seen.push((info, registration));
+                    }
+                }
+                Err(e) => errors.push(format!("compute: {e}")),
+            }
+            let counts = census(pool, seen.iter().map(|(i, r)| (i, r.as_ref())), now);
+            let history = match crate::idle::demand::history(&*p.demand, &pool.name, now - crate::idle::demand::HISTORY, now).await {
+                Ok(h) => h,
+                Err(e) => {
+                    errors.push(format!("demand log: {e}"));
+                    crate::idle::demand::History::default()
+                }
+            };
+            let idle_target = pool.idle.is_on().then(|| {
+                let ts = jiff::Timestamp::from_second(now.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                pool.idle.target(ts, &history.demand())
+            });
+            errors.dedup();
+            out.push(PoolStatus {
+                pool: pool.name.clone(),
+                backend: pool.backend().as_str(),
+                enabled: pool.enabled,
+                idle_targets: if pool.idle.is_on() {
+                    p.idle_targets(pool).iter().map(crate::provision::idle_target_of).collect()
+                } else {
+                    Vec::new()
+                },
+                idle_target,
+                runners: counts,
+                idle_runner_minutes_last_hour: (history.idle_runner_minutes(PERIOD) * 10.0).round() / 10.0,
+                time_to_runner: history.time_to_runner(),
+                errors,
+            });
+        }
+        out
+    }
+}
+
 /// Used by tests and `doctor`: the registration target of a runner scope for an owner.
 #[must_use]
 pub fn org_target(owner: &str) -> RunnerTarget {

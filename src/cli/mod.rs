@@ -1,5 +1,5 @@
 //! The commands: serve (default), check-config, route, send-webhook, demo, doctor,
-//! github-app-manifest.
+//! status, github-app-manifest.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,6 +57,17 @@ pub enum Command {
     },
     /// Check the live settings: GitHub App, runner groups, Azure reachability.
     Doctor,
+    /// Per pool: the idle target and why, idle, busy, booting, failed starts, the oldest
+    /// runner, idle runner-minutes and time to runner over the last hour.
+    Status {
+        /// JSON for scripts instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The standalone server's --state-dir, where its demand log is (under the host the
+        /// Function App's storage account is read).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
     /// Print a GitHub App manifest with exactly the permissions and events needed.
     GithubAppManifest(crate::manifest::ManifestArgs),
 }
@@ -108,6 +119,10 @@ pub async fn run(cli: Cli) -> ExitCode {
             telemetry::init(LogFormat::Pretty, "warn");
             crate::doctor::run().await
         }
+        Command::Status { json, state_dir } => {
+            telemetry::init(LogFormat::Pretty, "error");
+            status(json, state_dir.as_deref()).await
+        }
         Command::GithubAppManifest(args) => crate::manifest::print(&args),
     }
 }
@@ -127,6 +142,7 @@ mod check_config;
 mod route;
 mod send_webhook;
 mod serve;
+mod status;
 
 pub use crate::app::{Runtime, assemble_state, build_state};
 use check_config::check_config;
@@ -134,3 +150,4 @@ use route::route;
 pub use send_webhook::random_delivery_id;
 use send_webhook::send_webhook;
 use serve::serve;
+use status::status;

@@ -1,0 +1,121 @@
+//! `status [--json]`: per pool, the idle target and why, what the runners are doing, the
+//! oldest one, and the last hour's idle runner-minutes and time to runner.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::provision::Provisioner;
+use crate::reconcile::{PoolStatus, Reconciler};
+
+pub async fn status(json: bool, state_dir: Option<&Path>) -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            super::print_problems(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let pools = match settings.load_pools() {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            super::print_problems(&e);
+            return ExitCode::FAILURE;
+        }
+    };
+    let (github, backends) = match crate::wiring::live_clients(&settings, &pools) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The demand log a deployment writes: the state directory standalone, the Function
+    // App's storage account when its blob endpoint is set.
+    let demand =
+        crate::app::demand_log(&settings, state_dir, state_dir.is_none() && settings.azure.state_blob_url.is_some());
+    let provisioner = Arc::new(Provisioner::new(pools, github, backends).with_demand_log(demand));
+    let report = Reconciler::new(provisioner, false).status().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        print!("{}", render(&report));
+    }
+    if report.iter().any(|p| !p.errors.is_empty()) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// Plain text, a few lines per pool.
+#[must_use]
+pub fn render(report: &[PoolStatus]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for p in report {
+        let _ = writeln!(out, "pool {} ({}{})", p.pool, p.backend, if p.enabled { "" } else { ", disabled" });
+        let target = match &p.idle_target {
+            None => "none".to_owned(),
+            Some(t) => format!("{} per target at {} ({})", t.count, p.idle_targets.join(", "), describe(&t.why)),
+        };
+        let _ = writeln!(out, "  idle target   {target}");
+        let r = &p.runners;
+        let _ = writeln!(
+            out,
+            "  runners       {} idle, {} busy, {} booting, {} failed starts",
+            r.idle, r.busy, r.booting, r.failed_starts
+        );
+        let _ = writeln!(out, "  oldest        {}", r.oldest_s.map_or("-".to_owned(), minutes));
+        let t = &p.time_to_runner;
+        let ttr = match (t.p50_s, t.p95_s) {
+            (Some(a), Some(b)) => {
+                format!("time to runner p50 {a} s, p95 {b} s ({} jobs, {} on idle runners)", t.jobs, t.on_idle_runner)
+            }
+            _ => "no jobs recorded".to_owned(),
+        };
+        let _ = writeln!(out, "  last hour     {:.1} idle runner-minutes; {ttr}", p.idle_runner_minutes_last_hour);
+        for e in &p.errors {
+            let _ = writeln!(out, "  ERROR         {e}");
+        }
+    }
+    out
+}
+
+fn describe(why: &crate::idle::Why) -> String {
+    match why {
+        crate::idle::Why::Fixed => "idle_runners".to_owned(),
+        crate::idle::Why::Window { index, window } => format!("idle_schedule[{index}]: {window}"),
+        crate::idle::Why::Auto { arrivals_per_minute, cold_start_s, floor, max } => format!(
+            "auto: {arrivals_per_minute} jobs/min x {cold_start_s} s cold start, floor {floor}, max {max}"
+        ),
+    }
+}
+
+fn minutes(s: u64) -> String {
+    if s >= 3600 { format!("{}h {:02}m", s / 3600, (s % 3600) / 60) } else { format!("{}m {:02}s", s / 60, s % 60) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::idle::{Target, Why};
+    use crate::reconcile::Census;
+
+    #[test]
+    fn the_text_names_the_target_and_why_and_every_count() {
+        let p = PoolStatus {
+            pool: "linux".into(),
+            backend: "aci",
+            enabled: true,
+            idle_target: Some(Target { count: 4, why: Why::Window { index: 0, window: "mon-fri 07:00-19:00 UTC".into() } }),
+            idle_targets: vec!["octo-org".into()],
+            runners: Census { idle: 3, busy: 12, booting: 1, failed_starts: 0, oldest_s: Some(7980) },
+            idle_runner_minutes_last_hour: 180.0,
+            time_to_runner: crate::idle::demand::TimeToRunner { jobs: 40, on_idle_runner: 38, p50_s: Some(2), p95_s: Some(4) },
+            errors: vec![],
+        };
+        let text = render(&[p]);
+        assert!(text.contains("4 per target at octo-org (idle_schedule[0]: mon-fri 07:00-19:00 UTC)"), "{text}");
+        assert!(text.contains("3 idle, 12 busy, 1 booting, 0 failed starts"), "{text}");
+        assert!(text.contains("2h 13m"), "{text}");
+        assert!(text.contains("180.0 idle runner-minutes; time to runner p50 2 s, p95 4 s (40 jobs, 38 on idle runners)"), "{text}");
+    }
+}
