@@ -151,6 +151,23 @@ async fn answer(State(fake): State<Fake>, req: Request) -> Response {
         _ if path.starts_with("/jobs/") && path.ends_with("/tasks") && azure_auth_ok => {
             axum::Json(json!({"value": []})).into_response()
         }
+        // The Function App's Blob endpoint: the idle runners' demand log (status reads it).
+        _ if path.starts_with("/runner-dispatch-state/demand/secure/") && req.method() == axum::http::Method::GET => {
+            if !azure_auth_ok || header("x-ms-version").is_none() {
+                return (StatusCode::FORBIDDEN, "no token").into_response();
+            }
+            let started = time::OffsetDateTime::now_utc().unix_timestamp() - 300;
+            let lines: String = [(1, 3, true), (2, 4, true), (3, 70, false)]
+                .iter()
+                .map(|(job, q, idle)| {
+                    format!("{}\n", json!({"k": "started", "job": job, "at": started, "queued_s": q, "idle": idle}))
+                })
+                .collect();
+            lines.into_response()
+        }
+        _ if path.starts_with("/runner-dispatch-state/") => {
+            (StatusCode::NOT_FOUND, [("x-ms-error-code", "BlobNotFound")], "").into_response()
+        }
         _ => (StatusCode::IM_A_TEAPOT, format!("the fake does not know {path}")).into_response(),
     }
 }
@@ -164,14 +181,19 @@ struct Run {
 
 /// Runs `runner-dispatch doctor` with only the settings given here.
 async fn doctor(fault: Fault) -> Run {
+    run(&["doctor"], fault, &[]).await
+}
+
+/// Runs `runner-dispatch <args>` with only the settings given here, and `extra` ones.
+async fn run(args: &[&str], fault: Fault, extra: &[(&str, &str)]) -> Run {
     let fake = Fake { fault, seen: Arc::default() };
     let app = Router::new().fallback(answer).with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let server = tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-dispatch"))
-        .arg("doctor")
-        .env_clear()
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-dispatch"));
+    command.args(args).env_clear();
+    command
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("RUST_LOG", "warn")
         .env("GITHUB_WEBHOOK_SECRET", "doctor-webhook-secret")
@@ -185,10 +207,12 @@ async fn doctor(fault: Fault) -> Run {
         .env("AZURE_RESOURCE_MANAGER_URL", &url)
         .env("AZURE_BATCH_ACCOUNT_URL", &url)
         .env("IDENTITY_ENDPOINT", format!("{url}/msi/token"))
-        .env("IDENTITY_HEADER", IDENTITY_HEADER)
-        .output()
-        .await
-        .expect("run runner-dispatch doctor");
+        .env("IDENTITY_HEADER", IDENTITY_HEADER);
+    // Given last, so they override the ones above.
+    for (k, v) in extra {
+        command.env(k, v.replace("{url}", &url));
+    }
+    let out = command.output().await.expect("run runner-dispatch");
     server.abort();
     let seen = fake.seen.lock().unwrap().clone();
     Run {
@@ -279,4 +303,32 @@ async fn doctor_fails_a_pool_whose_compute_the_identity_cannot_list() {
     let run = doctor(Fault::ArmForbidden).await;
     run.fails_once("FAIL  Azure: pool secure (aci)", &["AuthorizationFailed", "403", "rg-runners"]);
     run.line("ok    Azure: pool batch (batch) reachable", &[]);
+}
+
+#[tokio::test]
+async fn status_reports_each_pool_from_the_live_lists_and_the_demand_blobs() {
+    let pools = POOLS.replace("runner_group_id = 7\n", "runner_group_id = 7\nidle_runners = 2\n");
+    let out = run(
+        &["status", "--json"],
+        Fault::None,
+        &[("RUNNER_DISPATCH_CONFIG_TOML", &pools), ("AzureWebJobsStorage__blobServiceUri", "{url}")],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    let report: Value = serde_json::from_str(&out.stdout).expect("json");
+    let secure = &report[0];
+    assert_eq!(secure["pool"], "secure");
+    assert_eq!(secure["idle_target"], json!({"count": 2, "why": {"kind": "fixed"}}));
+    assert_eq!(secure["idle_targets"], json!(["octo-org"]));
+    assert_eq!((secure["idle"].as_u64(), secure["busy"].as_u64(), secure["booting"].as_u64()), (Some(0), Some(0), Some(0)));
+    assert_eq!(secure["time_to_runner"], json!({"jobs": 3, "on_idle_runner": 2, "p50_s": 4, "p95_s": 4}));
+    assert_eq!(report[1]["pool"], "batch");
+    assert!(report[1]["idle_target"].is_null());
+    assert!(out.saw("GET", "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-runners/providers/Microsoft.ContainerInstance/containerGroups"));
+    assert!(!out.seen.iter().any(|s| s.method != "GET"), "status changed something: {:?}", out.seen);
+    out.no_secrets();
+    // Text for people: the same figures, one pool after another.
+    let text = run(&["status"], Fault::None, &[("RUNNER_DISPATCH_CONFIG_TOML", &pools), ("AzureWebJobsStorage__blobServiceUri", "{url}")]).await;
+    assert!(text.stdout.contains("idle target   2 per target at octo-org (idle_runners)"), "{}", text.all());
+    assert!(text.stdout.contains("time to runner p50 4 s, p95 4 s (3 jobs, 2 on idle runners)"), "{}", text.all());
 }
