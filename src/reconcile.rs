@@ -379,7 +379,8 @@ impl Reconciler {
             }
         }
         if let Some(t) = &target {
-            tracing::info!(event = "idle_target", pool = %pool.name, target = t.count, why = %serde_json::to_string(&t.why).unwrap_or_default(), "idle level held");
+            let idle: u32 = samples.iter().map(|r| if let Record::Idle { idle, .. } = r { *idle } else { 0 }).sum();
+            tracing::info!(event = "idle_target", pool = %pool.name, target = t.count, idle, why = %serde_json::to_string(&t.why).unwrap_or_default(), "idle level held");
         }
         if !samples.is_empty() {
             crate::idle::demand::record(&*p.demand, &pool.name, &samples).await;
