@@ -280,7 +280,7 @@ fn check_targets(keys: &mut PoolKeys<'_>, policy: &IdlePolicy) {
         }
     }
     if scope == RunnerScope::Repo && policy.is_on() && policy.targets.is_empty() {
-        keys.error(key, "required with runner_scope = \"repo\" when the pool keeps idle runners: the owner/repo each idle runner registers in");
+        keys.error(keys.own_key("idle_targets"), "required with runner_scope = \"repo\" when the pool keeps idle runners: the owner/repo each idle runner registers in");
     }
 }
 
@@ -337,4 +337,58 @@ mod tests {
         let Why::Auto { cold_start_s, floor, .. } = policy.target(night, &quiet).why else { panic!() };
         assert_eq!((cold_start_s, floor), (60, 0), "the default cold start until one is measured");
     }
+
+    fn problems(pool_keys: &str, scope: &str) -> Vec<(String, bool)> {
+        let text = format!(
+            "[github]\nallowed_owners = [\"octo-org\"]\nrunner_scope = \"{scope}\"\n\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"a\"]\nimage = \"i\"\n{pool_keys}\n"
+        );
+        match crate::config::PoolsConfig::parse(&text) {
+            Ok(c) => c.warnings.iter().map(|w| (w.key.clone(), true)).collect(),
+            Err(e) => e.0.iter().map(|p| (p.key.clone(), p.warning)).collect(),
+        }
+    }
+
+    #[test]
+    fn bad_windows_are_one_error_each_naming_their_key() {
+        let keys = r#"idle_schedule = [
+            { days = "mon-fry", hours = "07:00-19:00", idle_runners = 2 },
+            { days = "mon", hours = "25:00-26:00", idle_runners = 2 },
+            { days = "tue", hours = "07:00-08:00", timezone = "Mars/Olympus", idle_runners = 2 },
+            { days = "wed", hours = "07:00-19:00", idle_runners = 2 },
+            { days = "wed", hours = "18:00-20:00", idle_runners = 1 },
+            { days = "thu", hours = "07:00-08:00", idle_runners = -1, size = 3 },
+        ]"#;
+        let found = problems(keys, "org");
+        let errors: Vec<&str> = found.iter().filter(|(_, w)| !w).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            errors,
+            [
+                "pools[0].idle_schedule[0].days",
+                "pools[0].idle_schedule[1].hours",
+                "pools[0].idle_schedule[2].timezone",
+                "pools[0].idle_schedule[4]",
+                "pools[0].idle_schedule[5].size",
+                "pools[0].idle_schedule[5].idle_runners",
+            ]
+        );
+    }
+
+    #[test]
+    fn idle_runners_take_a_count_or_auto_and_repo_scope_needs_targets() {
+        let errors = |keys: &str, scope: &str| -> Vec<String> {
+            problems(keys, scope).into_iter().filter(|(_, w)| !w).map(|(k, _)| k).collect()
+        };
+        assert_eq!(errors("idle_runners = \"many\"", "org"), ["pools[0].idle_runners"]);
+        assert_eq!(errors("idle_runners = 2", "repo"), ["pools[0].idle_targets"]);
+        assert!(errors("idle_runners = 2\nidle_targets = [\"octo-org/api\"]", "repo").is_empty());
+        assert_eq!(errors("idle_runners = 2\nidle_targets = [\"other-org\"]", "org"), ["pools[0].idle_targets[0]"]);
+        assert!(errors("idle_runners = \"auto\"\nidle_runners_max = 5", "org").is_empty());
+    }
+
+    #[test]
+    fn a_target_above_max_runners_is_a_warning() {
+        let found = problems("idle_runners = 8\nmax_runners = 5", "org");
+        assert_eq!(found, [("pools[0].idle_runners".to_owned(), true)]);
+    }
 }
+
