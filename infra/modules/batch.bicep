@@ -87,7 +87,9 @@ param runnerLinuxSha256 string
 
 // Scale between 0 and maxNodes on pending (active + running) tasks. The 5-minute
 // peak keeps a node through short gaps between jobs; TaskCompletion never kills a
-// running runner when scaling in.
+// running runner when scaling in. Idle runners kept ready (idle_runners) are running
+// tasks, so they count here: the pool keeps a slot for each, and reconcile's top-up
+// tasks (active until a node is free) grow the pool like queued jobs do.
 func autoScaleFormula(maxNodes int, slotsPerNode int, spot bool) string =>
   '$samples = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 5);\n$last = $samples < 1 ? 0 : max($PendingTasks.GetSample(1));\n$peak = $samples < 50 ? $last : max($PendingTasks.GetSample(TimeInterval_Minute * 5));\n$pending = max($last, $peak);\n$nodes = min(${maxNodes}, ceil($pending / ${slotsPerNode}));\n$TargetDedicatedNodes = ${spot ? '0' : '$nodes'};\n$TargetLowPriorityNodes = ${spot ? '$nodes' : '0'};\n$NodeDeallocationOption = taskcompletion;'
 
