@@ -1,8 +1,18 @@
 //! The GitHub side: what provisioning, cleanup and reconcile need from GitHub, behind
 //! [`RunnerRegistry`], with the live client in [`client`] and an offline one in [`dry_run`].
+//!
+//! The live client's calls are split by concept: `auth` (App JWT, installation tokens,
+//! PAT, token caches), `transport` (URLs, the retry helper, error mapping, pagination),
+//! `runners` (JIT, registration tokens, runners, runner groups, jobs) and `hooks` (hook
+//! deliveries and redelivery). Each adds an `impl GitHubClient` block; the public paths
+//! stay `github::client::*`.
 
+mod auth;
 pub mod client;
 pub mod dry_run;
+mod hooks;
+mod runners;
+mod transport;
 
 use std::time::Duration;
 
