@@ -1362,4 +1362,95 @@ run_on_host = true
         let job = read("azure-batch/JobAdd_Basic.2022-01-01.15.0.json");
         assert_eq!(schema_errors(job_schema(), &job["parameters"]["job"]), Vec::<String>::new());
     }
+
+    // -----------------------------------------------------------------------------------
+    // The idle runners' demand log in the Function App's storage account (append blobs)
+    // -----------------------------------------------------------------------------------
+
+    #[derive(Default)]
+    struct BlobFake {
+        blobs: BTreeMap<String, Vec<u8>>,
+        container: bool,
+        calls: Vec<String>,
+    }
+
+    async fn blob_answer(State(fake): State<Arc<Mutex<BlobFake>>>, req: axum::extract::Request) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let storage_token = format!("Bearer {}", token_for("https://storage.azure.com"));
+        let headers = req.headers().clone();
+        let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if header("authorization").as_deref() != Some(storage_token.as_str()) || header("x-ms-version").is_none() {
+            return (StatusCode::FORBIDDEN, [("x-ms-error-code", "AuthenticationFailed")], "").into_response();
+        }
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        let (blob_type, if_none_match) = (header("x-ms-blob-type"), header("if-none-match"));
+        drop(headers);
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.expect("body");
+        let mut f = fake.lock().unwrap();
+        f.calls.push(format!("{method} {path}?{query}"));
+        let missing = |code: &'static str| (StatusCode::NOT_FOUND, [("x-ms-error-code", code)], "").into_response();
+        match (method.as_str(), query.as_str()) {
+            ("PUT", "restype=container") => {
+                if f.container {
+                    return (StatusCode::CONFLICT, [("x-ms-error-code", "ContainerAlreadyExists")], "").into_response();
+                }
+                f.container = true;
+                StatusCode::CREATED.into_response()
+            }
+            ("PUT", "comp=appendblock") => {
+                let container = f.container;
+                match f.blobs.get_mut(&path) {
+                    Some(b) => {
+                        b.extend_from_slice(&body);
+                        StatusCode::CREATED.into_response()
+                    }
+                    None if container => missing("BlobNotFound"),
+                    None => missing("ContainerNotFound"),
+                }
+            }
+            ("PUT", "") => {
+                assert_eq!(blob_type.as_deref(), Some("AppendBlob"));
+                assert_eq!(if_none_match.as_deref(), Some("*"), "creating must never truncate a blob");
+                if !f.container {
+                    return missing("ContainerNotFound");
+                }
+                f.blobs.entry(path).or_default();
+                StatusCode::CREATED.into_response()
+            }
+            ("GET", "") => match f.blobs.get(&path) {
+                Some(b) => b.clone().into_response(),
+                None => missing("BlobNotFound"),
+            },
+            _ => (StatusCode::IM_A_TEAPOT, "unexpected").into_response(),
+        }
+    }
+
+    azure_test!(
+        /// The first append creates the container and the append blob (never over an existing
+        /// one), later appends just append, and the history reads back what was written.
+        demand_log_appends_to_blobs_in_the_function_apps_storage_with_the_app_identity,
+        async {
+            use runner_dispatch::idle::demand::{BlobDemandLog, Record, STORAGE_SCOPE, history, record};
+            let fake = Arc::new(Mutex::new(BlobFake::default()));
+            let url = serve(Router::new().fallback(blob_answer).with_state(fake.clone())).await;
+            let s = settings("http://unused", "http://unused", &[("AzureWebJobsStorage__blobServiceUri", &url)]);
+            assert_eq!(s.azure.state_blob_url.as_deref(), Some(url.as_str()));
+            let log = BlobDemandLog::new(&url, credential(&s).token_source(STORAGE_SCOPE));
+            let now = time::OffsetDateTime::now_utc();
+            let at = now.unix_timestamp() - 1;
+            record(&log, "linux", &[Record::Arrival { job: 1, at }]).await;
+            record(&log, "linux", &[Record::Arrival { job: 2, at }, Record::Started { job: 1, at, queued_s: 42, idle: false }]).await;
+            let h = history(&log, "linux", now - time::Duration::hours(1), now).await.expect("history");
+            assert_eq!(h.records.len(), 3, "{:?}", h.records);
+            assert_eq!(h.demand().cold_start, Some(std::time::Duration::from_secs(42)));
+            let calls = fake.lock().unwrap().calls.clone();
+            let creates = calls.iter().filter(|c| c.ends_with('?') && c.starts_with("PUT")).count();
+            assert_eq!(creates, 1, "one blob created: {calls:?}");
+            assert_eq!(calls.iter().filter(|c| c.ends_with("restype=container")).count(), 1, "{calls:?}");
+            assert!(calls.iter().all(|c| !c.contains("demand/linux/") || c.contains("/runner-dispatch-state/demand/linux/")));
+        }
+    );
 }
+
