@@ -350,3 +350,37 @@ fn common_message(job_id: u64, pool: &str) -> RunnerMessage {
         origin: None,
     }
 }
+
+/// Both transports run the same pass: the host's timer invocation, and the standalone
+/// server's admin route (whose demand log is a file in its state directory).
+#[tokio::test]
+async fn both_transports_top_up_idle_runners_from_the_reconcile_route() {
+    let pools = Arc::new(PoolsConfig::parse(IDLE_POOLS).expect("pools"));
+    let token = "idle-admin-token-0123456789abcdef0123";
+    let dir = tempfile::tempdir().expect("dir");
+    for standalone in [false, true] {
+        let backend = Arc::new(runner_dispatch::provision::dry_run::DryRunBackend::new(false));
+        let settings = runner_dispatch::config::Settings { admin_token: Some(token.into()), ..settings() };
+        let app = spawn_app_with_settings(
+            &settings,
+            pools.clone(),
+            backend.clone(),
+            standalone.then_some(dir.path()),
+            fast_queue(),
+            runner_dispatch::server::RAW_REQUEST_TIMEOUT,
+        )
+        .await;
+        let mut request = app.client.post(app.url("/reconcile")).json(&serde_json::json!({}));
+        if standalone {
+            request = request.bearer_auth(token);
+        }
+        let resp = request.send().await.expect("send");
+        assert_eq!(resp.status(), 200, "standalone: {standalone}");
+        let idle: Vec<String> =
+            backend.created().into_iter().filter(|r| r.idle_target.as_deref() == Some("octo-org")).map(|r| r.name).collect();
+        assert_eq!(idle.len(), 2, "standalone: {standalone}: {idle:?}");
+        assert!(idle.iter().all(|n| n.starts_with("ghr-i-") && n.len() == "ghr-i-".len() + 8), "{idle:?}");
+    }
+    // Standalone keeps the pass's idle counts where a restart finds them.
+    assert!(dir.path().join("demand").join("ready").read_dir().expect("demand dir").next().is_some());
+}
