@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use crate::config::{PoolsConfig, Settings};
 use crate::github::RunnerRegistry;
-use crate::idle::demand::{BlobDemandLog, DemandLog, FileDemandLog, MemoryDemandLog, STORAGE_SCOPE};
 use crate::github::dry_run::DryRunRegistry;
+use crate::idle::demand::{BlobDemandLog, DemandLog, FileDemandLog, MemoryDemandLog, STORAGE_SCOPE};
 use crate::provision::dry_run::DryRunBackend;
 use crate::provision::{Backends, Provisioner};
 use crate::reconcile::Reconciler;

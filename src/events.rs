@@ -53,7 +53,12 @@ pub fn runner_requested(msg: &RunnerMessage, pool: &Pool, backend: &str, attempt
 }
 
 /// Reconcile made an idle runner to keep the pool's level.
-pub fn idle_runner_requested(pool: &Pool, runner_name: &str, request: &crate::provision::ComputeRequest, backend: &str) {
+pub fn idle_runner_requested(
+    pool: &Pool,
+    runner_name: &str,
+    request: &crate::provision::ComputeRequest,
+    backend: &str,
+) {
     let target = match &request.purpose {
         crate::provision::Purpose::Idle { target } => target.as_str(),
         crate::provision::Purpose::Job(_) => "",

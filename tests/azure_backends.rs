@@ -1374,7 +1374,10 @@ run_on_host = true
         calls: Vec<String>,
     }
 
-    async fn blob_answer(State(fake): State<Arc<Mutex<BlobFake>>>, req: axum::extract::Request) -> axum::response::Response {
+    async fn blob_answer(
+        State(fake): State<Arc<Mutex<BlobFake>>>,
+        req: axum::extract::Request,
+    ) -> axum::response::Response {
         use axum::response::IntoResponse;
         let storage_token = format!("Bearer {}", token_for("https://storage.azure.com"));
         let headers = req.headers().clone();
@@ -1453,4 +1456,3 @@ run_on_host = true
         }
     );
 }
-

@@ -320,7 +320,10 @@ async fn status_reports_each_pool_from_the_live_lists_and_the_demand_blobs() {
     assert_eq!(secure["pool"], "secure");
     assert_eq!(secure["idle_target"], json!({"count": 2, "why": {"kind": "fixed"}}));
     assert_eq!(secure["idle_targets"], json!(["octo-org"]));
-    assert_eq!((secure["idle"].as_u64(), secure["busy"].as_u64(), secure["booting"].as_u64()), (Some(0), Some(0), Some(0)));
+    assert_eq!(
+        (secure["idle"].as_u64(), secure["busy"].as_u64(), secure["booting"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
     assert_eq!(secure["time_to_runner"], json!({"jobs": 3, "on_idle_runner": 2, "p50_s": 4, "p95_s": 4}));
     assert_eq!(report[1]["pool"], "batch");
     assert!(report[1]["idle_target"].is_null());
@@ -328,7 +331,12 @@ async fn status_reports_each_pool_from_the_live_lists_and_the_demand_blobs() {
     assert!(!out.seen.iter().any(|s| s.method != "GET"), "status changed something: {:?}", out.seen);
     out.no_secrets();
     // Text for people: the same figures, one pool after another.
-    let text = run(&["status"], Fault::None, &[("RUNNER_DISPATCH_CONFIG_TOML", &pools), ("AzureWebJobsStorage__blobServiceUri", "{url}")]).await;
+    let text = run(
+        &["status"],
+        Fault::None,
+        &[("RUNNER_DISPATCH_CONFIG_TOML", &pools), ("AzureWebJobsStorage__blobServiceUri", "{url}")],
+    )
+    .await;
     assert!(text.stdout.contains("idle target   2 per target at octo-org (idle_runners)"), "{}", text.all());
     assert!(text.stdout.contains("time to runner p50 4 s, p95 4 s (3 jobs, 2 on idle runners)"), "{}", text.all());
 }

@@ -283,9 +283,17 @@ async fn the_auto_target_follows_the_recorded_arrivals_and_falls_to_the_floor_wi
     let now = time::OffsetDateTime::now_utc();
     // Ten jobs a minute over the last ten minutes, cold starts of 54 s: 9 in boot + 2 × 3.
     let mut records: Vec<Record> = (0..100)
-        .map(|i| Record::Arrival { job: i, at: (now - time::Duration::seconds(6 * i64::try_from(i).unwrap() + 1)).unix_timestamp() })
+        .map(|i| Record::Arrival {
+            job: i,
+            at: (now - time::Duration::seconds(6 * i64::try_from(i).unwrap() + 1)).unix_timestamp(),
+        })
         .collect();
-    records.push(Record::Started { job: 1, at: (now - time::Duration::minutes(20)).unix_timestamp(), queued_s: 54, idle: false });
+    records.push(Record::Started {
+        job: 1,
+        at: (now - time::Duration::minutes(20)).unix_timestamp(),
+        queued_s: 54,
+        idle: false,
+    });
     for chunk in records.chunks(1) {
         record(&*demand, "auto", chunk).await;
     }
@@ -300,7 +308,10 @@ async fn the_auto_target_follows_the_recorded_arrivals_and_falls_to_the_floor_wi
         let mut c = compute(&name, 0, ComputeState::Running, 5);
         c.job_id = None;
         c.runner_id = Some(700 + i);
-        c.tags = BTreeMap::from([(TAG_POOL.to_owned(), "auto".to_owned()), (TAG_IDLE_TARGET.to_owned(), "octo-org".to_owned())]);
+        c.tags = BTreeMap::from([
+            (TAG_POOL.to_owned(), "auto".to_owned()),
+            (TAG_IDLE_TARGET.to_owned(), "octo-org".to_owned()),
+        ]);
         put(&backend2, c);
         gh2.add_runner(700 + i, &name, true, false);
     }
@@ -376,8 +387,12 @@ async fn both_transports_top_up_idle_runners_from_the_reconcile_route() {
         }
         let resp = request.send().await.expect("send");
         assert_eq!(resp.status(), 200, "standalone: {standalone}");
-        let idle: Vec<String> =
-            backend.created().into_iter().filter(|r| r.idle_target.as_deref() == Some("octo-org")).map(|r| r.name).collect();
+        let idle: Vec<String> = backend
+            .created()
+            .into_iter()
+            .filter(|r| r.idle_target.as_deref() == Some("octo-org"))
+            .map(|r| r.name)
+            .collect();
         assert_eq!(idle.len(), 2, "standalone: {standalone}: {idle:?}");
         assert!(idle.iter().all(|n| n.starts_with("ghr-i-") && n.len() == "ghr-i-".len() + 8), "{idle:?}");
     }

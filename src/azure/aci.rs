@@ -14,7 +14,7 @@ use super::credential::{AzureCredential, TokenSource, arm_scope};
 use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
 use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings};
 use crate::provision::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose, 
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose,
 };
 
 /// The api-version we call. Bodies keep to the fields of 2023-05-01, which every newer

@@ -18,7 +18,8 @@ use super::http::{AzureError, http_client, http_date, registry_host, same_origin
 use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings, TokenMode};
 use crate::duration::to_iso8601;
 use crate::provision::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose, TAG_IDLE_TARGET, TAG_POOL, 
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose,
+    TAG_IDLE_TARGET, TAG_POOL,
 };
 
 pub const BATCH_API_VERSION: &str = "2025-06-01.21.0";

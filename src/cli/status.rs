@@ -83,9 +83,9 @@ fn describe(why: &crate::idle::Why) -> String {
     match why {
         crate::idle::Why::Fixed => "idle_runners".to_owned(),
         crate::idle::Why::Window { index, window } => format!("idle_schedule[{index}]: {window}"),
-        crate::idle::Why::Auto { arrivals_per_minute, cold_start_s, floor, max } => format!(
-            "auto: {arrivals_per_minute} jobs/min x {cold_start_s} s cold start, floor {floor}, max {max}"
-        ),
+        crate::idle::Why::Auto { arrivals_per_minute, cold_start_s, floor, max } => {
+            format!("auto: {arrivals_per_minute} jobs/min x {cold_start_s} s cold start, floor {floor}, max {max}")
+        }
     }
 }
 
@@ -105,17 +105,28 @@ mod tests {
             pool: "linux".into(),
             backend: "aci",
             enabled: true,
-            idle_target: Some(Target { count: 4, why: Why::Window { index: 0, window: "mon-fri 07:00-19:00 UTC".into() } }),
+            idle_target: Some(Target {
+                count: 4,
+                why: Why::Window { index: 0, window: "mon-fri 07:00-19:00 UTC".into() },
+            }),
             idle_targets: vec!["octo-org".into()],
             runners: Census { idle: 3, busy: 12, booting: 1, failed_starts: 0, oldest_s: Some(7980) },
             idle_runner_minutes_last_hour: 180.0,
-            time_to_runner: crate::idle::demand::TimeToRunner { jobs: 40, on_idle_runner: 38, p50_s: Some(2), p95_s: Some(4) },
+            time_to_runner: crate::idle::demand::TimeToRunner {
+                jobs: 40,
+                on_idle_runner: 38,
+                p50_s: Some(2),
+                p95_s: Some(4),
+            },
             errors: vec![],
         };
         let text = render(&[p]);
         assert!(text.contains("4 per target at octo-org (idle_schedule[0]: mon-fri 07:00-19:00 UTC)"), "{text}");
         assert!(text.contains("3 idle, 12 busy, 1 booting, 0 failed starts"), "{text}");
         assert!(text.contains("2h 13m"), "{text}");
-        assert!(text.contains("180.0 idle runner-minutes; time to runner p50 2 s, p95 4 s (40 jobs, 38 on idle runners)"), "{text}");
+        assert!(
+            text.contains("180.0 idle runner-minutes; time to runner p50 2 s, p95 4 s (40 jobs, 38 on idle runners)"),
+            "{text}"
+        );
     }
 }

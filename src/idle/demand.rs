@@ -73,7 +73,8 @@ pub fn bucket_of(at: OffsetDateTime) -> String {
 /// A pool name as one path or blob segment: kept when it is plain, else hex.
 #[must_use]
 pub fn pool_segment(pool: &str) -> String {
-    if !pool.is_empty() && pool.len() <= 64 && pool.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if !pool.is_empty() && pool.len() <= 64 && pool.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         pool.to_owned()
     } else {
         format!("x-{}", hex::encode(pool.as_bytes()))
@@ -100,7 +101,12 @@ pub async fn record(log: &dyn DemandLog, pool: &str, records: &[Record]) {
 ///
 /// # Errors
 /// The storage could not be read.
-pub async fn history(log: &dyn DemandLog, pool: &str, since: OffsetDateTime, now: OffsetDateTime) -> Result<History, String> {
+pub async fn history(
+    log: &dyn DemandLog,
+    pool: &str,
+    since: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<History, String> {
     let segment = pool_segment(pool);
     let mut records = Vec::new();
     let mut at = since;
@@ -349,12 +355,7 @@ impl BlobDemandLog {
 
     async fn fail(what: &str, response: reqwest::Response) -> String {
         let status = response.status().as_u16();
-        let code = response
-            .headers()
-            .get("x-ms-error-code")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let code = response.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         format!("{what}: HTTP {status} {code}")
     }
 
@@ -406,7 +407,9 @@ impl DemandLog for BlobDemandLog {
     async fn read(&self, pool: &str, bucket: &str) -> Result<Vec<u8>, String> {
         let r = self.send(self.client.get(self.blob_url(pool, bucket))).await?;
         match r.status() {
-            s if s.is_success() => r.bytes().await.map(|b| b.to_vec()).map_err(|e| format!("reading a demand blob: {e}")),
+            s if s.is_success() => {
+                r.bytes().await.map(|b| b.to_vec()).map_err(|e| format!("reading a demand blob: {e}"))
+            }
             StatusCode::NOT_FOUND => Ok(Vec::new()),
             _ => Err(Self::fail("reading a demand blob", r).await),
         }

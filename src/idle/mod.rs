@@ -157,7 +157,9 @@ pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>) -> IdlePolicy {
     let max = keys.unsigned("idle_runners_max").map(|m| u32::try_from(m).unwrap_or(u32::MAX));
     match v {
         None => {}
-        Some(toml::Value::Integer(n)) if *n >= 0 => policy.base = IdleBase::Fixed(u32::try_from(*n).unwrap_or(u32::MAX)),
+        Some(toml::Value::Integer(n)) if *n >= 0 => {
+            policy.base = IdleBase::Fixed(u32::try_from(*n).unwrap_or(u32::MAX))
+        }
         Some(toml::Value::String(s)) if s == "auto" => {
             policy.base = IdleBase::Auto { max: max.unwrap_or(DEFAULT_AUTO_MAX) };
         }
@@ -212,7 +214,8 @@ fn parse_schedule(keys: &mut PoolKeys<'_>) -> Vec<Window> {
                 ok = false;
             }
         }
-        let text = |k: &str, default: Option<&str>| t.get(k).and_then(toml::Value::as_str).or(default).map(str::to_owned);
+        let text =
+            |k: &str, default: Option<&str>| t.get(k).and_then(toml::Value::as_str).or(default).map(str::to_owned);
         let days = text("days", None);
         let hours = text("hours", None);
         let timezone = text("timezone", Some("UTC"));
@@ -241,7 +244,9 @@ fn parse_schedule(keys: &mut PoolKeys<'_>) -> Vec<Window> {
                 if let Some((j, _)) = windows.iter().find(|(_, other)| other.overlaps(&w)) {
                     keys.error(
                         at,
-                        format!("overlaps {key}[{j}]: windows must not hold at the same time (the first would always win)"),
+                        format!(
+                            "overlaps {key}[{j}]: windows must not hold at the same time (the first would always win)"
+                        ),
                     );
                 } else {
                     windows.push((i, w));
@@ -269,7 +274,9 @@ fn check_targets(keys: &mut PoolKeys<'_>, policy: &IdlePolicy) {
                 Some((o, _)) => crate::names::check_full_name(t, o).err(),
                 None => Some(format!("{t:?} is not owner/repo: repo-scope runners register in one repository")),
             },
-            RunnerScope::Enterprise => Some("enterprise runners register in the enterprise; leave idle_targets out".into()),
+            RunnerScope::Enterprise => {
+                Some("enterprise runners register in the enterprise; leave idle_targets out".into())
+            }
         };
         if let Some(p) = problem {
             keys.error(format!("{key}[{i}]"), p);
@@ -391,4 +398,3 @@ mod tests {
         assert_eq!(found, [("pools[0].idle_runners".to_owned(), true)]);
     }
 }
-

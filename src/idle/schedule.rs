@@ -43,7 +43,12 @@ impl Window {
     ///
     /// # Errors
     /// Which of `days`, `hours` or `timezone` is wrong, and why: `(key, message)`.
-    pub fn parse(days: &str, hours: &str, timezone: &str, idle_runners: u32) -> Result<Self, Vec<(&'static str, String)>> {
+    pub fn parse(
+        days: &str,
+        hours: &str,
+        timezone: &str,
+        idle_runners: u32,
+    ) -> Result<Self, Vec<(&'static str, String)>> {
         let mut problems = Vec::new();
         let day_bits = parse_days(days).map_err(|e| problems.push(("days", e))).unwrap_or(0);
         let (start, end) = parse_hours(hours).map_err(|e| problems.push(("hours", e))).unwrap_or((0, 0));
@@ -140,7 +145,10 @@ fn parse_days(text: &str) -> Result<u8, String> {
     let mut bits = 0u8;
     for part in text.split(',') {
         let unknown = |d: &str| {
-            format!("unknown day {:?} in {text:?}: use mon, tue, wed, thu, fri, sat, sun, ranges (mon-fri), lists (sat,sun) or \"daily\"", d.trim())
+            format!(
+                "unknown day {:?} in {text:?}: use mon, tue, wed, thu, fri, sat, sun, ranges (mon-fri), lists (sat,sun) or \"daily\"",
+                d.trim()
+            )
         };
         match part.split_once('-') {
             Some((a, b)) => {
@@ -179,9 +187,9 @@ fn parse_clock(text: &str, allow_24: bool) -> Result<u32, String> {
 
 /// `07:00-19:00`; `22:00-06:00` crosses midnight; `00:00-24:00` is the whole day.
 fn parse_hours(text: &str) -> Result<(u32, u32), String> {
-    let (a, b) = text
-        .split_once('-')
-        .ok_or_else(|| format!("{text:?} is not a span of hours: write \"07:00-19:00\" (\"22:00-06:00\" crosses midnight)"))?;
+    let (a, b) = text.split_once('-').ok_or_else(|| {
+        format!("{text:?} is not a span of hours: write \"07:00-19:00\" (\"22:00-06:00\" crosses midnight)")
+    })?;
     let start = parse_clock(a, false)?;
     let end = parse_clock(b, true)?;
     if start == end % DAY && end != DAY {

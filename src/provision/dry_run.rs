@@ -153,11 +153,7 @@ impl ComputeBackend for DryRunBackend {
 
     async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
         let created = self.created.lock().map_err(|_| ProvisionError::permanent("dry-run state poisoned"))?;
-        Ok(created
-            .values()
-            .filter(|r| r.pool == pool.name)
-            .map(RecordedRequest::info)
-            .collect())
+        Ok(created.values().filter(|r| r.pool == pool.name).map(RecordedRequest::info).collect())
     }
 
     async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
