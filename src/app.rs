@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::config::{PoolsConfig, Settings};
+use crate::config::{GitHubAuth, PoolsConfig, Settings};
 use crate::github::RunnerRegistry;
+use crate::github::client::GitHubClient;
 use crate::github::dry_run::DryRunRegistry;
 use crate::idle::demand::{BlobDemandLog, DemandLog, FileDemandLog, MemoryDemandLog, STORAGE_SCOPE};
 use crate::provision::dry_run::DryRunBackend;
@@ -36,11 +37,38 @@ pub fn build_state(
         let b = Arc::new(DryRunBackend::new(print_requests));
         (g.clone(), Backends::single(b.clone()), Some((g, b)))
     } else {
-        let (g, b) = crate::wiring::live_clients(settings, &pools)?;
-        (g, b, None)
+        let live = live_clients(settings, &pools)?;
+        (live.github, live.backends, None)
     };
     let state = assemble_state(settings, pools, github, backends, queue);
     Ok(Runtime { state, dry_run: dry })
+}
+
+/// The live GitHub client and Azure backends, built once: `serve` uses them through the
+/// seams, `doctor` also asks the client what only it can answer (runner groups).
+pub struct LiveClients {
+    pub github: Arc<GitHubClient>,
+    pub backends: Backends,
+}
+
+/// Builds the live GitHub client and Azure backends from the settings.
+///
+/// # Errors
+/// Missing or unusable credentials and settings, in words.
+pub fn live_clients(settings: &Settings, pools: &PoolsConfig) -> anyhow::Result<LiveClients> {
+    if matches!(settings.github_auth, GitHubAuth::None) {
+        anyhow::bail!("no GitHub credentials: set GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY, or GITHUB_TOKEN");
+    }
+    let problems = crate::backends::azure_setting_problems(settings, pools);
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "missing Azure settings:\n{}",
+            problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        );
+    }
+    let backends = crate::azure::live_backends(settings).map_err(|e| anyhow::anyhow!("Azure credentials: {e}"))?;
+    let github = GitHubClient::new(settings).map_err(|e| anyhow::anyhow!("GitHub client: {e}"))?;
+    Ok(LiveClients { github: Arc::new(github), backends })
 }
 
 /// Where the idle runners' demand log lives: the state directory standalone; the Function

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::azure::aci::{self, AciPool};
 use crate::azure::batch::{self, BatchPool};
 use crate::azure::{AzureCredential, CredentialError};
-use crate::config::{ConfigProblem, Pool, PoolKeys, Role, Settings};
+use crate::config::{ConfigProblem, Pool, PoolKeys, PoolsConfig, Role, Settings};
 use crate::provision::{ComputeBackend, ComputeRequest};
 
 /// A kind of compute, as a pool's `backend` key names it.
@@ -90,6 +90,19 @@ impl Backend {
             Backend::Batch => batch::required_settings(settings),
         }
     }
+}
+
+/// Settings the pools need but the environment lacks, each named: asked of every backend
+/// that at least one enabled pool uses.
+#[must_use]
+pub fn azure_setting_problems(settings: &Settings, pools: &PoolsConfig) -> Vec<ConfigProblem> {
+    Backend::ALL
+        .into_iter()
+        .flat_map(|kind| {
+            let of_kind: Vec<&Pool> = pools.pools.iter().filter(|p| p.backend() == kind).map(AsRef::as_ref).collect();
+            if of_kind.iter().any(|p| p.enabled) { kind.required_settings(settings, &of_kind) } else { Vec::new() }
+        })
+        .collect()
 }
 
 /// A pool's compute part: the settings of its backend, parsed and validated by that
@@ -176,7 +189,7 @@ mod tests {
         let settings = Settings::from_lookup(|k| (k == "GITHUB_WEBHOOK_SECRET").then(|| "w".to_owned())).expect("ok");
         let pools = crate::config::PoolsConfig::parse(crate::config::EMBEDDED_DEMO_CONFIG).expect("example");
         let keys = |p: &crate::config::PoolsConfig| -> Vec<String> {
-            crate::wiring::azure_setting_problems(&settings, p).into_iter().map(|p| p.key).collect()
+            azure_setting_problems(&settings, p).into_iter().map(|p| p.key).collect()
         };
         // The example's pools set resource_group and location in [defaults].
         assert_eq!(keys(&pools), vec!["AZURE_SUBSCRIPTION_ID", "AZURE_BATCH_ACCOUNT_URL"]);

@@ -29,7 +29,7 @@ pub(super) fn check_config(pools_only: bool) -> ExitCode {
                     );
                 }
                 if let Some(p) = &pools {
-                    for problem in crate::wiring::azure_setting_problems(&s, p) {
+                    for problem in crate::backends::azure_setting_problems(&s, p) {
                         errors += 1;
                         eprintln!("{problem}");
                     }

@@ -117,7 +117,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Doctor => {
             telemetry::init(LogFormat::Pretty, "warn");
-            crate::doctor::run().await
+            doctor().await
         }
         Command::Status { json, state_dir } => {
             telemetry::init(LogFormat::Pretty, "error");
@@ -139,6 +139,7 @@ fn load_pools_from_env() -> Result<PoolsConfig, ConfigErrors> {
 }
 
 mod check_config;
+mod doctor;
 mod route;
 mod send_webhook;
 mod serve;
@@ -146,6 +147,7 @@ mod status;
 
 pub use crate::app::{Runtime, assemble_state, build_state};
 use check_config::check_config;
+use doctor::doctor;
 use route::route;
 pub use send_webhook::random_delivery_id;
 use send_webhook::send_webhook;

@@ -24,8 +24,8 @@ pub async fn status(json: bool, state_dir: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (github, backends) = match crate::wiring::live_clients(&settings, &pools) {
-        Ok(c) => c,
+    let (github, backends) = match crate::app::live_clients(&settings, &pools) {
+        Ok(c) => (c.github as Arc<dyn crate::github::RunnerRegistry>, c.backends),
         Err(e) => {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
