@@ -142,7 +142,8 @@ pub async fn run(verbose: bool) -> ExitCode {
 }
 
 async fn run_inner(verbose: bool) -> anyhow::Result<()> {
-    let secret = crate::cli::random_delivery_id();
+    // A throwaway signing secret for this run only.
+    let secret = crate::webhook::random_delivery_id();
     let settings = Settings {
         webhook_secrets: vec![Secret::new(secret.clone())],
         ..Settings::pools_only("(embedded)".into(), None)
@@ -152,7 +153,7 @@ async fn run_inner(verbose: bool) -> anyhow::Result<()> {
     let state_dir = tempfile::tempdir()?;
     let spool = Spool::open(state_dir.path())?;
     let options = QueueOptions { concurrency: 4, ..QueueOptions::default() };
-    let runtime = crate::cli::build_state(&settings, pools.clone(), true, Some((spool, options)), false)?;
+    let runtime = crate::app::build_state(&settings, pools.clone(), true, Some((spool, options)), false)?;
     let (registry, backend) = runtime.dry_run.clone().ok_or_else(|| anyhow::anyhow!("dry-run expected"))?;
     let state = runtime.state;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

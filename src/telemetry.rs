@@ -21,16 +21,6 @@ impl LogFormat {
             _ => None,
         }
     }
-
-    /// The format of the settings: the one asked for, else JSON under the Functions host
-    /// (its console capture lands in Application Insights), else text.
-    #[must_use]
-    pub fn for_settings(settings: Option<&crate::config::Settings>) -> Self {
-        match settings {
-            Some(s) => s.log_format.unwrap_or(if s.host_port.is_some() { LogFormat::Json } else { LogFormat::Pretty }),
-            None => LogFormat::Pretty,
-        }
-    }
 }
 
 /// Installs the global subscriber (`RUST_LOG` filters; default `info`). Logs go to stdout

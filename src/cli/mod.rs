@@ -98,7 +98,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             // Settings first: they choose the log format. An invalid one is reported by
             // serve, through the logs in the default format.
             let settings = Settings::from_env();
-            telemetry::init(LogFormat::for_settings(settings.as_ref().ok()), "info");
+            telemetry::init(log_format(settings.as_ref().ok()), "info");
             match serve(args, settings).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -127,6 +127,16 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// The log format of the settings: the one asked for, else JSON under the Functions host
+/// (its console capture lands in Application Insights), else text. Decided here, not in
+/// telemetry, so the logging module needs nothing of the settings.
+fn log_format(settings: Option<&Settings>) -> LogFormat {
+    match settings {
+        Some(s) => s.log_format.unwrap_or(if s.host_port.is_some() { LogFormat::Json } else { LogFormat::Pretty }),
+        None => LogFormat::Pretty,
+    }
+}
+
 fn print_problems(e: &ConfigErrors) {
     for p in &e.0 {
         eprintln!("{p}");
@@ -149,7 +159,6 @@ pub use crate::app::{Runtime, assemble_state, build_state};
 use check_config::check_config;
 use doctor::doctor;
 use route::route;
-pub use send_webhook::random_delivery_id;
 use send_webhook::send_webhook;
 use serve::serve;
 use status::status;

@@ -18,7 +18,7 @@ pub(super) async fn send_webhook(file: &PathBuf, url: &str, event: &str, deliver
         eprintln!("error: GITHUB_WEBHOOK_SECRET is not set; it signs the payload");
         return ExitCode::FAILURE;
     };
-    let delivery = delivery.unwrap_or_else(random_delivery_id);
+    let delivery = delivery.unwrap_or_else(crate::webhook::random_delivery_id);
     let signature = crate::webhook::sign(secret.expose().as_bytes(), &body);
     let client = crate::tls::client_builder().timeout(Duration::from_secs(30)).build();
     let Ok(client) = client else {
@@ -47,12 +47,4 @@ pub(super) async fn send_webhook(file: &PathBuf, url: &str, event: &str, deliver
             ExitCode::FAILURE
         }
     }
-}
-
-/// A GUID-shaped random id, like GitHub's delivery ids.
-#[must_use]
-pub fn random_delivery_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }

@@ -201,6 +201,15 @@ pub fn delivery_id(header: Option<&str>) -> String {
     }
 }
 
+/// A GUID-shaped random id, like GitHub's delivery ids (for deliveries we send ourselves:
+/// `send-webhook`, the demo).
+#[must_use]
+pub fn random_delivery_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
 /// Longest `X-GitHub-Delivery` kept (a GUID is 36).
 pub const MAX_DELIVERY_ID_CHARS: usize = 64;
 
