@@ -666,34 +666,27 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
 // 3. Burst provisioning (seam-level simulation, paused tokio time, child processes).
 
 mod burst {
-    use std::collections::{BTreeMap, VecDeque};
-    use std::sync::{Arc, Mutex};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
     use std::time::Duration;
 
-    use async_trait::async_trait;
     use runner_dispatch::config::{Pool, PoolsConfig, Settings};
-    use runner_dispatch::github::{
-        Delivery, GitHubError, JitConfig, JobContext, JobState, RegistrationToken, RunnerDeletion, RunnerInfo,
-        RunnerRegistry,
-    };
+    use runner_dispatch::github::RunnerRegistry;
     use runner_dispatch::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
-    use runner_dispatch::provision::{
-        Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError,
-    };
+    use runner_dispatch::provision::Backends;
     use runner_dispatch::spool::{QueueOptions, Spool};
+    use runner_dispatch::testing::sim::{ACI_CREATE_LIMITS, JitLimit, SimCompute, SimGitHub};
     use serde::{Deserialize, Serialize};
     use tokio::time::Instant;
 
     pub const JOBS: usize = 1000;
     pub const GITHUB_LATENCY: Duration = Duration::from_millis(50);
     /// GitHub's limit on JIT configurations: 180 a minute per App, as a token bucket.
-    pub const JIT_PER_MINUTE: f64 = 180.0;
-    pub const JIT_BURST: f64 = 30.0;
+    pub const JIT: JitLimit = JitLimit::GITHUB_APP;
     pub const ARM_GET_LATENCY: Duration = Duration::from_millis(50);
     pub const CREATE_LATENCY: Duration = Duration::from_millis(300);
     /// ACI: container group creates per subscription and region.
-    pub const ACI_LIMITS: &[(usize, Duration)] =
-        &[(100, Duration::from_secs(5 * 60)), (300, Duration::from_secs(3600))];
+    pub const ACI_LIMITS: &[(usize, Duration)] = ACI_CREATE_LIMITS;
 
     const POOLS: &str = r#"
 [github]
@@ -719,236 +712,15 @@ image = "example.azurecr.io/runner:1"
 batch_pool_id = "linux"
 "#;
 
-    /// Whole seconds, as `Retry-After` headers carry them (at least 1).
-    fn header_seconds(d: Duration) -> Duration {
-        Duration::from_secs(d.as_secs_f64().ceil().max(1.0) as u64)
-    }
-
-    struct Bucket {
-        tokens: f64,
-        last: Instant,
-    }
-
-    #[derive(Default)]
-    struct GitHubLog {
-        jit_ok: usize,
-        jit_limited: usize,
-        limited_at: Vec<Instant>,
-        other: BTreeMap<String, usize>,
-        registered: BTreeMap<String, u64>,
-        next_id: u64,
-    }
-
-    /// GitHub at the `RunnerRegistry` seam: 50 ms a call, JIT configs limited by a token bucket.
-    pub struct FakeGitHub {
-        bucket: Mutex<Bucket>,
-        log: Mutex<GitHubLog>,
-    }
-
-    impl FakeGitHub {
-        pub fn new() -> Self {
-            Self {
-                bucket: Mutex::new(Bucket { tokens: JIT_BURST, last: Instant::now() }),
-                log: Mutex::new(GitHubLog::default()),
-            }
-        }
-
-        fn other(&self, what: &str) {
-            *self.log.lock().expect("lock").other.entry(what.to_owned()).or_default() += 1;
-        }
-    }
-
-    #[async_trait]
-    impl RunnerRegistry for FakeGitHub {
-        async fn generate_jit_config(
-            &self,
-            _job: &JobContext,
-            name: &str,
-            _labels: &[String],
-            _group: u64,
-        ) -> Result<JitConfig, GitHubError> {
-            tokio::time::sleep(GITHUB_LATENCY).await;
-            {
-                let mut b = self.bucket.lock().expect("lock");
-                let now = Instant::now();
-                let rate = JIT_PER_MINUTE / 60.0;
-                b.tokens = (b.tokens + (now - b.last).as_secs_f64() * rate).min(JIT_BURST);
-                b.last = now;
-                if b.tokens < 1.0 {
-                    let wait = Duration::from_secs_f64((1.0 - b.tokens) / rate);
-                    let mut log = self.log.lock().expect("lock");
-                    log.jit_limited += 1;
-                    log.limited_at.push(now);
-                    return Err(GitHubError::RateLimited { retry_after: header_seconds(wait) });
-                }
-                b.tokens -= 1.0;
-            }
-            let mut log = self.log.lock().expect("lock");
-            if log.registered.contains_key(name) {
-                log.jit_ok += 1;
-                return Err(GitHubError::Conflict(format!("runner {name} already exists")));
-            }
-            log.jit_ok += 1;
-            log.next_id += 1;
-            let id = log.next_id;
-            log.registered.insert(name.to_owned(), id);
-            Ok(JitConfig { runner_id: id, encoded_jit_config: format!("jit-{name}").into() })
-        }
-
-        async fn registration_token(&self, _job: &JobContext) -> Result<RegistrationToken, GitHubError> {
-            tokio::time::sleep(GITHUB_LATENCY).await;
-            self.other("registration_token");
-            Ok(RegistrationToken {
-                token: "t".into(),
-                expires_at: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
-            })
-        }
-
-        async fn find_runner(&self, _job: &JobContext, name: &str) -> Result<Option<RunnerInfo>, GitHubError> {
-            tokio::time::sleep(GITHUB_LATENCY).await;
-            self.other("find_runner");
-            let log = self.log.lock().expect("lock");
-            Ok(log.registered.get(name).map(|id| RunnerInfo {
-                id: *id,
-                name: name.to_owned(),
-                online: false,
-                busy: false,
-                labels: Vec::new(),
-            }))
-        }
-
-        async fn list_runners(&self, _job: &JobContext) -> Result<Vec<RunnerInfo>, GitHubError> {
-            tokio::time::sleep(GITHUB_LATENCY).await;
-            self.other("list_runners");
-            Ok(Vec::new())
-        }
-
-        async fn delete_runner(&self, _job: &JobContext, runner_id: u64) -> Result<RunnerDeletion, GitHubError> {
-            tokio::time::sleep(GITHUB_LATENCY).await;
-            self.other("delete_runner");
-            let mut log = self.log.lock().expect("lock");
-            let before = log.registered.len();
-            log.registered.retain(|_, id| *id != runner_id);
-            Ok(if log.registered.len() < before { RunnerDeletion::Deleted } else { RunnerDeletion::NotFound })
-        }
-
-        async fn job_state(&self, _job: &JobContext, _job_id: u64) -> Result<JobState, GitHubError> {
-            tokio::time::sleep(GITHUB_LATENCY).await;
-            self.other("job_state");
-            Ok(JobState::Queued)
-        }
-
-        async fn list_deliveries(&self, _since: time::OffsetDateTime) -> Result<Vec<Delivery>, GitHubError> {
-            self.other("list_deliveries");
-            Ok(Vec::new())
-        }
-
-        async fn redeliver(&self, _delivery_id: u64) -> Result<(), GitHubError> {
-            self.other("redeliver");
-            Ok(())
-        }
-
-        fn runner_url(&self, job: &JobContext) -> String {
-            format!("https://github.com/{}", job.owner)
-        }
-    }
-
-    #[derive(Default)]
-    struct ComputeLog {
-        created: BTreeMap<String, usize>,
-        windows: Vec<VecDeque<Instant>>,
-        throttled: usize,
-        finds: usize,
-        last_created: Option<Instant>,
-    }
-
-    /// ARM / Batch at the `ComputeBackend` seam: 50 ms reads, 300 ms creates, optional
-    /// sliding-window create limits answered with a retryable error and `retry_after`.
-    pub struct FakeCompute {
-        limits: &'static [(usize, Duration)],
-        log: Mutex<ComputeLog>,
-    }
-
-    impl FakeCompute {
-        pub fn new(limits: &'static [(usize, Duration)]) -> Self {
-            Self {
-                limits,
-                log: Mutex::new(ComputeLog { windows: vec![VecDeque::new(); limits.len()], ..ComputeLog::default() }),
-            }
-        }
-    }
-
-    #[async_trait]
-    impl ComputeBackend for FakeCompute {
-        fn kind(&self) -> &'static str {
-            "fake"
-        }
-
-        async fn find(&self, _pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
-            tokio::time::sleep(ARM_GET_LATENCY).await;
-            let mut log = self.log.lock().expect("lock");
-            log.finds += 1;
-            Ok(log.created.contains_key(name).then(|| ComputeInfo {
-                name: name.to_owned(),
-                state: ComputeState::Pending,
-                created_at: None,
-                job_id: None,
-                runner_id: None,
-                repository: None,
-                tags: BTreeMap::new(),
-            }))
-        }
-
-        async fn create(&self, _pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
-            tokio::time::sleep(CREATE_LATENCY).await;
-            let now = Instant::now();
-            let mut log = self.log.lock().expect("lock");
-            let mut wait = Duration::ZERO;
-            for ((limit, window), q) in self.limits.iter().zip(log.windows.iter_mut()) {
-                while q.front().is_some_and(|t| now - *t >= *window) {
-                    q.pop_front();
-                }
-                if q.len() >= *limit {
-                    wait = wait.max(*window - (now - q[q.len() - limit]));
-                }
-            }
-            if !wait.is_zero() {
-                log.throttled += 1;
-                return Err(ProvisionError::Retryable {
-                    reason: "ContainerGroupQuotaReached: too many creates".into(),
-                    retry_after: Some(header_seconds(wait)),
-                });
-            }
-            for q in &mut log.windows {
-                q.push_back(now);
-            }
-            *log.created.entry(request.name.clone()).or_default() += 1;
-            log.last_created = Some(now);
-            Ok(CreateOutcome::Created)
-        }
-
-        async fn delete(&self, _pool: &Pool, _name: &str) -> Result<(), ProvisionError> {
-            Ok(())
-        }
-
-        async fn list(&self, _pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
-            Ok(Vec::new())
-        }
-
-        async fn active_count(&self, _pool: &Pool) -> Result<Option<usize>, ProvisionError> {
-            Ok(None)
-        }
-    }
-
     /// The earliest possible time of the last create, with unlimited workers: each job
     /// needs an ARM read, a JIT token and a create admitted by the windows.
     pub fn lower_bound(limits: &[(usize, Duration)]) -> Duration {
-        let rate = JIT_PER_MINUTE / 60.0;
+        let rate = JIT.per_minute / 60.0;
         let mut admitted: Vec<f64> = Vec::with_capacity(JOBS);
         let first = (ARM_GET_LATENCY + GITHUB_LATENCY + CREATE_LATENCY).as_secs_f64();
         for k in 0..JOBS {
             // JIT token k is available at (k + 1 - burst) / rate.
-            let token = ((k as f64 + 1.0 - JIT_BURST) / rate).max(0.0);
+            let token = ((k as f64 + 1.0 - JIT.burst) / rate).max(0.0);
             let mut t = first.max(token + (GITHUB_LATENCY + CREATE_LATENCY).as_secs_f64());
             for (limit, window) in limits {
                 if k >= *limit {
@@ -1016,8 +788,8 @@ batch_pool_id = "linux"
         let limits: &'static [(usize, Duration)] = if variant == "aci" { ACI_LIMITS } else { &[] };
         let pools = Arc::new(PoolsConfig::parse(POOLS).expect("bench pools parse"));
         let pool = pools.pool(variant).expect("pool").clone();
-        let github = Arc::new(FakeGitHub::new());
-        let compute = Arc::new(FakeCompute::new(limits));
+        let github = Arc::new(SimGitHub::new(GITHUB_LATENCY, JIT));
+        let compute = Arc::new(SimCompute::new(ARM_GET_LATENCY, CREATE_LATENCY, limits));
         let settings = Settings {
             webhook_secrets: vec![super::SECRET.into()],
             github_api_url: "http://127.0.0.1:9".into(),
@@ -1029,7 +801,7 @@ batch_pool_id = "linux"
         let dir = if shm.is_dir() { tempfile::tempdir_in(shm) } else { tempfile::tempdir() }.expect("dir");
         let spool = Spool::open(dir.path()).expect("spool");
         let registry: Arc<dyn RunnerRegistry> = github.clone();
-        let state = runner_dispatch::cli::assemble_state(
+        let state = runner_dispatch::app::assemble_state(
             &settings,
             pools,
             registry,
@@ -1046,15 +818,15 @@ batch_pool_id = "linux"
         let mut done = None;
         while start.elapsed() < cap && wall.elapsed() < Duration::from_secs(100) {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let created = compute.log.lock().expect("lock").created.len();
+            let created = compute.created_names();
             if created >= JOBS || created + spool.failed().len() >= JOBS {
                 done = Some(start.elapsed());
                 break;
             }
         }
         let failed: Vec<u64> = spool.failed().iter().map(|f| f.request.job_id).collect();
-        let c = compute.log.lock().expect("lock");
-        let g = github.log.lock().expect("lock");
+        let c = compute.counters();
+        let g = github.counters();
         let created = c.created.len();
         let lost = (0..JOBS as u64)
             .map(|i| 7_000_000 + i)
@@ -1078,10 +850,10 @@ batch_pool_id = "linux"
             failed: failed.len(),
             lost,
             pending_at_end: spool.pending().len(),
-            jit_calls: g.jit_ok + g.jit_limited,
-            jit_rate_limited: g.jit_limited,
-            jit_limited_at_s: g.limited_at.iter().take(10).map(|t| (*t - start).as_secs_f64()).collect(),
-            other_github_calls: g.other.clone(),
+            jit_calls: g.jit_ok + g.jit_rate_limited,
+            jit_rate_limited: g.jit_rate_limited,
+            jit_limited_at_s: g.rate_limited_at.iter().take(10).map(|t| (*t - start).as_secs_f64()).collect(),
+            other_github_calls: g.other,
             create_throttled: c.throttled,
             attempts: c.finds,
             wall_s: wall.elapsed().as_secs_f64(),

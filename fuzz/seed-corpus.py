@@ -3,7 +3,6 @@
 import glob
 import json
 import os
-import re
 
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.dirname(here)
@@ -32,5 +31,5 @@ put("host_envelope", "seed-msg", json.dumps({"Data": {"message": json.dumps(msg)
                                              "Metadata": {"DequeueCount": "2", "Id": "x"}}))
 put("host_envelope", "seed-msg2", json.dumps(json.dumps(json.dumps(msg))))
 put("pools_file", "seed-example", open(f"{root}/runners.example.toml", "rb").read())
-common = open(f"{root}/tests/common/mod.rs").read()
-put("pools_file", "seed-tests", re.search(r'pub const POOLS: &str = r#"(.*?)"#;', common, re.S).group(1))
+# The pools the tests use (runner_dispatch::testing::POOLS).
+put("pools_file", "seed-tests", open(f"{root}/tests/fixtures/pools/octokit.toml", "rb").read())

@@ -29,5 +29,7 @@ pub mod secret;
 pub mod server;
 pub mod spool;
 pub mod telemetry;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod tls;
 pub mod webhook;

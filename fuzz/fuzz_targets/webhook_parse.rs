@@ -8,12 +8,8 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::secret::Secret;
+use runner_dispatch::testing::{POOLS, SECRET};
 use runner_dispatch::webhook::{Headers, accept, parse_workflow_job, sign};
-
-const SECRET: &str = "fuzz-webhook-secret";
-
-/// The pools the integration tests use (tests/fixtures/pools/).
-const POOLS: &str = include_str!("../../tests/fixtures/pools/octokit.toml");
 
 const STRICT: &str = r#"
 [github]
