@@ -456,10 +456,36 @@ impl Sim {
 
     async fn reconcile(self: Arc<Self>) {
         let started = self.shared.world().now();
-        self.reconciler.run().await;
+        let report = self.reconciler.run().await;
+        if std::env::var_os("RD_SIM_TRACE").is_some() {
+            self.trace_pass(started, &report).await;
+        }
         let mut w = self.shared.world();
         let capacity = w.idle_capacity();
         w.passes.push((started, capacity));
+    }
+
+    /// `RD_SIM_TRACE=1`: one line per reconcile pass (demand as reconcile reads it, runners).
+    async fn trace_pass(&self, started: u64, report: &runner_dispatch::reconcile::ReconcileReport) {
+        let now = self.provisioner.now();
+        let since = now - runner_dispatch::idle::demand::HISTORY;
+        let history =
+            runner_dispatch::idle::demand::history(&*self.provisioner.demand, &self.pool.name, since, now).await;
+        let d = history.unwrap_or_default().demand();
+        let w = self.shared.world();
+        let count = |f: &dyn Fn(&Reg) -> bool| w.regs.values().filter(|r| f(r)).count();
+        eprintln!(
+            "t={:.0} min: {:.1} jobs/min, cold start {:?}; idle {}, booting {}, busy {}, waiting {}; made {}, trimmed {}",
+            started as f64 / 60_000.0,
+            d.arrivals_per_minute,
+            d.cold_start,
+            count(&|r| r.online && !r.busy),
+            w.computes.values().filter(|c| c.state == ComputeState::Pending).count(),
+            count(&|r| r.busy),
+            w.waiting.len(),
+            report.idle_created,
+            report.idle,
+        );
     }
 
     /// Applies one event to the world; calls into runner-dispatch run as tasks.
@@ -568,7 +594,14 @@ impl Outcome {
 }
 
 /// Simulates `jobs_per_minute` for `busy`, then nothing for `quiet`; measures `window`.
-async fn simulate(idle: Idle, jobs_per_minute: f64, busy: Duration, quiet: Duration, window: (Duration, Duration), seed: u64) -> Outcome {
+async fn simulate(
+    idle: Idle,
+    jobs_per_minute: f64,
+    busy: Duration,
+    quiet: Duration,
+    window: (Duration, Duration),
+    seed: u64,
+) -> Outcome {
     let pools = Arc::new(PoolsConfig::parse(&pools_text(&idle.keys())).expect("the simulated pools parse"));
     let pool = pools.pools[0].clone();
     let start = Instant::now();
@@ -637,6 +670,17 @@ async fn simulate(idle: Idle, jobs_per_minute: f64, busy: Duration, quiet: Durat
     }
     let mut w = sim.shared.world();
     w.tick();
+    if std::env::var_os("RD_SIM_TRACE").is_some() {
+        for (id, j) in w.jobs.iter().filter(|(_, j)| j.assigned.is_none()) {
+            let own = sim.pool.runner_name(*id);
+            eprintln!(
+                "lost job {id}: queued at {:.1} min, its runner {own} created: {}, exists: {}",
+                j.queued as f64 / 60_000.0,
+                w.ever_created.contains(&own),
+                w.computes.contains_key(&own)
+            );
+        }
+    }
     let (from, to) = w.window;
     let measured: Vec<&Job> = w.jobs.values().filter(|j| (from..to).contains(&j.queued)).collect();
     Outcome {
@@ -700,7 +744,11 @@ fn main() {
             eprintln!("  {} at {rate}/min: done ({:.1} s wall)", idle.label(), wall.elapsed().as_secs_f64());
             let name = format!("{} at {rate}/min", idle.label());
             if matches!(idle, Idle::Auto { .. }) && (rate - 10.0).abs() < f64::EPSILON {
-                goals.push(Goal { what: format!("{name}: p95 ≤ 5 s"), measured: format!("{p95:.1} s"), ok: p95 <= 5.0 });
+                goals.push(Goal {
+                    what: format!("{name}: p95 ≤ 5 s"),
+                    measured: format!("{p95:.1} s"),
+                    ok: p95 <= 5.0,
+                });
                 goals.push(Goal {
                     what: format!("{name}: ≤ 1 idle runner-minute per job"),
                     measured: format!("{idle_per_job:.2}"),
