@@ -107,7 +107,10 @@ enum Event {
 /// GitHub, ACI and the jobs, in simulated milliseconds since the start.
 struct World {
     start: Instant,
+    /// Boots and assignment delays.
     rng: StdRng,
+    /// Arrivals alone: every configuration at one rate sees the same jobs.
+    arrivals: StdRng,
     seq: u64,
     events: BinaryHeap<Reverse<(u64, u64, Event)>>,
     computes: BTreeMap<String, ComputeInfo>,
@@ -503,7 +506,7 @@ impl Sim {
                 w.jobs.insert(job, Job { queued: now, ..Job::default() });
                 w.waiting.push_back(job);
                 w.match_jobs();
-                let gap = -w.gap_ms * (1.0 - w.rng.random::<f64>()).ln();
+                let gap = -w.gap_ms * (1.0 - w.arrivals.random::<f64>()).ln();
                 w.push(now + gap as u64, Event::Arrival);
                 drop(w);
                 tokio::spawn(self.clone().provision(job, 1));
@@ -609,6 +612,7 @@ async fn simulate(
         world: Mutex::new(World {
             start,
             rng: StdRng::seed_from_u64(seed),
+            arrivals: StdRng::seed_from_u64(seed ^ 0x5eed),
             seq: 0,
             events: BinaryHeap::new(),
             computes: BTreeMap::new(),
@@ -703,7 +707,7 @@ fn run(idle: Idle, jobs_per_minute: f64, busy: Duration, quiet: Duration, window
         .start_paused(true)
         .build()
         .expect("a paused runtime");
-    // One seed per rate: every configuration sees the same arrivals.
+    // One seed per rate: every configuration sees the same arrivals and boot times drawn in order.
     runtime.block_on(simulate(idle, jobs_per_minute, busy, quiet, window, jobs_per_minute.to_bits()))
 }
 

@@ -11,9 +11,9 @@ use time::OffsetDateTime;
 
 use crate::azure::aci::{TAG_JOB_CREATED_AT, TAG_RUN_ID};
 use crate::config::{Backend, Pool, RunnerKind};
+use crate::github::{Delivery, JobContext, JobState, RunnerDeletion, RunnerInfo, RunnerTarget};
 use crate::idle::Demand;
 use crate::idle::demand::Record;
-use crate::github::{Delivery, JobContext, JobState, RunnerDeletion, RunnerInfo, RunnerTarget};
 use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
 use crate::provision::{ComputeInfo, Provisioner};
 
@@ -123,7 +123,11 @@ fn age_of(info: &ComputeInfo, now: OffsetDateTime) -> Duration {
 }
 
 /// Counts runners by what they do (see [`Census`]).
-fn census<'a>(pool: &Pool, runners: impl Iterator<Item = (&'a ComputeInfo, Option<&'a RunnerInfo>)>, now: OffsetDateTime) -> Census {
+fn census<'a>(
+    pool: &Pool,
+    runners: impl Iterator<Item = (&'a ComputeInfo, Option<&'a RunnerInfo>)>,
+    now: OffsetDateTime,
+) -> Census {
     let mut c = Census::default();
     for (info, registration) in runners {
         let age = age_of(info, now);
@@ -301,7 +305,13 @@ impl Reconciler {
     /// it go (kept-idle ones now, job runners after `runner_idle_timeout`; a 422 on the
     /// deregistration means one just took a job and stays), ones past
     /// `idle_runner_max_age` are replaced, and idle + booting below it are topped up.
-    async fn keep_level(&self, pool: &Arc<Pool>, standing: Vec<Standing>, now: OffsetDateTime, report: &mut ReconcileReport) {
+    async fn keep_level(
+        &self,
+        pool: &Arc<Pool>,
+        standing: Vec<Standing>,
+        now: OffsetDateTime,
+        report: &mut ReconcileReport,
+    ) {
         let p = &self.provisioner;
         let target = if pool.enabled && pool.idle.is_on() {
             let demand = if pool.idle.is_auto() { self.demand_of(pool, now).await } else { Demand::default() };

@@ -15,13 +15,13 @@ use time::OffsetDateTime;
 use crate::config::{Backend, CheckJobQueued, Pool, PoolsConfig, RunnerKind, RunnerScope, TokenMode};
 use crate::events;
 use crate::github::{GitHubError, JobContext, JobState, RunnerDeletion, RunnerRegistry, RunnerTarget};
-use crate::message::RunnerMessage;
 use crate::idle::demand::{self, DemandLog, MemoryDemandLog, Record};
+use crate::message::RunnerMessage;
 use crate::pools::choose_pool;
 
 pub use backend::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError, Purpose,
-    TAG_IDLE_TARGET, TAG_POOL,
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError,
+    Purpose, TAG_IDLE_TARGET, TAG_POOL,
 };
 
 /// Jobs older than this are given up: GitHub cancels a job no runner took in 24 h.
@@ -213,16 +213,16 @@ impl Provisioner {
     /// A job was queued for a pool whose idle target follows demand.
     async fn record_arrival(&self, pool: &Pool, msg: &RunnerMessage) {
         let at = events::parse_time(msg.job_created_at.as_deref()).unwrap_or_else(|| self.now());
-        demand::record(&*self.demand, &pool.name, &[Record::Arrival { job: msg.job_id, at: at.unix_timestamp() }]).await;
+        demand::record(&*self.demand, &pool.name, &[Record::Arrival { job: msg.job_id, at: at.unix_timestamp() }])
+            .await;
     }
 
     /// A job of a pool that keeps idle runners started: how long after it was queued, and
     /// on which kind of runner.
     async fn record_started(&self, pool: &Pool, msg: &RunnerMessage, ran_on_kind: &str) {
-        let (Some(queued), Some(started)) = (
-            events::parse_time(msg.job_created_at.as_deref()),
-            events::parse_time(msg.job_started_at.as_deref()),
-        ) else {
+        let (Some(queued), Some(started)) =
+            (events::parse_time(msg.job_created_at.as_deref()), events::parse_time(msg.job_started_at.as_deref()))
+        else {
             return;
         };
         if ran_on_kind == "other" {
