@@ -711,11 +711,8 @@ fn run(idle: Idle, jobs_per_minute: f64, busy: Duration, quiet: Duration, window
     runtime.block_on(simulate(idle, jobs_per_minute, busy, quiet, window, jobs_per_minute.to_bits()))
 }
 
-struct Goal {
-    what: String,
-    measured: String,
-    ok: bool,
-}
+/// A goal, what was measured, and whether it holds.
+type Goal = (String, String, bool);
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` does not: stay out of tests.
@@ -729,7 +726,7 @@ fn main() {
     let mut table = String::from(
         "| idle runners | jobs/min | jobs | p50 s | p95 s | idle runner-min/job | runners/job | GitHub calls/job | duplicates | lost |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut goals = Vec::new();
+    let mut goals: Vec<Goal> = Vec::new();
     for idle in configs {
         for rate in rates {
             let o = run(idle, rate, WARM_UP + MEASURED, DRAIN, (WARM_UP, MEASURED));
@@ -748,48 +745,44 @@ fn main() {
             eprintln!("  {} at {rate}/min: done ({:.1} s wall)", idle.label(), wall.elapsed().as_secs_f64());
             let name = format!("{} at {rate}/min", idle.label());
             if matches!(idle, Idle::Auto { .. }) && (rate - 10.0).abs() < f64::EPSILON {
-                goals.push(Goal {
-                    what: format!("{name}: p95 ≤ 5 s"),
-                    measured: format!("{p95:.1} s"),
-                    ok: p95 <= 5.0,
-                });
-                goals.push(Goal {
-                    what: format!("{name}: ≤ 1 idle runner-minute per job"),
-                    measured: format!("{idle_per_job:.2}"),
-                    ok: idle_per_job <= 1.0,
-                });
+                goals.push((format!("{name}: p95 ≤ 5 s"), format!("{p95:.1} s"), p95 <= 5.0));
+                goals.push((
+                    format!("{name}: ≤ 1 idle runner-minute per job"),
+                    format!("{idle_per_job:.2}"),
+                    idle_per_job <= 1.0,
+                ));
             }
             if !matches!(idle, Idle::Fixed(_)) {
-                goals.push(Goal {
-                    what: format!("{name}: ≤ 1.05 runners created per job"),
-                    measured: format!("{runners_per_job:.3}"),
-                    ok: runners_per_job <= 1.05,
-                });
+                goals.push((
+                    format!("{name}: ≤ 1.05 runners created per job"),
+                    format!("{runners_per_job:.3}"),
+                    runners_per_job <= 1.05,
+                ));
             }
-            goals.push(Goal {
-                what: format!("{name}: 0 duplicates, 0 lost"),
-                measured: format!("{} / {}", o.duplicates, o.lost + o.given_up),
-                ok: o.duplicates == 0 && o.lost + o.given_up == 0,
-            });
+            goals.push((
+                format!("{name}: 0 duplicates, 0 lost"),
+                format!("{} / {}", o.duplicates, o.lost + o.given_up),
+                o.duplicates == 0 && o.lost + o.given_up == 0,
+            ));
         }
     }
     let decay = run(Idle::Auto { max: 100 }, 10.0, DECAY_BUSY, DECAY_QUIET, (Duration::ZERO, DECAY_BUSY));
     let (passes, capacity) = decay.decay();
     let trail: Vec<String> = capacity.iter().take(6).map(ToString::to_string).collect();
-    goals.push(Goal {
-        what: "auto (max 100): idle capacity at the floor (0) within 2 reconcile passes after the last job".into(),
-        measured: format!(
+    goals.push((
+        "auto (max 100): idle capacity at the floor (0) within 2 reconcile passes after the last job".into(),
+        format!(
             "{} (idle + booting after each pass: {})",
             passes.map_or("never".into(), |p| format!("{p} passes")),
             trail.join(" → ")
         ),
-        ok: passes.is_some_and(|p| p <= 2),
-    });
+        passes.is_some_and(|p| p <= 2),
+    ));
     println!(
         "## Time to runner (simulated)\n\n{table}\n| goal | measured | ok |\n|---|---|---|\n{}",
         goals
             .iter()
-            .map(|g| format!("| {} | {} | {} |", g.what, g.measured, if g.ok { "ok" } else { "MISS" }))
+            .map(|(what, measured, ok)| format!("| {what} | {measured} | {} |", if *ok { "ok" } else { "MISS" }))
             .collect::<Vec<_>>()
             .join("\n")
     );
