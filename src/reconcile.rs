@@ -190,7 +190,7 @@ impl Reconciler {
     async fn redeliver_missed(&self, report: &mut ReconcileReport) {
         let github = &self.provisioner.github;
         let window = PERIOD * 2 + Duration::from_secs(600);
-        let since = OffsetDateTime::now_utc() - window;
+        let since = self.provisioner.now() - window;
         let deliveries = match github.list_deliveries(since).await {
             Ok(d) => d,
             Err(e) => {
@@ -229,7 +229,7 @@ impl Reconciler {
     /// Reaps each pool's compute, then the registrations whose compute is gone.
     async fn reap(&self, report: &mut ReconcileReport) {
         let p = &self.provisioner;
-        let now = OffsetDateTime::now_utc();
+        let now = p.now();
         // Runners per registration target, listed once per pass.
         let mut runners: BTreeMap<String, (JobContext, Vec<RunnerInfo>)> = BTreeMap::new();
         // Our runners still standing after reaping, by the pool they belong to.
@@ -589,7 +589,7 @@ impl Reconciler {
     /// to runner. Reads the same lists a pass reads; changes nothing.
     pub async fn status(&self) -> Vec<PoolStatus> {
         let p = &self.provisioner;
-        let now = OffsetDateTime::now_utc();
+        let now = self.provisioner.now();
         let mut runners: BTreeMap<String, Result<Vec<RunnerInfo>, String>> = BTreeMap::new();
         let mut out = Vec::new();
         for pool in &p.pools.pools {

@@ -157,7 +157,14 @@ pub struct Provisioner {
     made: Mutex<std::collections::VecDeque<u64>>,
     /// Where arrivals and start times are kept for idle targets and `status`.
     pub demand: Arc<dyn DemandLog>,
+    /// The time of day for job ages, runner ages and demand windows: the system clock,
+    /// or a simulated one (see [`Provisioner::with_clock`]).
+    clock: Clock,
 }
+
+/// A source of the time of day. The system clock in service; the time-to-runner benchmark
+/// runs provisioning and reconcile on simulated time (tokio's paused clock) through it.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
 /// How many JIT registration ids a process remembers as its own.
 pub const MADE_REGISTRATIONS_KEPT: usize = 10_000;
@@ -177,7 +184,22 @@ impl Provisioner {
             hold_ttl: HELD_REGISTRATION_TTL,
             made: Mutex::new(std::collections::VecDeque::new()),
             demand: Arc::new(MemoryDemandLog::default()),
+            clock: Arc::new(OffsetDateTime::now_utc),
         }
+    }
+
+    /// Reads the time of day from `clock` instead of the system clock (a simulation). Pacing
+    /// and holds already run on tokio's clock, which a paused runtime simulates.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, by this provisioner's clock (the system clock unless [`Provisioner::with_clock`]).
+    #[must_use]
+    pub fn now(&self) -> OffsetDateTime {
+        (self.clock)()
     }
 
     /// Keeps demand records in `log` (a file store standalone, blobs under the host)
@@ -190,7 +212,7 @@ impl Provisioner {
 
     /// A job was queued for a pool whose idle target follows demand.
     async fn record_arrival(&self, pool: &Pool, msg: &RunnerMessage) {
-        let at = events::parse_time(msg.job_created_at.as_deref()).unwrap_or_else(OffsetDateTime::now_utc);
+        let at = events::parse_time(msg.job_created_at.as_deref()).unwrap_or_else(|| self.now());
         demand::record(&*self.demand, &pool.name, &[Record::Arrival { job: msg.job_id, at: at.unix_timestamp() }])
             .await;
     }
@@ -379,7 +401,7 @@ impl Provisioner {
         let pool = self.pool_for(msg).ok_or_else(|| {
             ProvisionError::permanent(format!("pool {:?} no longer exists and no other pool fits the job", msg.pool))
         })?;
-        let age = job_age(msg);
+        let age = job_age(msg, self.now());
         if age.is_some_and(|a| a > MAX_JOB_AGE) {
             return Err(ProvisionError::permanent("job is older than 24 h; GitHub has cancelled it".to_owned()));
         }
@@ -807,10 +829,10 @@ pub fn idle_target_of(ctx: &JobContext) -> String {
 /// How soon a request waiting on `max_runners` looks again: runners finish in minutes.
 pub const MAX_RUNNERS_RECHECK: Duration = Duration::from_secs(30);
 
-/// How long ago GitHub created the job.
+/// How long before `now` GitHub created the job.
 #[must_use]
-pub fn job_age(msg: &RunnerMessage) -> Option<Duration> {
+pub fn job_age(msg: &RunnerMessage, now: OffsetDateTime) -> Option<Duration> {
     let created = events::parse_time(msg.job_created_at.as_deref())?;
-    let age = OffsetDateTime::now_utc() - created;
+    let age = now - created;
     age.try_into().ok()
 }

@@ -1,0 +1,790 @@
+//! Time to runner with idle runners kept ready (issue 17), on simulated time.
+//!
+//! `cargo bench --bench time_to_runner` drives the real `Provisioner::provision`,
+//! `Provisioner::cleanup` and `Reconciler::run` through their seams: GitHub
+//! (`RunnerRegistry`) and ACI (`ComputeBackend`) are in-process fakes sharing one simulated
+//! world, and every clock the code reads is tokio's paused clock (`Provisioner::with_clock`
+//! maps it to the time of day). Hours of traffic take seconds.
+//!
+//! The model: Poisson arrivals for one ACI pool; a runner boots in a log-normal time (median
+//! 45 s, p95 120 s) and then comes online; GitHub gives a queued job to an online free runner
+//! (the oldest) about 2 s later, else the job waits for the next runner to come online; a job
+//! runs 5 minutes, then its ephemeral runner deregisters, its compute ends, and the completed
+//! webhook runs `cleanup` with `ran_on` = that runner; reconcile runs every 5 minutes. Not
+//! simulated: API latency and errors, create quotas (ACI's limits are far above these rates),
+//! webhook delivery delays, the queue between the webhook and `provision` (a request is
+//! provisioned when its job is queued, retried as the queue would after a deferral).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use runner_dispatch::config::{Pool, PoolsConfig};
+use runner_dispatch::github::{
+    Delivery, GitHubError, JitConfig, JobContext, JobState, RegistrationToken, RunnerDeletion, RunnerInfo,
+    RunnerRegistry,
+};
+use runner_dispatch::idle::demand::MemoryDemandLog;
+use runner_dispatch::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
+use runner_dispatch::provision::{
+    Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Provisioner,
+    Purpose, TAG_IDLE_TARGET, TAG_POOL,
+};
+use runner_dispatch::reconcile::{PERIOD, Reconciler};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Traffic before the measured window (the auto target needs ten minutes of history).
+const WARM_UP: Duration = Duration::from_secs(30 * 60);
+const MEASURED: Duration = Duration::from_secs(2 * 3600);
+/// After the last arrival: time for the last jobs to be assigned (else they are lost).
+const DRAIN: Duration = Duration::from_secs(20 * 60);
+const JOB_RUNS: Duration = Duration::from_secs(5 * 60);
+/// GitHub hands a queued job to a free online runner in 2 s, give or take half a second.
+const ASSIGN_MS: (u64, u64) = (1_500, 2_500);
+const BOOT_MEDIAN_S: f64 = 45.0;
+const BOOT_P95_S: f64 = 120.0;
+/// The decay scenario: this long busy, then this long without jobs.
+const DECAY_BUSY: Duration = Duration::from_secs(3600);
+const DECAY_QUIET: Duration = Duration::from_secs(3600);
+
+fn pools_text(idle: &str) -> String {
+    format!(
+        r#"
+[github]
+allowed_owners = ["octo-org"]
+token_mode = "jit"
+check_job_queued = "stale"
+
+[[pools]]
+name = "aci"
+backend = "aci"
+labels = ["self-hosted", "linux", "aci"]
+image = "example.azurecr.io/runner:1"
+{idle}
+"#
+    )
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A runner registration at GitHub.
+struct Reg {
+    name: String,
+    online: bool,
+    busy: bool,
+    /// GitHub has chosen it for a job (assigned in about 2 s): not free, not deletable.
+    reserved: bool,
+}
+
+#[derive(Default)]
+struct Job {
+    queued: u64,
+    assigned: Option<u64>,
+    times_assigned: u32,
+    runner: Option<(String, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Arrival,
+    Boot(String),
+    Assign { job: u64, reg: u64 },
+    Complete { job: u64, reg: u64 },
+    Retry { job: u64, attempt: u32 },
+    Reconcile,
+}
+
+/// GitHub, ACI and the jobs, in simulated milliseconds since the start.
+struct World {
+    start: Instant,
+    /// Boots and assignment delays.
+    rng: StdRng,
+    /// Arrivals alone: every configuration at one rate sees the same jobs.
+    arrivals: StdRng,
+    seq: u64,
+    events: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    computes: BTreeMap<String, ComputeInfo>,
+    ever_created: HashSet<String>,
+    regs: BTreeMap<u64, Reg>,
+    next_reg: u64,
+    next_job: u64,
+    jobs: BTreeMap<u64, Job>,
+    waiting: VecDeque<u64>,
+    /// Arrivals stop here.
+    arrivals_end: u64,
+    /// Mean milliseconds between arrivals.
+    gap_ms: f64,
+    window: (u64, u64),
+    idle_runner_ms: f64,
+    last_tick: u64,
+    creates: usize,
+    github_calls: usize,
+    duplicate_creates: usize,
+    given_up: usize,
+    /// After each reconcile pass: when it started and the idle capacity it left.
+    passes: Vec<(u64, usize)>,
+}
+
+impl World {
+    fn now(&self) -> u64 {
+        ms(Instant::now() - self.start)
+    }
+
+    fn in_window(&self) -> bool {
+        (self.window.0..self.window.1).contains(&self.now())
+    }
+
+    fn push(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.events.push(Reverse((at, self.seq, event)));
+    }
+
+    /// Adds idle runner-time up to now (only inside the measured window).
+    fn tick(&mut self) {
+        let now = self.now();
+        let (from, to) = (self.last_tick.max(self.window.0), now.min(self.window.1));
+        if to > from {
+            let idle = self.regs.values().filter(|r| r.online && !r.busy).count();
+            self.idle_runner_ms += idle as f64 * (to - from) as f64;
+        }
+        self.last_tick = now;
+    }
+
+    /// Runners online and free, plus runners booting: what the pool pays for without a job.
+    fn idle_capacity(&self) -> usize {
+        let idle = self.regs.values().filter(|r| r.online && !r.busy).count();
+        idle + self.computes.values().filter(|c| c.state == ComputeState::Pending).count()
+    }
+
+    fn boot_time(&mut self) -> Duration {
+        // Log-normal: ln(boot) ~ N(mu, sigma), median e^mu, p95 e^(mu + 1.645 sigma).
+        let (mu, sigma) = (BOOT_MEDIAN_S.ln(), (BOOT_P95_S / BOOT_MEDIAN_S).ln() / 1.644_854);
+        let (u1, u2): (f64, f64) = (self.rng.random::<f64>().max(f64::MIN_POSITIVE), self.rng.random());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        Duration::from_secs_f64((mu + sigma * z).exp())
+    }
+
+    /// GitHub matches waiting jobs to free online runners, oldest registration first.
+    fn match_jobs(&mut self) {
+        while let Some(&job) = self.waiting.front() {
+            let Some((&id, reg)) = self.regs.iter_mut().find(|(_, r)| r.online && !r.busy && !r.reserved) else {
+                return;
+            };
+            reg.reserved = true;
+            self.waiting.pop_front();
+            let at = self.now() + self.rng.random_range(ASSIGN_MS.0..=ASSIGN_MS.1);
+            self.push(at, Event::Assign { job, reg: id });
+        }
+    }
+}
+
+struct Shared {
+    world: Mutex<World>,
+    notify: Notify,
+}
+
+impl Shared {
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Schedules an event from a task and wakes the event loop.
+    fn schedule(&self, after: Duration, event: Event) {
+        let mut w = self.world();
+        let at = w.now() + ms(after);
+        w.push(at, event);
+        drop(w);
+        self.notify.notify_one();
+    }
+
+    /// One GitHub API call, counted inside the measured window.
+    fn github(&self) -> MutexGuard<'_, World> {
+        let mut w = self.world();
+        if w.in_window() {
+            w.github_calls += 1;
+        }
+        w
+    }
+}
+
+/// GitHub at the `RunnerRegistry` seam.
+struct FakeGitHub(Arc<Shared>);
+
+fn runner_info(id: u64, r: &Reg) -> RunnerInfo {
+    RunnerInfo { id, name: r.name.clone(), online: r.online, busy: r.busy, labels: Vec::new() }
+}
+
+#[async_trait]
+impl RunnerRegistry for FakeGitHub {
+    async fn generate_jit_config(
+        &self,
+        _job: &JobContext,
+        name: &str,
+        _labels: &[String],
+        _group: u64,
+    ) -> Result<JitConfig, GitHubError> {
+        let mut w = self.0.github();
+        if w.regs.values().any(|r| r.name == name) {
+            return Err(GitHubError::Conflict(format!("runner {name} already exists")));
+        }
+        w.next_reg += 1;
+        let id = w.next_reg;
+        w.regs.insert(id, Reg { name: name.to_owned(), online: false, busy: false, reserved: false });
+        Ok(JitConfig { runner_id: id, encoded_jit_config: format!("jit-{name}").into() })
+    }
+
+    async fn registration_token(&self, _job: &JobContext) -> Result<RegistrationToken, GitHubError> {
+        Err(GitHubError::Permanent("the simulation runs in JIT mode".into()))
+    }
+
+    async fn find_runner(&self, _job: &JobContext, name: &str) -> Result<Option<RunnerInfo>, GitHubError> {
+        let w = self.0.github();
+        Ok(w.regs.iter().find(|(_, r)| r.name == name).map(|(id, r)| runner_info(*id, r)))
+    }
+
+    async fn list_runners(&self, _job: &JobContext) -> Result<Vec<RunnerInfo>, GitHubError> {
+        let w = self.0.github();
+        Ok(w.regs.iter().map(|(id, r)| runner_info(*id, r)).collect())
+    }
+
+    async fn delete_runner(&self, _job: &JobContext, runner_id: u64) -> Result<RunnerDeletion, GitHubError> {
+        let mut w = self.0.github();
+        w.tick();
+        Ok(match w.regs.get(&runner_id) {
+            None => RunnerDeletion::NotFound,
+            Some(r) if r.busy || r.reserved => RunnerDeletion::Busy,
+            Some(_) => {
+                w.regs.remove(&runner_id);
+                RunnerDeletion::Deleted
+            }
+        })
+    }
+
+    async fn job_state(&self, _job: &JobContext, job_id: u64) -> Result<JobState, GitHubError> {
+        let w = self.0.github();
+        Ok(match w.jobs.get(&job_id).map(|j| (j.assigned.is_some(), j.runner.clone())) {
+            None | Some((false, _)) => JobState::Queued,
+            Some((true, runner)) if w.regs.contains_key(&runner.as_ref().map_or(0, |r| r.1)) => {
+                JobState::InProgress { runner_name: runner.map(|r| r.0) }
+            }
+            Some(_) => JobState::Completed,
+        })
+    }
+
+    async fn list_deliveries(&self, _since: OffsetDateTime) -> Result<Vec<Delivery>, GitHubError> {
+        Ok(Vec::new())
+    }
+
+    async fn redeliver(&self, _delivery_id: u64) -> Result<(), GitHubError> {
+        Ok(())
+    }
+
+    fn runner_url(&self, _job: &JobContext) -> String {
+        "https://github.com/octo-org".into()
+    }
+}
+
+/// ACI at the `ComputeBackend` seam: a created container group boots, then its runner
+/// comes online.
+struct FakeAci(Arc<Shared>);
+
+#[async_trait]
+impl ComputeBackend for FakeAci {
+    fn kind(&self) -> &'static str {
+        "aci"
+    }
+
+    async fn find(&self, _pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
+        Ok(self.0.world().computes.get(name).cloned())
+    }
+
+    async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
+        let mut w = self.0.world();
+        if w.computes.contains_key(&request.name) {
+            return Ok(CreateOutcome::AlreadyExists);
+        }
+        if !w.ever_created.insert(request.name.clone()) {
+            w.duplicate_creates += 1;
+        }
+        if w.in_window() {
+            w.creates += 1;
+        }
+        let mut tags = BTreeMap::from([(TAG_POOL.to_owned(), pool.name.clone())]);
+        let (job_id, repository) = match &request.purpose {
+            Purpose::Job(job) => (Some(job.job_id), Some(job.repository.clone())),
+            Purpose::Idle { target } => {
+                tags.insert(TAG_IDLE_TARGET.to_owned(), target.clone());
+                (None, None)
+            }
+        };
+        let info = ComputeInfo {
+            name: request.name.clone(),
+            state: ComputeState::Pending,
+            created_at: Some(sim_time(&w)),
+            job_id,
+            repository,
+            runner_id: request.runner_id,
+            tags,
+        };
+        w.computes.insert(request.name.clone(), info);
+        let at = w.now() + ms(w.boot_time());
+        w.push(at, Event::Boot(request.name.clone()));
+        drop(w);
+        self.0.notify.notify_one();
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn delete(&self, _pool: &Pool, name: &str) -> Result<(), ProvisionError> {
+        let mut w = self.0.world();
+        w.tick();
+        if let Some(info) = w.computes.remove(name) {
+            // The runner process goes with its container.
+            if let Some(r) = info.runner_id.and_then(|id| w.regs.get_mut(&id)) {
+                r.online = false;
+            }
+        }
+        Ok(())
+    }
+
+    async fn list(&self, _pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
+        Ok(self.0.world().computes.values().cloned().collect())
+    }
+
+    async fn active_count(&self, _pool: &Pool) -> Result<Option<usize>, ProvisionError> {
+        Ok(Some(self.0.world().computes.len()))
+    }
+}
+
+/// The time of day at simulated `now` (a fixed Wednesday morning, outside any window).
+fn base() -> OffsetDateTime {
+    OffsetDateTime::parse("2026-12-02T06:00:00Z", &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn sim_time(w: &World) -> OffsetDateTime {
+    base() + Duration::from_millis(w.now())
+}
+
+fn rfc3339(at_ms: u64) -> Option<String> {
+    (base() + Duration::from_millis(at_ms)).format(&Rfc3339).ok()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Idle {
+    Off,
+    Fixed(u32),
+    Auto { max: u32 },
+}
+
+impl Idle {
+    fn keys(self) -> String {
+        match self {
+            Idle::Off => String::new(),
+            Idle::Fixed(n) => format!("idle_runners = {n}"),
+            Idle::Auto { max } => format!("idle_runners = \"auto\"\nidle_runners_max = {max}"),
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Idle::Off => "idle_runners = 0".into(),
+            Idle::Fixed(n) => format!("idle_runners = {n}"),
+            Idle::Auto { max } => format!("auto (max {max})"),
+        }
+    }
+}
+
+struct Sim {
+    shared: Arc<Shared>,
+    provisioner: Arc<Provisioner>,
+    reconciler: Reconciler,
+    pool: Arc<Pool>,
+}
+
+impl Sim {
+    fn message(&self, job: u64, kind: MessageKind) -> RunnerMessage {
+        let w = self.shared.world();
+        let j = w.jobs.get(&job);
+        RunnerMessage {
+            v: MESSAGE_VERSION,
+            kind,
+            job_id: job,
+            run_id: job,
+            repository: "octo-org/api".into(),
+            owner: "octo-org".into(),
+            installation_id: None,
+            labels: self.pool.labels.clone(),
+            pool: self.pool.name.clone(),
+            runner_name: self.pool.runner_name(job),
+            delivery_id: format!("d-{job}"),
+            job_created_at: j.and_then(|j| rfc3339(j.queued)),
+            ran_on: j.and_then(|j| j.runner.as_ref().map(|r| r.0.clone())),
+            ran_on_id: j.and_then(|j| j.runner.as_ref().map(|r| r.1)),
+            job_started_at: j.and_then(|j| j.assigned.and_then(rfc3339)),
+            origin: None,
+        }
+    }
+
+    /// A provision request, retried as the queue would.
+    async fn provision(self: Arc<Self>, job: u64, attempt: u32) {
+        let msg = self.message(job, MessageKind::Provision);
+        match self.provisioner.provision(&msg, attempt).await {
+            Ok(_) => {}
+            Err(ProvisionError::Deferred { retry_after, .. }) => {
+                self.shared.schedule(retry_after, Event::Retry { job, attempt });
+            }
+            Err(ProvisionError::Retryable { retry_after, .. }) => {
+                let after = retry_after.unwrap_or(Duration::from_secs(10));
+                self.shared.schedule(after, Event::Retry { job, attempt: attempt + 1 });
+            }
+            Err(ProvisionError::Permanent { .. }) => self.shared.world().given_up += 1,
+        }
+    }
+
+    async fn cleanup(self: Arc<Self>, job: u64) {
+        let msg = self.message(job, MessageKind::Cleanup);
+        if self.provisioner.cleanup(&msg).await.is_err() {
+            self.shared.schedule(Duration::from_secs(10), Event::Complete { job, reg: 0 });
+        }
+    }
+
+    async fn reconcile(self: Arc<Self>) {
+        let started = self.shared.world().now();
+        let report = self.reconciler.run().await;
+        if std::env::var_os("RD_SIM_TRACE").is_some() {
+            self.trace_pass(started, &report).await;
+        }
+        let mut w = self.shared.world();
+        let capacity = w.idle_capacity();
+        w.passes.push((started, capacity));
+    }
+
+    /// `RD_SIM_TRACE=1`: one line per reconcile pass (demand as reconcile reads it, runners).
+    async fn trace_pass(&self, started: u64, report: &runner_dispatch::reconcile::ReconcileReport) {
+        let now = self.provisioner.now();
+        let since = now - runner_dispatch::idle::demand::HISTORY;
+        let history =
+            runner_dispatch::idle::demand::history(&*self.provisioner.demand, &self.pool.name, since, now).await;
+        let d = history.unwrap_or_default().demand();
+        let w = self.shared.world();
+        let count = |f: &dyn Fn(&Reg) -> bool| w.regs.values().filter(|r| f(r)).count();
+        eprintln!(
+            "t={:.0} min: {:.1} jobs/min, cold start {:?}; idle {}, booting {}, busy {}, waiting {}; made {}, trimmed {}",
+            started as f64 / 60_000.0,
+            d.arrivals_per_minute,
+            d.cold_start,
+            count(&|r| r.online && !r.busy),
+            w.computes.values().filter(|c| c.state == ComputeState::Pending).count(),
+            count(&|r| r.busy),
+            w.waiting.len(),
+            report.idle_created,
+            report.idle,
+        );
+    }
+
+    /// Applies one event to the world; calls into runner-dispatch run as tasks.
+    fn handle(self: &Arc<Self>, event: Event) {
+        let mut w = self.shared.world();
+        w.tick();
+        let now = w.now();
+        match event {
+            Event::Arrival => {
+                if now >= w.arrivals_end {
+                    return;
+                }
+                w.next_job += 1;
+                let job = w.next_job;
+                w.jobs.insert(job, Job { queued: now, ..Job::default() });
+                w.waiting.push_back(job);
+                w.match_jobs();
+                let gap = -w.gap_ms * (1.0 - w.arrivals.random::<f64>()).ln();
+                w.push(now + gap as u64, Event::Arrival);
+                drop(w);
+                tokio::spawn(self.clone().provision(job, 1));
+            }
+            Event::Boot(name) => {
+                let Some(info) = w.computes.get_mut(&name).filter(|c| c.state == ComputeState::Pending) else {
+                    return;
+                };
+                info.state = ComputeState::Running;
+                if let Some(r) = info.runner_id.and_then(|id| w.regs.get_mut(&id)) {
+                    r.online = true;
+                }
+                w.match_jobs();
+            }
+            Event::Assign { job, reg } => {
+                let Some(r) = w.regs.get_mut(&reg).filter(|r| r.online) else {
+                    // The runner went before GitHub handed it the job: back in line.
+                    w.waiting.push_front(job);
+                    w.match_jobs();
+                    return;
+                };
+                (r.busy, r.reserved) = (true, false);
+                let name = r.name.clone();
+                let j = w.jobs.entry(job).or_default();
+                j.times_assigned += 1;
+                if j.assigned.is_none() {
+                    j.assigned = Some(now);
+                    j.runner = Some((name, reg));
+                }
+                w.push(now + ms(JOB_RUNS), Event::Complete { job, reg });
+            }
+            Event::Complete { job, reg } => {
+                // The ephemeral runner deregisters and its container exits.
+                if let Some(r) = w.regs.remove(&reg) {
+                    if let Some(c) = w.computes.get_mut(&r.name) {
+                        c.state = ComputeState::Succeeded;
+                    }
+                }
+                drop(w);
+                tokio::spawn(self.clone().cleanup(job));
+            }
+            Event::Retry { job, attempt } => {
+                drop(w);
+                tokio::spawn(self.clone().provision(job, attempt));
+            }
+            Event::Reconcile => {
+                w.push(now + ms(PERIOD), Event::Reconcile);
+                drop(w);
+                tokio::spawn(self.clone().reconcile());
+            }
+        }
+    }
+}
+
+/// What one run measured.
+struct Outcome {
+    jobs: usize,
+    /// Queued to assigned, seconds, of the jobs queued in the measured window.
+    waits: Vec<f64>,
+    idle_runner_minutes: f64,
+    creates: usize,
+    github_calls: usize,
+    duplicates: usize,
+    lost: usize,
+    given_up: usize,
+    arrivals_end: u64,
+    passes: Vec<(u64, usize)>,
+}
+
+impl Outcome {
+    fn per_job(&self, n: f64) -> f64 {
+        n / self.jobs.max(1) as f64
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        let mut w = self.waits.clone();
+        w.sort_by(f64::total_cmp);
+        let rank = ((p * w.len() as f64).ceil() as usize).clamp(1, w.len().max(1));
+        w.get(rank - 1).copied().unwrap_or(f64::NAN)
+    }
+
+    /// Reconcile passes after the last arrival until idle capacity is at the floor (0),
+    /// and the capacity each pass left.
+    fn decay(&self) -> (Option<usize>, Vec<usize>) {
+        let after: Vec<usize> = self.passes.iter().filter(|(t, _)| *t >= self.arrivals_end).map(|p| p.1).collect();
+        (after.iter().position(|c| *c == 0).map(|i| i + 1), after)
+    }
+}
+
+/// Simulates `jobs_per_minute` for `busy`, then nothing for `quiet`; measures `window`.
+async fn simulate(
+    idle: Idle,
+    jobs_per_minute: f64,
+    busy: Duration,
+    quiet: Duration,
+    window: (Duration, Duration),
+    seed: u64,
+) -> Outcome {
+    let pools = Arc::new(PoolsConfig::parse(&pools_text(&idle.keys())).expect("the simulated pools parse"));
+    let pool = pools.pools[0].clone();
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        world: Mutex::new(World {
+            start,
+            rng: StdRng::seed_from_u64(seed),
+            arrivals: StdRng::seed_from_u64(seed ^ 0x5eed),
+            seq: 0,
+            events: BinaryHeap::new(),
+            computes: BTreeMap::new(),
+            ever_created: HashSet::new(),
+            regs: BTreeMap::new(),
+            next_reg: 0,
+            next_job: 1_000,
+            jobs: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            arrivals_end: ms(busy),
+            gap_ms: 60_000.0 / jobs_per_minute,
+            window: (ms(window.0), ms(window.0 + window.1)),
+            idle_runner_ms: 0.0,
+            last_tick: 0,
+            creates: 0,
+            github_calls: 0,
+            duplicate_creates: 0,
+            given_up: 0,
+            passes: Vec::new(),
+        }),
+        notify: Notify::new(),
+    });
+    let clock_start = start;
+    let provisioner = Arc::new(
+        Provisioner::new(
+            pools,
+            Arc::new(FakeGitHub(shared.clone())),
+            Backends::single(Arc::new(FakeAci(shared.clone()))),
+        )
+        .with_demand_log(Arc::new(MemoryDemandLog::default()))
+        .with_clock(Arc::new(move || base() + (Instant::now() - clock_start))),
+    );
+    let sim = Arc::new(Sim { reconciler: Reconciler::new(provisioner.clone(), false), provisioner, pool, shared });
+    {
+        let mut w = sim.shared.world();
+        w.push(0, Event::Arrival);
+        w.push(ms(PERIOD), Event::Reconcile);
+    }
+    let end = ms(busy + quiet);
+    loop {
+        let next = sim.shared.world().events.peek().map(|Reverse((t, _, _))| *t);
+        let Some(at) = next.filter(|t| *t <= end) else { break };
+        tokio::select! {
+            () = tokio::time::sleep_until(start + Duration::from_millis(at)) => {}
+            () = sim.shared.notify.notified() => continue,
+        }
+        loop {
+            let due = {
+                let mut w = sim.shared.world();
+                let now = w.now();
+                match w.events.peek() {
+                    Some(Reverse((t, _, _))) if *t <= now => w.events.pop().map(|Reverse((_, _, e))| e),
+                    _ => None,
+                }
+            };
+            let Some(event) = due else { break };
+            sim.handle(event);
+        }
+    }
+    let mut w = sim.shared.world();
+    w.tick();
+    if std::env::var_os("RD_SIM_TRACE").is_some() {
+        for (id, j) in w.jobs.iter().filter(|(_, j)| j.assigned.is_none()) {
+            let own = sim.pool.runner_name(*id);
+            eprintln!(
+                "lost job {id}: queued at {:.1} min, its runner {own} created: {}, exists: {}",
+                j.queued as f64 / 60_000.0,
+                w.ever_created.contains(&own),
+                w.computes.contains_key(&own)
+            );
+        }
+    }
+    let (from, to) = w.window;
+    let measured: Vec<&Job> = w.jobs.values().filter(|j| (from..to).contains(&j.queued)).collect();
+    Outcome {
+        jobs: measured.len(),
+        waits: measured.iter().filter_map(|j| j.assigned.map(|a| (a - j.queued) as f64 / 1000.0)).collect(),
+        idle_runner_minutes: w.idle_runner_ms / 60_000.0,
+        creates: w.creates,
+        github_calls: w.github_calls,
+        duplicates: w.duplicate_creates + w.jobs.values().filter(|j| j.times_assigned > 1).count(),
+        lost: w.jobs.values().filter(|j| j.assigned.is_none()).count(),
+        given_up: w.given_up,
+        arrivals_end: w.arrivals_end,
+        passes: std::mem::take(&mut w.passes),
+    }
+}
+
+fn run(idle: Idle, jobs_per_minute: f64, busy: Duration, quiet: Duration, window: (Duration, Duration)) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a paused runtime");
+    // One seed per rate: every configuration sees the same arrivals and boot times drawn in order.
+    runtime.block_on(simulate(idle, jobs_per_minute, busy, quiet, window, jobs_per_minute.to_bits()))
+}
+
+/// A goal, what was measured, and whether it holds.
+type Goal = (String, String, bool);
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not: stay out of tests.
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("time-to-runner simulation: run with `cargo bench --bench time_to_runner`");
+        return;
+    }
+    let wall = std::time::Instant::now();
+    let configs = [Idle::Off, Idle::Fixed(10), Idle::Auto { max: 100 }];
+    let rates = [1.0, 10.0, 60.0];
+    let mut table = String::from(
+        "| idle runners | jobs/min | jobs | p50 s | p95 s | idle runner-min/job | runners/job | GitHub calls/job | duplicates | lost |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut goals: Vec<Goal> = Vec::new();
+    for idle in configs {
+        for rate in rates {
+            let o = run(idle, rate, WARM_UP + MEASURED, DRAIN, (WARM_UP, MEASURED));
+            let (p50, p95) = (o.percentile(0.50), o.percentile(0.95));
+            let idle_per_job = o.per_job(o.idle_runner_minutes);
+            let runners_per_job = o.per_job(o.creates as f64);
+            let _ = writeln!(
+                table,
+                "| {} | {rate} | {} | {p50:.1} | {p95:.1} | {idle_per_job:.2} | {runners_per_job:.3} | {:.2} | {} | {} |",
+                idle.label(),
+                o.jobs,
+                o.per_job(o.github_calls as f64),
+                o.duplicates,
+                o.lost + o.given_up,
+            );
+            eprintln!("  {} at {rate}/min: done ({:.1} s wall)", idle.label(), wall.elapsed().as_secs_f64());
+            let name = format!("{} at {rate}/min", idle.label());
+            if matches!(idle, Idle::Auto { .. }) && (rate - 10.0).abs() < f64::EPSILON {
+                goals.push((format!("{name}: p95 ≤ 5 s"), format!("{p95:.1} s"), p95 <= 5.0));
+                goals.push((
+                    format!("{name}: ≤ 1 idle runner-minute per job"),
+                    format!("{idle_per_job:.2}"),
+                    idle_per_job <= 1.0,
+                ));
+            }
+            if !matches!(idle, Idle::Fixed(_)) {
+                goals.push((
+                    format!("{name}: ≤ 1.05 runners created per job"),
+                    format!("{runners_per_job:.3}"),
+                    runners_per_job <= 1.05,
+                ));
+            }
+            goals.push((
+                format!("{name}: 0 duplicates, 0 lost"),
+                format!("{} / {}", o.duplicates, o.lost + o.given_up),
+                o.duplicates == 0 && o.lost + o.given_up == 0,
+            ));
+        }
+    }
+    let decay = run(Idle::Auto { max: 100 }, 10.0, DECAY_BUSY, DECAY_QUIET, (Duration::ZERO, DECAY_BUSY));
+    let (passes, capacity) = decay.decay();
+    let trail: Vec<String> = capacity.iter().take(6).map(ToString::to_string).collect();
+    goals.push((
+        "auto (max 100): idle capacity at the floor (0) within 2 reconcile passes after the last job".into(),
+        format!(
+            "{} (idle + booting after each pass: {})",
+            passes.map_or("never".into(), |p| format!("{p} passes")),
+            trail.join(" → ")
+        ),
+        passes.is_some_and(|p| p <= 2),
+    ));
+    println!(
+        "## Time to runner (simulated)\n\n{table}\n| goal | measured | ok |\n|---|---|---|\n{}",
+        goals
+            .iter()
+            .map(|(what, measured, ok)| format!("| {what} | {measured} | {} |", if *ok { "ok" } else { "MISS" }))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    eprintln!("simulated in {:.1} s", wall.elapsed().as_secs_f64());
+}
