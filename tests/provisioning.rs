@@ -174,7 +174,7 @@ async fn a_permanent_create_failure_deletes_the_registration_and_reports() {
 }
 
 #[tokio::test]
-async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_a_busy_own_runner() {
+async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_its_own_runner_to_the_job_that_lost_one() {
     let (p, gh, backend) = setup("check_job_queued = \"never\"");
     // ghr-60 (made for job 60) ran job 61; ghr-61 (made for 61) took job 60 and is busy.
     p.provision(&message(60, 0), 1).await.expect("ok");
@@ -190,6 +190,16 @@ async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_a_busy_own_runne
     let deleted = p.cleanup(&done).await.expect("ok");
     assert_eq!(deleted, vec!["ghr-60"], "ghr-61 is busy with job 60 and stays");
     assert!(backend.existing.lock().expect("lock").contains_key("ghr-61"));
+    // Still booting, not busy: kept all the same. Job 60 gave its runner to job 61 and
+    // waits for ghr-61; deleting it would leave job 60 with none.
+    p.provision(&message(63, 0), 1).await.expect("ok");
+    p.provision(&message(64, 0), 1).await.expect("ok");
+    let mut done = message(64, 0);
+    done.kind = MessageKind::Cleanup;
+    done.ran_on = Some("ghr-63".into());
+    done.ran_on_id = gh.runners.lock().expect("lock").iter().find(|r| r.name == "ghr-63").map(|r| r.id);
+    assert_eq!(p.cleanup(&done).await.expect("ok"), vec!["ghr-63"]);
+    assert!(backend.existing.lock().expect("lock").contains_key("ghr-64"), "a booting swap partner was deleted");
     // A runner the job never needed (a GitHub-hosted runner ran it) is removed when idle.
     p.provision(&message(62, 0), 1).await.expect("ok");
     let mut other = message(62, 0);

@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{AUTO_WINDOW, Demand};
+use super::{AUTO_WINDOW, Demand, RATE_WINDOW};
 use crate::azure::TokenSource;
 
 /// Records are kept in buckets of this many minutes.
@@ -156,21 +156,28 @@ impl History {
         Self { records, now: now.unix_timestamp() }
     }
 
-    /// Arrivals per minute over [`AUTO_WINDOW`] (distinct jobs: a redelivered request is
-    /// recorded again) and the mean cold start over the whole history.
+    /// Arrivals per minute over [`RATE_WINDOW`], or none when no job came in the last
+    /// [`AUTO_WINDOW`] (distinct jobs: a redelivered request is recorded again), and the
+    /// mean cold start over the whole history. The longer window keeps the target steady
+    /// at low rates (a 5-minute count of a job a minute swings the target between 2 and 5,
+    /// and each swing trims and re-creates runners); the shorter one lets it fall to its
+    /// floor by the second pass after demand stops.
     #[must_use]
     pub fn demand(&self) -> Demand {
-        let window = i64::try_from(AUTO_WINDOW.as_secs()).unwrap_or(600);
-        let mut jobs: Vec<u64> = self
+        let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let mut jobs: Vec<(i64, u64)> = self
             .records
             .iter()
             .filter_map(|r| match r {
-                Record::Arrival { job, at } if *at > self.now - window => Some(*job),
+                Record::Arrival { job, at } if *at > self.now - secs(RATE_WINDOW) => Some((*at, *job)),
                 _ => None,
             })
             .collect();
-        jobs.sort_unstable();
-        jobs.dedup();
+        let recent = jobs.iter().any(|(at, _)| *at > self.now - secs(AUTO_WINDOW));
+        let mut ids: Vec<u64> = jobs.drain(..).map(|(_, job)| job).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let arrivals_per_minute = if recent { ids.len() as f64 / (RATE_WINDOW.as_secs_f64() / 60.0) } else { 0.0 };
         let cold: Vec<i64> = self
             .records
             .iter()
@@ -183,7 +190,7 @@ impl History {
             let mean = cold.iter().sum::<i64>() / i64::try_from(cold.len()).unwrap_or(1);
             Duration::from_secs(mean.unsigned_abs())
         });
-        Demand { arrivals_per_minute: jobs.len() as f64 / (window as f64 / 60.0), cold_start }
+        Demand { arrivals_per_minute, cold_start }
     }
 
     /// Idle runner-minutes: each reconcile sample counts for one period.
@@ -442,8 +449,9 @@ mod tests {
         let log = FileDemandLog::new(dir.path());
         let now = t("2026-12-02T10:21:00Z");
         let at = |m: i64| (now - time::Duration::minutes(m)).unix_timestamp();
-        // Five jobs in the last ten minutes (one recorded twice), one older.
-        for (job, m) in [(1, 1), (2, 3), (3, 5), (3, 5), (4, 8), (5, 9), (6, 14)] {
+        // Six jobs in the last fifteen minutes (one recorded twice, three in the last
+        // five), one older.
+        for (job, m) in [(1, 1), (2, 3), (3, 4), (3, 4), (4, 6), (5, 9), (6, 14), (7, 16)] {
             record(&log, "linux", &[Record::Arrival { job, at: at(m) }]).await;
         }
         record(&log, "linux", &[Record::Started { job: 9, at: at(30), queued_s: 40, idle: false }]).await;
@@ -451,7 +459,11 @@ mod tests {
         record(&log, "linux", &[Record::Started { job: 7, at: at(2), queued_s: 2, idle: true }]).await;
         let h = history(&log, "linux", now - time::Duration::hours(1), now).await.unwrap();
         let d = h.demand();
-        assert!((d.arrivals_per_minute - 0.5).abs() < 1e-9, "{d:?}");
+        assert!((d.arrivals_per_minute - 0.4).abs() < 1e-9, "{d:?}");
+        // Nothing in the last five minutes: no demand, whatever came before.
+        let later =
+            history(&log, "linux", now - time::Duration::hours(1), now + time::Duration::minutes(5)).await.unwrap();
+        assert!(later.demand().arrivals_per_minute.abs() < f64::EPSILON);
         assert_eq!(d.cold_start, Some(Duration::from_secs(50)));
         let ttr = h.time_to_runner();
         assert_eq!((ttr.jobs, ttr.on_idle_runner, ttr.p50_s), (3, 1, Some(40)));

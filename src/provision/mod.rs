@@ -708,6 +708,14 @@ impl Provisioner {
                 if ran_on_this_compute(&info, msg.ran_on_id) {
                     self.backends.for_pool(&owner_pool).delete(&owner_pool, ran_on).await?;
                     deleted.push(ran_on.to_owned());
+                    if ran_on != own {
+                        // The job took a runner of ours made for another job (or kept idle);
+                        // its own runner, booting or idle, is that other job's runner now.
+                        // Deleting it here would leave that job waiting with none (the
+                        // time-to-runner benchmark lost jobs so). Reconcile removes it if it
+                        // stays idle.
+                        return Ok(deleted);
+                    }
                 } else {
                     tracing::warn!(
                         event = "cleanup_skipped",
