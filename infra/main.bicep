@@ -13,7 +13,9 @@
 //   - identities for image pulls and for jobs, an optional VNet with a subnet
 //     delegated to Azure Container Instances, and least-privilege role assignments.
 // Container groups themselves are created at run time by the app, in
-// `containerGroupResourceGroup` (default: this resource group).
+// `containerGroupResourceGroup` (default: this resource group), and, with
+// `aciPlacements`, in more regions, resource groups and subscriptions (each gets the
+// container-group role and, optionally, a resource group and a regional VNet).
 //
 // See infra/README.md for every parameter and docs/deploy.md for the full procedure.
 
