@@ -13,7 +13,9 @@
 //   - identities for image pulls and for jobs, an optional VNet with a subnet
 //     delegated to Azure Container Instances, and least-privilege role assignments.
 // Container groups themselves are created at run time by the app, in
-// `containerGroupResourceGroup` (default: this resource group).
+// `containerGroupResourceGroup` (default: this resource group), and, with
+// `aciPlacements`, in more regions, resource groups and subscriptions (each gets the
+// container-group role and, optionally, a resource group and a regional VNet).
 //
 // See infra/README.md for every parameter and docs/deploy.md for the full procedure.
 
@@ -142,6 +144,25 @@ param deployerPrincipalType string = 'User'
 
 @description('Existing resource group where the app creates container groups (AZURE_RESOURCE_GROUP). Default: this one.')
 param containerGroupResourceGroup string = resourceGroup().name
+
+// Placements: more regions, resource groups and subscriptions for ACI pools (a pool's
+// `placements` in runners.toml; docs/deploy.md, "ACI placements"). Each item:
+//   location             region of the container groups (required)
+//   resourceGroupName    resource group for them (required)
+//   subscriptionId       default: this deployment's subscription (same Entra tenant)
+//   createResourceGroup  default false: the resource group must exist
+//   subnetId             existing subnet in `location`, delegated to
+//                        Microsoft.ContainerInstance/containerGroups; default none
+//   grantSubnetJoin      default true: with subnetId, give the app's identity the
+//                        subnet-join role on it
+//   vnetAddressPrefix    without subnetId: create <namePrefix>-vnet-<location> with
+//                        this address space and a delegated subnet aci-runners
+//   aciSubnetPrefix      that subnet's prefix; default the whole address space
+//   vnetName             default <namePrefix>-vnet-<location>
+// The app's identity gets the container-group role on every placement's resource
+// group. Outputs aciPlacementEntries / aciPlacementsToml give the runners.toml values.
+@description('ACI placements (objects: location, resourceGroupName, subscriptionId?, createResourceGroup?, subnetId?, grantSubnetJoin?, vnetAddressPrefix?, aciSubnetPrefix?, vnetName?). Empty: container groups only in containerGroupResourceGroup, as before.')
+param aciPlacements array = []
 
 // ---------------------------------------------------------------- network
 
@@ -342,6 +363,44 @@ module aciRbac 'modules/aci-rbac.bicep' = {
   }
 }
 
+// Every placement with its defaults filled in (later keys win in union()).
+var placements = [for p in aciPlacements: union({
+  subscriptionId: subscription().subscriptionId
+  createResourceGroup: false
+  subnetId: ''
+  grantSubnetJoin: true
+  vnetName: '${namePrefix}-vnet-${p.location}'
+  vnetAddressPrefix: ''
+  aciSubnetPrefix: ''
+}, p)]
+
+// One at a time: two placements may share a resource group (and so its custom roles).
+// After the main roles, which a placement in the main resource group may share too.
+@batchSize(1)
+module aciPlacement 'modules/aci-placement.bicep' = [for p in placements: {
+  name: take('${namePrefix}-placement-${uniqueString(resourceGroup().id, p.subscriptionId, p.resourceGroupName, p.location)}', 64)
+  scope: subscription(p.subscriptionId)
+  params: {
+    namePrefix: namePrefix
+    location: p.location
+    resourceGroupName: p.resourceGroupName
+    createResourceGroup: p.createResourceGroup
+    tags: tags
+    appPrincipalId: identities.outputs.appIdentityPrincipalId
+    // The main deployment already grants it on containerGroupResourceGroup (aciRbac).
+    grantContainerGroupRole: !(p.subscriptionId == subscription().subscriptionId && toLower(p.resourceGroupName) == toLower(containerGroupResourceGroup))
+    subnetId: p.subnetId
+    grantSubnetJoin: p.grantSubnetJoin
+    vnetName: p.vnetName
+    vnetAddressPrefix: p.vnetAddressPrefix
+    aciSubnetPrefix: p.aciSubnetPrefix
+  }
+  dependsOn: [
+    rbac
+    aciRbac
+  ]
+}]
+
 var vaultUri = keyVault.outputs.vaultUri
 
 // Versionless Key Vault references: the app follows new secret versions (see docs/deploy.md).
@@ -414,3 +473,7 @@ output runnerIdentityId string = identities.outputs.runnerIdentityId
 @description('Use as `subnet_id` in runners.toml for ACI pools in the VNet.')
 output aciSubnetId string = enableRunnerVnet ? network.outputs.aciSubnetId : ''
 output containerGroupResourceGroup string = containerGroupResourceGroup
+@description('The aciPlacements, in order, as runners.toml keys (location, subscription_id, resource_group, subnet_id): the items of an ACI pool\'s `placements`.')
+output aciPlacementEntries array = [for (p, i) in placements: aciPlacement[i].outputs.entry]
+@description('The same as TOML inline tables, one per placement: join them with commas inside `placements = [ ... ]` (docs/deploy.md shows a jq one-liner).')
+output aciPlacementsToml array = [for (p, i) in placements: aciPlacement[i].outputs.toml]

@@ -34,6 +34,14 @@ param functionHttpAlwaysReady = 1
 // Container groups go to this (existing) resource group.
 // param containerGroupResourceGroup = 'rg-runners'
 
+// More ACI placements (regions, resource groups, subscriptions) for pools with
+// `placements` in runners.toml: quota and capacity per region. docs/deploy.md, "ACI placements".
+// param aciPlacements = [
+//   { location: 'westeurope', resourceGroupName: 'rg-runners' }
+//   { location: 'northeurope', resourceGroupName: 'rg-runners-ne', createResourceGroup: true, vnetAddressPrefix: '10.41.0.0/22' }
+//   { location: 'swedencentral', subscriptionId: '11111111-1111-1111-1111-111111111111', resourceGroupName: 'rg-runners-se', createResourceGroup: true }
+// ]
+
 // Private networking for ACI runners (subnet delegated to container groups).
 param enableRunnerVnet = false
 param batchPoolsInVnet = false

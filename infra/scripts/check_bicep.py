@@ -3,9 +3,11 @@
 
 It is not a compiler: it parses every file with pycep-parser (syntax), then checks
 what a compiler would otherwise catch across files:
-  - every module parameter main.bicep passes exists in the module, and every
-    module parameter without a default is passed;
-  - every `<module>.outputs.<name>` main.bicep reads is an output of that module;
+  - every module parameter a file passes (main.bicep, or a module that nests
+    modules) exists in the module, and every module parameter without a default is
+    passed;
+  - every `<module>.outputs.<name>` (or `<module>[i].outputs.<name>` of a module
+    loop) a file reads is an output of that module;
   - every `param` set in main.bicepparam exists in main.bicep;
   - files referenced by loadFileAsBase64/loadTextContent exist;
   - a file that declares a Flex Consumption plan sets none of the site properties and
@@ -60,19 +62,32 @@ def flex_deprecations(path: Path) -> list[str]:
     return found
 
 
+def symbol_of(operand):
+    """`name` for `name` and for `name[i]` (a module loop), else None."""
+    if isinstance(operand, str):
+        return operand
+    if isinstance(operand, dict):
+        op = operand.get("operator")
+        if isinstance(op, dict) and op.get("type") == "index_accessor":
+            inner = op["operands"].get("operand_1")
+            return inner if isinstance(inner, str) else None
+    return None
+
+
 def walk(node, found):
-    """Collect `<symbol>.outputs.<name>` accesses from pycep's expression tree."""
+    """Collect `<symbol>.outputs.<name>` and `<symbol>[i].outputs.<name>` accesses."""
     if isinstance(node, dict):
         op = node.get("operator")
         if isinstance(op, dict) and op.get("type") == "property_accessor":
             ops = op["operands"]
             inner = ops.get("operand_2")
-            if isinstance(ops.get("operand_1"), str) and isinstance(inner, dict):
+            symbol = symbol_of(ops.get("operand_1"))
+            if symbol is not None and isinstance(inner, dict):
                 inner_op = inner.get("operator", {})
                 if inner_op.get("type") == "property_accessor":
                     iops = inner_op["operands"]
                     if iops.get("operand_1") == "outputs" and isinstance(iops.get("operand_2"), str):
-                        found.add((ops["operand_1"], iops["operand_2"]))
+                        found.add((symbol, iops["operand_2"]))
         for value in node.values():
             walk(value, found)
     elif isinstance(node, list):
@@ -82,10 +97,40 @@ def walk(node, found):
 
 def module_config(module):
     config = module["config"]
-    # Conditional modules nest their body one level down.
+    # Conditional modules and module loops nest their body one level down.
     if "condition" in config and "config" in config:
         config = config["config"]
     return config
+
+
+def check_modules(path: Path, doc: dict, parsed: dict[Path, dict], problems: list[str]) -> None:
+    """Module parameters passed and module outputs read in one file, against the modules."""
+    name = path.relative_to(INFRA)
+    modules = doc.get("modules", {})
+    for symbol, module in modules.items():
+        rel = module["detail"]["path"]
+        target_doc = parsed.get((path.parent / rel).resolve())
+        if target_doc is None:
+            problems.append(f"{name}: module {symbol}: {rel} not found or not parsed")
+            continue
+        declared = target_doc.get("parameters", {})
+        passed = module_config(module).get("params", {}) or {}
+        for param in passed:
+            if param not in declared:
+                problems.append(f"{name}: module {symbol} passes unknown param {param} to {rel}")
+        for param, spec in declared.items():
+            if spec.get("default") is None and param not in passed:
+                # pycep reports `= ''` as default '' and no default as None.
+                problems.append(f"{name}: module {symbol} does not pass required param {param}")
+    found: set[tuple[str, str]] = set()
+    walk(doc, found)
+    for symbol, output in sorted(found):
+        module = modules.get(symbol)
+        if module is None:
+            continue
+        target_doc = parsed.get((path.parent / module["detail"]["path"]).resolve(), {})
+        if output not in target_doc.get("outputs", {}):
+            problems.append(f"{name}: {symbol}.outputs.{output} is not an output of {module['detail']['path']}")
 
 
 def main() -> int:
@@ -104,36 +149,13 @@ def main() -> int:
             if not (path.parent / ref).is_file():
                 problems.append(f"{path.relative_to(INFRA)}: loads missing file {ref}")
 
+    # Every file's modules (main.bicep's, and modules that nest modules).
+    for path, doc in parsed.items():
+        check_modules(path, doc, parsed, problems)
+
     main_path = INFRA / "main.bicep"
     main_doc = parsed.get(main_path)
     if main_doc:
-        modules = main_doc.get("modules", {})
-        for symbol, module in modules.items():
-            rel = module["detail"]["path"]
-            target = (main_path.parent / rel).resolve()
-            target_doc = parsed.get(target)
-            if target_doc is None:
-                problems.append(f"main.bicep: module {symbol}: {rel} not found or not parsed")
-                continue
-            declared = target_doc.get("parameters", {})
-            passed = module_config(module).get("params", {}) or {}
-            for name in passed:
-                if name not in declared:
-                    problems.append(f"main.bicep: module {symbol} passes unknown param {name} to {rel}")
-            for name, spec in declared.items():
-                if spec.get("default") is None and name not in passed:
-                    # pycep reports `= ''` as default '' and no default as None.
-                    problems.append(f"main.bicep: module {symbol} does not pass required param {name}")
-        found: set[tuple[str, str]] = set()
-        walk(main_doc, found)
-        for symbol, output in sorted(found):
-            module = modules.get(symbol)
-            if module is None:
-                continue
-            target_doc = parsed.get((main_path.parent / module["detail"]["path"]).resolve(), {})
-            if output not in target_doc.get("outputs", {}):
-                problems.append(f"main.bicep: {symbol}.outputs.{output} is not an output of {module['detail']['path']}")
-
         params_file = INFRA / "main.bicepparam"
         if params_file.exists():
             declared = main_doc.get("parameters", {})
