@@ -152,13 +152,20 @@ impl Compute {
         }
     }
 
-    /// What a create quota is counted per, besides the backend: ACI's per region, a Batch
-    /// account's for the account.
+    /// What a create quota is counted per, besides the backend: ACI's per region (with
+    /// placements, their set: the backend pauses each placement itself, and the
+    /// provisioner's gate closes only when all are paused), a Batch account's for the account.
     #[must_use]
-    pub fn quota_scope(&self) -> &str {
+    pub fn quota_scope(&self) -> String {
         match self {
-            Compute::Aci(a) => a.location.as_deref().unwrap_or(""),
-            Compute::Batch(_) => "",
+            Compute::Aci(a) if !a.placements.is_empty() => a
+                .placements
+                .iter()
+                .map(|p| format!("{}/{}", p.subscription_id.as_deref().unwrap_or_default(), p.location))
+                .collect::<Vec<_>>()
+                .join(","),
+            Compute::Aci(a) => a.location.clone().unwrap_or_default(),
+            Compute::Batch(_) => String::new(),
         }
     }
 }

@@ -1327,7 +1327,7 @@ run_on_host = true
                 // Every pool's shape (OS, image, identities) as an ACI body too: a Batch
                 // pool's with ACI's default sizes.
                 let default_aci =
-                    AciPool { cpu: 2.0, memory_gb: 4.0, subnet_id: None, resource_group: None, location: None };
+                    AciPool { cpu: 2.0, memory_gb: 4.0, subnet_id: None, resource_group: None, location: None, placements: vec![] };
                 let aci_part = if let Compute::Aci(a) = &p.compute { a } else { &default_aci };
                 let aci = container_group_body(p, aci_part, &req, "westeurope");
                 assert_eq!(schema_errors(aci_schema(), &aci), Vec::<String>::new(), "ACI body of {}", p.name);

@@ -71,10 +71,27 @@ pub struct AciPool {
     pub resource_group: Option<String>,
     /// Else `AZURE_LOCATION`.
     pub location: Option<String>,
+    /// `placements`, in order of preference; empty: the one placement above.
+    pub placements: Vec<Placement>,
 }
 
+/// One place an ACI pool's container groups may go: a region in a subscription and
+/// resource group, with its own (regional) subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub location: String,
+    /// Else `AZURE_SUBSCRIPTION_ID`.
+    pub subscription_id: Option<String>,
+    /// Else the pool's `resource_group`, else `AZURE_RESOURCE_GROUP`.
+    pub resource_group: Option<String>,
+    pub subnet_id: Option<String>,
+}
+
+/// The keys of one `placements` entry.
+const PLACEMENT_KEYS: &[&str] = &["location", "subscription_id", "resource_group", "subnet_id"];
+
 /// The pool keys only ACI reads.
-pub const POOL_KEYS: &[&str] = &["cpu", "memory_gb", "subnet_id", "resource_group", "location"];
+pub const POOL_KEYS: &[&str] = &["cpu", "memory_gb", "subnet_id", "resource_group", "location", "placements"];
 
 /// Reads and checks the ACI keys of a pool (see [`Role`]): kept on ACI pools.
 pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<AciPool> {
@@ -89,7 +106,78 @@ pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<AciPool>
     let subnet_id = keys.resource_id("subnet_id");
     let resource_group = keys.string("resource_group");
     let location = keys.string("location");
-    (role == Role::Chosen).then_some(AciPool { cpu, memory_gb, subnet_id, resource_group, location })
+    let placements = parse_placements(keys, resource_group.as_deref());
+    if !placements.is_empty() {
+        // A location set on the pool beside placements is a contradiction; one inherited
+        // from [defaults] is simply overridden. A subnet is regional, so neither may apply.
+        let (_, location_key) = keys.raw("location");
+        if location.is_some() && !location_key.starts_with("defaults.") {
+            keys.error(location_key, "set each placement's location in placements, not location beside it");
+        }
+        if subnet_id.is_some() {
+            let k = keys.key("subnet_id");
+            keys.error(k, "subnets are regional: with placements, give each placement its own subnet_id");
+        }
+    }
+    (role == Role::Chosen).then_some(AciPool { cpu, memory_gb, subnet_id, resource_group, location, placements })
+}
+
+/// `placements = [{ location, subscription_id?, resource_group?, subnet_id? }, ...]`: every
+/// problem with its key; duplicates (same subscription, resource group and location) too.
+fn parse_placements(keys: &mut PoolKeys<'_>, pool_resource_group: Option<&str>) -> Vec<Placement> {
+    let (v, key) = keys.raw("placements");
+    let Some(v) = v else { return Vec::new() };
+    let Some(list) = v.as_array().filter(|l| !l.is_empty()) else {
+        keys.error(key, "must be a non-empty list: [{ location = \"westeurope\", subnet_id = \"...\" }, ...]");
+        return Vec::new();
+    };
+    let mut out: Vec<Placement> = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("{key}[{i}]");
+        let Some(t) = entry.as_table() else {
+            keys.error(at, "must be a table: { location, subscription_id, resource_group, subnet_id }");
+            continue;
+        };
+        let mut ok = true;
+        for k in t.keys().filter(|k| !PLACEMENT_KEYS.contains(&k.as_str())) {
+            keys.error(format!("{at}.{k}"), "unknown key; a placement has location, subscription_id, resource_group and subnet_id");
+            ok = false;
+        }
+        let mut text = |k: &str| match t.get(k) {
+            None => None,
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Some(_) => {
+                keys.error(format!("{at}.{k}"), "must be a non-empty string");
+                ok = false;
+                None
+            }
+        };
+        let location = text("location");
+        let subscription_id = text("subscription_id");
+        let resource_group = text("resource_group");
+        let subnet_id = text("subnet_id");
+        if location.is_none() && !t.contains_key("location") {
+            keys.error(format!("{at}.location"), "required: the region of this placement");
+            ok = false;
+        }
+        if subnet_id.as_deref().is_some_and(|s| !s.starts_with("/subscriptions/")) {
+            keys.error(format!("{at}.subnet_id"), "must be a full Azure resource id (/subscriptions/...)");
+            ok = false;
+        }
+        let (Some(location), true) = (location, ok) else { continue };
+        let placement = Placement { location, subscription_id, resource_group, subnet_id };
+        let same = |a: &Placement, b: &Placement| {
+            a.location.eq_ignore_ascii_case(&b.location)
+                && a.subscription_id == b.subscription_id
+                && a.resource_group.as_deref().or(pool_resource_group) == b.resource_group.as_deref().or(pool_resource_group)
+        };
+        if let Some(j) = out.iter().position(|p| same(p, &placement)) {
+            keys.error(at, format!("duplicates {key}[{j}] (same subscription, resource group and location)"));
+            continue;
+        }
+        out.push(placement);
+    }
+    out
 }
 
 /// Settings ACI pools need and the environment lacks: the subscription always, the
@@ -104,10 +192,14 @@ pub fn required_settings(settings: &Settings, pools: &[(&Pool, &AciPool)]) -> Ve
             "ACI pools create container groups in this subscription",
         ));
     }
-    if az.resource_group.is_none() && pools.iter().any(|(_, a)| a.resource_group.is_none()) {
+    let without_group = |a: &AciPool| {
+        a.resource_group.is_none()
+            && (a.placements.is_empty() || a.placements.iter().any(|p| p.resource_group.is_none()))
+    };
+    if az.resource_group.is_none() && pools.iter().any(|(_, a)| without_group(a)) {
         out.push(ConfigProblem::required("AZURE_RESOURCE_GROUP", "an ACI pool sets no resource_group"));
     }
-    if az.location.is_none() && pools.iter().any(|(_, a)| a.location.is_none()) {
+    if az.location.is_none() && pools.iter().any(|(_, a)| a.location.is_none() && a.placements.is_empty()) {
         out.push(ConfigProblem::required("AZURE_LOCATION", "an ACI pool sets no location"));
     }
     out
@@ -117,7 +209,10 @@ pub fn required_settings(settings: &Settings, pools: &[(&Pool, &AciPool)]) -> Ve
 /// for the setting.
 #[must_use]
 pub fn dry_run_body(pool: &Pool, aci: &AciPool, request: &ComputeRequest) -> Value {
-    container_group_body(pool, aci, request, aci.location.as_deref().unwrap_or("<AZURE_LOCATION>"))
+    match aci.placements.first() {
+        Some(p) => container_group_body_in(pool, aci, request, &p.location, p.subnet_id.as_deref()),
+        None => container_group_body(pool, aci, request, aci.location.as_deref().unwrap_or("<AZURE_LOCATION>")),
+    }
 }
 
 /// The ACI part of a pool the ACI backend was given.
@@ -146,6 +241,18 @@ pub fn is_valid_aci_name(name: &str) -> bool {
 /// JSON (no timestamps; tags carry the job's own `created_at`).
 #[must_use]
 pub fn container_group_body(pool: &Pool, aci: &AciPool, request: &ComputeRequest, location: &str) -> Value {
+    container_group_body_in(pool, aci, request, location, aci.subnet_id.as_deref())
+}
+
+/// [`container_group_body`] for one placement: its location and (regional) subnet.
+#[must_use]
+pub fn container_group_body_in(
+    pool: &Pool,
+    aci: &AciPool,
+    request: &ComputeRequest,
+    location: &str,
+    subnet: Option<&str>,
+) -> Value {
     let env: Vec<Value> = request
         .env
         .iter()
@@ -170,7 +277,7 @@ pub fn container_group_body(pool: &Pool, aci: &AciPool, request: &ComputeRequest
     if let (Some(identity), Some(server)) = (&pool.image_pull_identity, registry_host(&pool.image)) {
         properties["imageRegistryCredentials"] = json!([{ "server": server, "identity": identity }]);
     }
-    if let Some(subnet) = &aci.subnet_id {
+    if let Some(subnet) = subnet {
         properties["subnetIds"] = json!([{ "id": subnet }]);
     }
     let mut body = json!({
@@ -296,6 +403,46 @@ fn classify(e: &AzureError, what: &str, secrets: &[&str]) -> ProvisionError {
     ProvisionError::permanent(format!("{what}: {detail}{hint}"))
 }
 
+/// How long a placement that refused a create for quota or capacity is passed over when
+/// ARM gives no `Retry-After`.
+pub const PLACEMENT_PAUSE: Duration = Duration::from_secs(180);
+
+/// Tag naming the placement a container group was created in (its label).
+pub const TAG_PLACEMENT: &str = "runner-dispatch-placement";
+
+/// One placement, resolved against the settings: where a pool's groups may go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub location: String,
+    pub subnet_id: Option<String>,
+    /// For logs, tags and `status`: the location, or `location/resource_group` when the
+    /// pool has the location twice.
+    pub label: String,
+}
+
+impl Site {
+    /// Quotas are per subscription and region: a pause holds for every pool there.
+    fn quota_key(&self) -> String {
+        format!("{}/{}", self.subscription_id, self.location.to_ascii_lowercase())
+    }
+
+    fn scope_key(&self) -> String {
+        format!("{}/{}", self.subscription_id, self.resource_group.to_ascii_lowercase())
+    }
+}
+
+/// Whether an ARM refusal is about quota or regional capacity (so another placement may
+/// take the group), not about this request or a passing fault.
+fn quota_or_capacity(e: &AzureError) -> bool {
+    let code = e.code.as_deref().unwrap_or_default().to_ascii_lowercase();
+    code.contains("quota")
+        || ["servicenotavailable", "serviceunavailable", "allocationfailed", "zonalallocationfailed", "skunotavailable"]
+            .contains(&code.as_str())
+        || (code == "operationnotallowed" && e.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("quota")))
+}
+
 /// Container groups through ARM.
 pub struct AciBackend {
     client: reqwest::Client,
@@ -305,7 +452,10 @@ pub struct AciBackend {
     location: Option<String>,
     token: TokenSource,
     count_ttl: Duration,
+    /// By subscription/resource group and pool.
     counts: Mutex<HashMap<(String, String), (Instant, usize)>>,
+    /// By subscription/region: passed over until then (quota or capacity refused a create).
+    paused: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for AciBackend {
@@ -318,8 +468,8 @@ impl AciBackend {
     /// The ARM endpoint, subscription, default resource group and location come from
     /// settings (`AZURE_RESOURCE_MANAGER_URL`, `AZURE_SUBSCRIPTION_ID`,
     /// `AZURE_RESOURCE_GROUP`, `AZURE_LOCATION`); a pool's `resource_group` and
-    /// `location` win. Missing settings fail each call permanently with the name of the
-    /// setting, so a deployment with Batch pools only needs none of them.
+    /// `location` (or its `placements`) win. Missing settings fail each call permanently
+    /// with the name of the setting, so a deployment with Batch pools only needs none.
     #[must_use]
     pub fn new(settings: &Settings, credential: &AzureCredential) -> Self {
         let azure = &settings.azure;
@@ -333,6 +483,7 @@ impl AciBackend {
             location: azure.location.clone(),
             count_ttl: ACTIVE_COUNT_TTL,
             counts: Mutex::new(HashMap::new()),
+            paused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -350,39 +501,67 @@ impl AciBackend {
         self
     }
 
-    fn resource_group<'a>(&'a self, pool: &'a Pool) -> Result<&'a str, ProvisionError> {
-        aci_of(pool)?.resource_group.as_deref().or(self.resource_group.as_deref()).ok_or_else(|| {
-            ProvisionError::permanent(format!(
-                "pool {} has no resource_group and AZURE_RESOURCE_GROUP is not set",
-                pool.name
-            ))
-        })
+    /// The pool's placements in order of preference, resolved against the settings (one
+    /// for a pool without `placements`).
+    ///
+    /// # Errors
+    /// A setting a placement needs is missing (permanent, naming it).
+    pub fn sites(&self, pool: &Pool) -> Result<Vec<Site>, ProvisionError> {
+        let aci = aci_of(pool)?;
+        let missing = |what: &str, setting: &str| {
+            ProvisionError::permanent(format!("pool {} has no {what} and {setting} is not set", pool.name))
+        };
+        let subscription = |own: Option<&String>| {
+            own.or(self.subscription_id.as_ref())
+                .cloned()
+                .ok_or_else(|| ProvisionError::permanent("AZURE_SUBSCRIPTION_ID is not set: ACI pools need it"))
+        };
+        let group = |own: Option<&String>| {
+            own.or(aci.resource_group.as_ref())
+                .or(self.resource_group.as_ref())
+                .cloned()
+                .ok_or_else(|| missing("resource_group", "AZURE_RESOURCE_GROUP"))
+        };
+        if aci.placements.is_empty() {
+            let location =
+                aci.location.as_ref().or(self.location.as_ref()).cloned().ok_or_else(|| missing("location", "AZURE_LOCATION"))?;
+            return Ok(vec![Site {
+                subscription_id: subscription(None)?,
+                resource_group: group(None)?,
+                label: location.clone(),
+                location,
+                subnet_id: aci.subnet_id.clone(),
+            }]);
+        }
+        let mut sites = Vec::new();
+        for p in &aci.placements {
+            let twice = aci.placements.iter().filter(|q| q.location.eq_ignore_ascii_case(&p.location)).count() > 1;
+            let resource_group = group(p.resource_group.as_ref())?;
+            sites.push(Site {
+                subscription_id: subscription(p.subscription_id.as_ref())?,
+                label: if twice { format!("{}/{resource_group}", p.location) } else { p.location.clone() },
+                resource_group,
+                location: p.location.clone(),
+                subnet_id: p.subnet_id.clone(),
+            });
+        }
+        Ok(sites)
     }
 
-    fn location<'a>(&'a self, pool: &'a Pool) -> Result<&'a str, ProvisionError> {
-        aci_of(pool)?.location.as_deref().or(self.location.as_deref()).ok_or_else(|| {
-            ProvisionError::permanent(format!("pool {} has no location and AZURE_LOCATION is not set", pool.name))
-        })
+    fn groups_url(&self, site: &Site) -> String {
+        format!(
+            "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ContainerInstance/containerGroups",
+            self.arm_url, site.subscription_id, site.resource_group
+        )
     }
 
-    fn groups_url(&self, resource_group: &str) -> Result<String, ProvisionError> {
-        let sub = self
-            .subscription_id
-            .as_deref()
-            .ok_or_else(|| ProvisionError::permanent("AZURE_SUBSCRIPTION_ID is not set: ACI pools need it"))?;
-        Ok(format!(
-            "{}/subscriptions/{sub}/resourceGroups/{resource_group}/providers/Microsoft.ContainerInstance/containerGroups",
-            self.arm_url
-        ))
-    }
-
-    fn group_url(&self, pool: &Pool, name: &str) -> Result<String, ProvisionError> {
+    fn group_url(&self, site: &Site, name: &str) -> Result<String, ProvisionError> {
         if !is_valid_aci_name(name) {
             return Err(ProvisionError::permanent(format!(
                 "{name:?} is not a valid container group name (lowercase letters, digits and hyphens, 1-63, no hyphen at either end)"
             )));
         }
-        Ok(format!("{}/{name}?api-version={ACI_API_VERSION}", self.groups_url(self.resource_group(pool)?)?))
+        Ok(format!("{}/{name}?api-version={ACI_API_VERSION}", self.groups_url(site)))
     }
 
     async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProvisionError> {
@@ -395,12 +574,30 @@ impl AciBackend {
         Ok(response)
     }
 
-    /// The pool's container groups (tag `runner-dispatch-pool`) as one list call reports
-    /// them, following `nextLink`: without instance views, so most states are unknown.
-    async fn list_tagged(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
-        let rg = self.resource_group(pool)?;
-        let what = format!("ACI list of container groups in {rg}");
-        let mut url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(rg)?);
+    /// The group named `name` in one placement.
+    async fn find_in(&self, site: &Site, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
+        let url = self.group_url(site, name)?;
+        let what = format!("ACI get of container group {name} in {}", site.label);
+        let response = self.send(&what, self.client.get(&url)).await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let group: Value = response
+                    .json()
+                    .await
+                    .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
+                Ok(Some(container_group_info(&group)))
+            }
+            _ => Err(classify(&AzureError::from_response(response).await, &what, &[])),
+        }
+    }
+
+    /// The pool's container groups (tag `runner-dispatch-pool`) in one placement's
+    /// resource group, as one list call reports them, following `nextLink`: without
+    /// instance views, so most states are unknown.
+    async fn list_tagged_in(&self, pool: &Pool, site: &Site) -> Result<Vec<ComputeInfo>, ProvisionError> {
+        let what = format!("ACI list of container groups in {} (subscription {})", site.resource_group, site.subscription_id);
+        let mut url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(site));
         let mut out = Vec::new();
         for _page in 0..1000 {
             let response = self.send(&what, self.client.get(&url)).await?;
@@ -430,14 +627,72 @@ impl AciBackend {
         Ok(out)
     }
 
+    /// Every placement's resource group once (placements may share one).
+    fn scopes(sites: &[Site]) -> Vec<&Site> {
+        let mut seen = std::collections::HashSet::new();
+        sites.iter().filter(|s| seen.insert(s.scope_key())).collect()
+    }
+
     /// Keeps a cached count current between list calls: our own creates and deletes
     /// are known without asking ARM again.
-    fn adjust_count(&self, pool: &Pool, created: bool) {
-        if let (Ok(mut counts), Ok(rg)) = (self.counts.lock(), self.resource_group(pool))
-            && let Some((_, n)) = counts.get_mut(&(rg.to_owned(), pool.name.clone()))
+    fn adjust_count(&self, pool: &Pool, site: &Site, created: bool) {
+        if let Ok(mut counts) = self.counts.lock()
+            && let Some((_, n)) = counts.get_mut(&(site.scope_key(), pool.name.clone()))
         {
             *n = if created { n.saturating_add(1) } else { n.saturating_sub(1) };
         }
+    }
+
+    /// How long a placement is still passed over.
+    fn paused_left(&self, site: &Site) -> Option<Duration> {
+        let now = Instant::now();
+        let paused = self.paused.lock().ok()?;
+        paused.get(&site.quota_key()).filter(|until| **until > now).map(|until| *until - now)
+    }
+
+    fn pause(&self, site: &Site, for_: Duration) {
+        if let Ok(mut paused) = self.paused.lock() {
+            let until = Instant::now() + for_;
+            let entry = paused.entry(site.quota_key()).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+    }
+
+    /// One create in one placement. `Err((error, quota_or_capacity))`.
+    async fn create_in(
+        &self,
+        pool: &Pool,
+        request: &ComputeRequest,
+        site: &Site,
+    ) -> Result<CreateOutcome, (ProvisionError, bool)> {
+        let url = self.group_url(site, &request.name).map_err(|e| (e, false))?;
+        let aci = aci_of(pool).map_err(|e| (e, false))?;
+        let mut body = container_group_body_in(pool, aci, request, &site.location, site.subnet_id.as_deref());
+        if !aci.placements.is_empty() {
+            // Which placement took it, for status and reconcile's logs (the body of a pool
+            // without placements stays exactly the builder's).
+            body["tags"][TAG_PLACEMENT] = json!(site.label);
+        }
+        let secrets = request.secret_values();
+        let what = format!("ACI create of container group {} in {}", request.name, site.label);
+        // If-None-Match makes the PUT create-only where ARM honours it (412 otherwise):
+        // a PUT on an existing group would update it, on a finished one redeploy it.
+        let req = self.client.put(&url).header(reqwest::header::IF_NONE_MATCH, "*").json(&body);
+        let response = self.send(&what, req).await.map_err(|e| (e, false))?;
+        let status = response.status();
+        if status.is_success() {
+            self.adjust_count(pool, site, true);
+            return Ok(CreateOutcome::Created);
+        }
+        let e = AzureError::from_response(response).await;
+        let err = classify(&e, &what, &secrets);
+        if (status == StatusCode::CONFLICT || status == StatusCode::PRECONDITION_FAILED) && !err.is_retryable() {
+            // Another worker created it (capacity 409s, e.g. ServiceUnavailable, stay retryable).
+            return Ok(CreateOutcome::AlreadyExists);
+        }
+        tracing::warn!(event = "aci_create_failed", name = %request.name, pool = %pool.name, placement = %site.label, status = status.as_u16(), code = e.code.as_deref().unwrap_or(""), retryable = err.is_retryable(), "ACI refused the container group");
+        let capacity = err.is_retryable() && quota_or_capacity(&e);
+        Err((err, capacity))
     }
 }
 
@@ -447,94 +702,131 @@ impl ComputeBackend for AciBackend {
         "aci"
     }
 
+    /// Looks in every placement, in order: the name is the same in all of them, so a
+    /// group made in any one (say, before a crash) is found before anything is created.
     async fn find(&self, pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
-        let url = self.group_url(pool, name)?;
-        let what = format!("ACI get of container group {name}");
-        let response = self.send(&what, self.client.get(&url)).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let group: Value = response
-                    .json()
-                    .await
-                    .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
-                Ok(Some(container_group_info(&group)))
+        for site in self.sites(pool)? {
+            if let Some(info) = self.find_in(&site, name).await? {
+                return Ok(Some(info));
             }
-            _ => Err(classify(&AzureError::from_response(response).await, &what, &[])),
         }
+        Ok(None)
     }
 
+    /// Creates in the first placement that takes it. A placement that refuses for quota
+    /// or capacity is paused (its `Retry-After`, else [`PLACEMENT_PAUSE`]) and the next
+    /// is tried at once with the same request (the same JIT configuration: it is bound to
+    /// the runner name, not to a region). All paused: a retryable error with the wait
+    /// until the earliest is free, which the provisioner turns into a deferral.
     async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
-        let url = self.group_url(pool, &request.name)?;
-        let body = container_group_body(pool, aci_of(pool)?, request, self.location(pool)?);
-        let secrets = request.secret_values();
-        let what = format!("ACI create of container group {}", request.name);
-        // If-None-Match makes the PUT create-only where ARM honours it (412 otherwise):
-        // a PUT on an existing group would update it, on a finished one redeploy it.
-        let req = self.client.put(&url).header(reqwest::header::IF_NONE_MATCH, "*").json(&body);
-        let response = self.send(&what, req).await?;
-        let status = response.status();
-        if status.is_success() {
-            self.adjust_count(pool, true);
-            return Ok(CreateOutcome::Created);
-        }
-        let e = AzureError::from_response(response).await;
-        let err = classify(&e, &what, &secrets);
-        if (status == StatusCode::CONFLICT || status == StatusCode::PRECONDITION_FAILED) && !err.is_retryable() {
-            // Another worker created it (capacity 409s, e.g. ServiceUnavailable, stay retryable).
-            return Ok(CreateOutcome::AlreadyExists);
-        }
-        tracing::warn!(event = "aci_create_failed", name = %request.name, pool = %pool.name, status = status.as_u16(), code = e.code.as_deref().unwrap_or(""), retryable = err.is_retryable(), "ACI refused the container group");
-        Err(err)
-    }
-
-    async fn delete(&self, pool: &Pool, name: &str) -> Result<(), ProvisionError> {
-        let url = self.group_url(pool, name)?;
-        let what = format!("ACI delete of container group {name}");
-        let response = self.send(&what, self.client.delete(&url)).await?;
-        match response.status().as_u16() {
-            200 | 202 => {
-                self.adjust_count(pool, false);
-                Ok(())
-            }
-            204 | 404 => Ok(()),
-            _ => Err(classify(&AzureError::from_response(response).await, &what, &[])),
-        }
-    }
-
-    /// Every compute of the pool, with its run state: the list API omits instance views,
-    /// so groups it reports only as provisioned are read one by one.
-    async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
-        let mut out = Vec::new();
-        for info in self.list_tagged(pool).await? {
-            if !matches!(info.state, ComputeState::Unknown(_)) {
-                out.push(info);
+        let sites = self.sites(pool)?;
+        let several = sites.len() > 1;
+        let mut earliest: Option<Duration> = None;
+        let mut last = None;
+        for (i, site) in sites.iter().enumerate() {
+            if several && let Some(left) = self.paused_left(site) {
+                earliest = Some(earliest.map_or(left, |e| e.min(left)));
                 continue;
             }
-            // Deleted between the list and the read: gone, leave it out.
-            if let Some(mut full) = self.find(pool, &info.name).await? {
-                full.tags = info.tags;
-                out.push(full);
+            match self.create_in(pool, request, site).await {
+                Ok(outcome) => {
+                    if several && outcome == CreateOutcome::Created {
+                        tracing::info!(event = "runner_placed", runner_name = %request.name, pool = %pool.name, placement = %site.label, preferred = i == 0, "container group created");
+                    }
+                    return Ok(outcome);
+                }
+                Err((e, true)) if several => {
+                    let wait = match &e {
+                        ProvisionError::Retryable { retry_after: Some(after), .. } => *after,
+                        _ => PLACEMENT_PAUSE,
+                    };
+                    self.pause(site, wait);
+                    tracing::warn!(event = "placement_paused", pool = %pool.name, placement = %site.label, retry_after_s = wait.as_secs(), reason = %e, "placement refused a create for quota or capacity; trying the next");
+                    earliest = Some(earliest.map_or(wait, |x| x.min(wait)));
+                    last = Some(e);
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+        let after = earliest.unwrap_or(PLACEMENT_PAUSE);
+        Err(ProvisionError::Retryable {
+            reason: format!(
+                "every placement of pool {} is paused for quota or capacity{}",
+                pool.name,
+                last.map(|e| format!(" (last: {e})")).unwrap_or_default()
+            ),
+            retry_after: Some(after),
+        })
+    }
+
+    /// Deletes the group wherever it is: every placement is asked (a missing one is success).
+    async fn delete(&self, pool: &Pool, name: &str) -> Result<(), ProvisionError> {
+        for site in self.sites(pool)? {
+            let url = self.group_url(&site, name)?;
+            let what = format!("ACI delete of container group {name} in {}", site.label);
+            let response = self.send(&what, self.client.delete(&url)).await?;
+            match response.status().as_u16() {
+                200 | 202 => self.adjust_count(pool, &site, false),
+                204 | 404 => {}
+                _ => return Err(classify(&AzureError::from_response(response).await, &what, &[])),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every compute of the pool in every placement, with its run state: the list API
+    /// omits instance views, so groups it reports only as provisioned are read one by one.
+    async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
+        let sites = self.sites(pool)?;
+        let mut out = Vec::new();
+        for site in Self::scopes(&sites) {
+            for info in self.list_tagged_in(pool, site).await? {
+                if !matches!(info.state, ComputeState::Unknown(_)) {
+                    out.push(info);
+                    continue;
+                }
+                // Deleted between the list and the read: gone, leave it out.
+                if let Some(mut full) = self.find_in(site, &info.name).await? {
+                    full.tags = info.tags;
+                    out.push(full);
+                }
             }
         }
         Ok(out)
     }
 
+    /// Across placements: `max_runners` caps the pool wherever its groups run.
     async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
-        let key = (self.resource_group(pool)?.to_owned(), pool.name.clone());
-        if let Ok(counts) = self.counts.lock()
-            && let Some((at, n)) = counts.get(&key)
-            && at.elapsed() < self.count_ttl
-        {
-            return Ok(Some(*n));
+        let sites = self.sites(pool)?;
+        let mut total = 0;
+        for site in Self::scopes(&sites) {
+            let key = (site.scope_key(), pool.name.clone());
+            if let Ok(counts) = self.counts.lock()
+                && let Some((at, n)) = counts.get(&key)
+                && at.elapsed() < self.count_ttl
+            {
+                total += *n;
+                continue;
+            }
+            // One list call, no reads: a group that finished but is not deleted yet counts
+            // until cleanup deletes it (it still holds ACI quota meanwhile).
+            let n = self.list_tagged_in(pool, site).await?.iter().filter(|c| !c.state.is_finished()).count();
+            if let Ok(mut counts) = self.counts.lock() {
+                counts.insert(key, (Instant::now(), n));
+            }
+            total += n;
         }
-        // One list call, no reads: a group that finished but is not deleted yet counts
-        // until cleanup deletes it (it still holds ACI quota meanwhile).
-        let n = self.list_tagged(pool).await?.iter().filter(|c| !c.state.is_finished()).count();
-        if let Ok(mut counts) = self.counts.lock() {
-            counts.insert(key, (Instant::now(), n));
+        Ok(Some(total))
+    }
+
+    /// Every placement paused: come back when the earliest is free, before any GitHub
+    /// call is spent on this request.
+    fn paused_for(&self, pool: &Pool) -> Option<Duration> {
+        let sites = self.sites(pool).ok()?;
+        if sites.len() < 2 {
+            return None;
         }
-        Ok(Some(n))
+        sites.iter().map(|s| self.paused_left(s)).collect::<Option<Vec<_>>>()?.into_iter().min()
     }
 }
 

@@ -961,7 +961,8 @@ image = "img"
                 memory_gb: 4.0,
                 subnet_id: None,
                 resource_group: None,
-                location: None
+                location: None,
+                placements: vec![],
             })
         );
         let w = cfg.pool("w").expect("w");

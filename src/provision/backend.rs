@@ -192,4 +192,11 @@ pub trait ComputeBackend: Send + Sync {
     /// How many runners of the pool exist now, for `max_runners`; `None` when the
     /// backend caps itself (Batch autoscale). May be cached for a few seconds.
     async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError>;
+
+    /// `Some(wait)` when every place the pool's compute may go refuses creates for now
+    /// (ACI placements paused for quota or capacity): the request is deferred before any
+    /// call is spent on it.
+    fn paused_for(&self, _pool: &Pool) -> Option<Duration> {
+        None
+    }
 }

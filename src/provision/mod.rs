@@ -497,6 +497,12 @@ impl Provisioner {
     /// Creates throttled (learned from a create's retry_after): defer before spending any
     /// call. After the pause one attempt probes; the rest wait for it.
     fn admit_create(&self, pool: &Pool) -> Result<throttle::Admission, ProvisionError> {
+        if let Some(after) = self.backends.for_pool(pool).paused_for(pool) {
+            return Err(ProvisionError::Deferred {
+                reason: format!("every placement of pool {} is paused for quota or capacity", pool.name),
+                retry_after: after,
+            });
+        }
         self.create_gate(pool).admit().map_err(|after| ProvisionError::Deferred {
             reason: format!("{} creates are throttled; waiting for the quota", pool.backend().as_str()),
             retry_after: after,
