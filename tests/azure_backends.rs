@@ -1455,4 +1455,258 @@ run_on_host = true
             assert!(calls.iter().all(|c| !c.contains("demand/linux/") || c.contains("/runner-dispatch-state/demand/linux/")));
         }
     );
+
+    // -----------------------------------------------------------------------------------
+    // ACI placements: one pool over resource groups, regions and subscriptions
+    // -----------------------------------------------------------------------------------
+
+    const OTHER_SUBSCRIPTION: &str = "11111111-1111-1111-1111-111111111111";
+
+    /// ARM for several subscriptions and resource groups: groups by (subscription, group,
+    /// name); a resource group may be scripted to refuse every create.
+    #[derive(Default)]
+    struct PlacementFake {
+        groups: BTreeMap<(String, String, String), Value>,
+        refuse: BTreeMap<String, (u16, &'static str, Option<u64>)>,
+        seen: Vec<(String, String, String)>,
+        token: String,
+    }
+
+    async fn placement_arm(
+        State(fake): State<Arc<Mutex<PlacementFake>>>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let mut f = fake.lock().unwrap();
+        let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if bearer.strip_prefix("Bearer ") != Some(f.token.as_str()) {
+            let (s, h, b) = arm_error(401, "InvalidAuthenticationToken", "wrong token");
+            return answer(s, h, b);
+        }
+        let parts: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
+        let ["subscriptions", sub, "resourceGroups", rg, "providers", "Microsoft.ContainerInstance", "containerGroups", rest @ ..] =
+            parts.as_slice()
+        else {
+            let (s, h, b) = arm_error(404, "ResourceGroupNotFound", "no such path");
+            return answer(s, h, b);
+        };
+        let (sub, rg) = ((*sub).to_owned(), (*rg).to_owned());
+        let name = rest.first().copied().unwrap_or_default().to_owned();
+        f.seen.push((method.to_string(), rg.clone(), name.clone()));
+        let key = (sub.clone(), rg.clone(), name.clone());
+        match (method, name.is_empty()) {
+            (Method::PUT, false) => {
+                let body: Value = serde_json::from_slice(&body).expect("json body");
+                let errors = schema_errors(aci_schema(), &body);
+                assert!(errors.is_empty(), "{errors:?}");
+                if let Some((status, code, after)) = f.refuse.get(&rg).copied() {
+                    let headers = after.map(|a| vec![("retry-after", a.to_string())]).unwrap_or_default();
+                    return answer(status, headers, json!({"error": {"code": code, "message": format!("{code} in {rg}")}}));
+                }
+                let mut group = body;
+                group["name"] = json!(name);
+                group["properties"]["provisioningState"] = json!("Succeeded");
+                group["properties"]["instanceView"] = json!({"state": "Running"});
+                f.groups.insert(key, group.clone());
+                answer(201, vec![], group)
+            }
+            (Method::GET, false) => match f.groups.get(&key) {
+                Some(g) => answer(200, vec![], g.clone()),
+                None => {
+                    let (s, h, b) = arm_error(404, "ResourceNotFound", "not found");
+                    answer(s, h, b)
+                }
+            },
+            (Method::DELETE, false) => {
+                if f.groups.remove(&key).is_some() { answer(200, vec![], json!({})) } else { answer(204, vec![], json!(null)) }
+            }
+            (Method::GET, true) => {
+                let value: Vec<Value> =
+                    f.groups.iter().filter(|((s, r, _), _)| *s == sub && *r == rg).map(|(_, g)| g.clone()).collect();
+                answer(200, vec![], json!({ "value": value }))
+            }
+            _ => answer(405, vec![], json!({})),
+        }
+    }
+
+    fn spread_pools(max_runners: u32) -> Arc<PoolsConfig> {
+        let text = format!(
+            r#"
+[github]
+allowed_owners = ["octo-org"]
+check_job_queued = "never"
+[[pools]]
+name = "spread"
+backend = "aci"
+labels = ["linux"]
+image = "myacr.azurecr.io/actions-runner:2.330.0"
+max_runners = {max_runners}
+placements = [
+  {{ location = "westeurope", resource_group = "rg-a", subnet_id = "{SUBNET}" }},
+  {{ location = "northeurope", resource_group = "rg-b", subscription_id = "{OTHER_SUBSCRIPTION}" }},
+  {{ location = "swedencentral", resource_group = "rg-c" }},
+]
+"#
+        );
+        Arc::new(PoolsConfig::parse(&text).expect("placement pools"))
+    }
+
+    struct Spread {
+        fake: Arc<Mutex<PlacementFake>>,
+        provisioner: runner_dispatch::provision::Provisioner,
+        github: Arc<runner_dispatch::testing::FakeGitHub>,
+        backend: Arc<AciBackend>,
+    }
+
+    async fn spread(max_runners: u32) -> Spread {
+        let fake: Arc<Mutex<PlacementFake>> = Arc::default();
+        let url = serve(Router::new().fallback(placement_arm).with_state(fake.clone())).await;
+        fake.lock().unwrap().token = token_for(&url);
+        let backend = Arc::new(aci(&url, &[]).with_active_count_ttl(Duration::ZERO));
+        let github = Arc::new(runner_dispatch::testing::FakeGitHub::default());
+        let provisioner = runner_dispatch::provision::Provisioner::new(
+            spread_pools(max_runners),
+            github.clone(),
+            runner_dispatch::provision::Backends::single(backend.clone()),
+        );
+        Spread { fake, provisioner, github, backend }
+    }
+
+    fn spread_message(job_id: u64) -> runner_dispatch::message::RunnerMessage {
+        runner_dispatch::message::RunnerMessage {
+            v: 1,
+            kind: runner_dispatch::message::MessageKind::Provision,
+            job_id,
+            run_id: 1,
+            repository: "octo-org/api".into(),
+            owner: "octo-org".into(),
+            installation_id: None,
+            labels: vec!["linux".into()],
+            pool: "spread".into(),
+            runner_name: format!("ghr-{job_id}"),
+            delivery_id: "d".into(),
+            job_created_at: None,
+            ran_on: None,
+            ran_on_id: None,
+            job_started_at: None,
+            origin: None,
+        }
+    }
+
+    impl Spread {
+        fn jit_calls(&self) -> usize {
+            self.github.calls().iter().filter(|c| c.starts_with("jit ")).count()
+        }
+
+        fn puts_in(&self, rg: &str) -> usize {
+            self.fake.lock().unwrap().seen.iter().filter(|(m, r, _)| m == "PUT" && r == rg).count()
+        }
+
+        fn group_in(&self, rg: &str, name: &str) -> Option<Value> {
+            self.fake.lock().unwrap().groups.iter().find(|((_, r, n), _)| r == rg && n == name).map(|(_, g)| g.clone())
+        }
+    }
+
+    azure_test!(
+        /// A quota refusal in the first placement: the same attempt creates in the second,
+        /// with the one JIT configuration; the refused placement is passed over afterwards.
+        aci_a_quota_refusal_in_one_placement_creates_in_the_next_in_the_same_attempt,
+        async {
+            let s = spread(10).await;
+            s.fake.lock().unwrap().refuse.insert("rg-a".into(), (400, "ContainerGroupQuotaReached", Some(120)));
+            let out = s.provisioner.provision(&spread_message(1), 1).await.expect("created");
+            assert!(matches!(out, runner_dispatch::provision::ProvisionOutcome::Created { .. }), "{out:?}");
+            assert_eq!(s.jit_calls(), 1);
+            let group = s.group_in("rg-b", "ghr-1").expect("created in rg-b");
+            assert_eq!(group["location"], "northeurope");
+            assert_eq!(group["tags"]["runner-dispatch-placement"], "northeurope");
+            assert!(group["properties"].get("subnetIds").is_none(), "rg-a's subnet is regional: not used elsewhere");
+            assert!(s.fake.lock().unwrap().groups.keys().all(|(sub, r, _)| r != "rg-b" || sub == OTHER_SUBSCRIPTION));
+            // The next job skips the paused placement: no PUT in rg-a.
+            let before = s.puts_in("rg-a");
+            s.provisioner.provision(&spread_message(2), 1).await.expect("created");
+            assert_eq!(s.puts_in("rg-a"), before);
+            assert!(s.group_in("rg-b", "ghr-2").is_some());
+        }
+    );
+
+    azure_test!(
+        /// A region out of capacity (409 ServiceUnavailable) fails over the same way, in
+        /// order of preference.
+        aci_a_capacity_refusal_fails_over_in_order_of_preference,
+        async {
+            let s = spread(10).await;
+            {
+                let mut f = s.fake.lock().unwrap();
+                f.refuse.insert("rg-a".into(), (409, "ServiceUnavailable", None));
+                f.refuse.insert("rg-b".into(), (400, "ContainerGroupQuotaReached", None));
+            }
+            s.provisioner.provision(&spread_message(3), 1).await.expect("created");
+            assert!(s.group_in("rg-c", "ghr-3").is_some());
+            assert_eq!((s.puts_in("rg-a"), s.puts_in("rg-b"), s.puts_in("rg-c")), (1, 1, 1));
+            assert_eq!(s.jit_calls(), 1);
+        }
+    );
+
+    azure_test!(
+        /// Every placement refusing: a deferral until the earliest is free; the next request
+        /// is deferred before any GitHub call.
+        aci_all_placements_paused_is_a_deferral_that_costs_no_github_call,
+        async {
+            let s = spread(10).await;
+            {
+                let mut f = s.fake.lock().unwrap();
+                for rg in ["rg-a", "rg-b", "rg-c"] {
+                    f.refuse.insert(rg.into(), (400, "ContainerGroupQuotaReached", Some(if rg == "rg-b" { 60 } else { 600 })));
+                }
+            }
+            let e = s.provisioner.provision(&spread_message(4), 1).await.expect_err("all refused");
+            assert!(matches!(e, ProvisionError::Deferred { .. }), "{e:?}");
+            assert_eq!(retry_after_of(&e), Some(Duration::from_secs(60)), "the earliest placement");
+            let calls = s.github.calls().len();
+            let e = s.provisioner.provision(&spread_message(5), 1).await.expect_err("still paused");
+            assert!(matches!(e, ProvisionError::Deferred { .. }), "{e:?}");
+            assert_eq!(s.github.calls().len(), calls, "a paused pool spent a GitHub call");
+        }
+    );
+
+    azure_test!(
+        /// The name is the same everywhere: a group already in the second placement (made
+        /// before a crash, say) means no create in the first.
+        aci_a_group_already_in_another_placement_means_no_create,
+        async {
+            let s = spread(10).await;
+            s.fake.lock().unwrap().groups.insert(
+                (OTHER_SUBSCRIPTION.into(), "rg-b".into(), "ghr-6".into()),
+                json!({"name": "ghr-6", "tags": {"runner-dispatch-pool": "spread", "runner-dispatch-job-id": "6"}, "properties": {"provisioningState": "Succeeded"}}),
+            );
+            let out = s.provisioner.provision(&spread_message(6), 1).await.expect("exists");
+            assert_eq!(out, runner_dispatch::provision::ProvisionOutcome::AlreadyExists);
+            assert_eq!(s.puts_in("rg-a") + s.puts_in("rg-b") + s.puts_in("rg-c"), 0);
+            assert_eq!(s.jit_calls(), 0);
+        }
+    );
+
+    azure_test!(
+        /// max_runners counts every placement; listing and deleting reach every placement.
+        aci_caps_listing_and_deletion_span_placements,
+        async {
+            let s = spread(2).await;
+            s.provisioner.provision(&spread_message(7), 1).await.expect("a");
+            s.fake.lock().unwrap().refuse.insert("rg-a".into(), (400, "ContainerGroupQuotaReached", Some(300)));
+            s.provisioner.provision(&spread_message(8), 1).await.expect("b");
+            assert!(s.group_in("rg-a", "ghr-7").is_some() && s.group_in("rg-b", "ghr-8").is_some());
+            let e = s.provisioner.provision(&spread_message(9), 1).await.expect_err("capped");
+            assert!(e.to_string().contains("max_runners (2/2)"), "{e}");
+            let p = spread_pools(2).pool("spread").map(|p| (**p).clone()).expect("pool");
+            let mut names: Vec<String> = s.backend.list(&p).await.expect("list").into_iter().map(|c| c.name).collect();
+            names.sort();
+            assert_eq!(names, ["ghr-7", "ghr-8"]);
+            s.backend.delete(&p, "ghr-8").await.expect("delete");
+            assert!(s.group_in("rg-b", "ghr-8").is_none());
+        }
+    );
 }
+
