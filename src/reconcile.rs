@@ -118,6 +118,11 @@ pub struct Census {
     pub oldest_s: Option<u64>,
 }
 
+/// The ACI placement a runner was created in (empty for pools without placements).
+fn placement_of(info: &ComputeInfo) -> &str {
+    info.tags.get(crate::azure::aci::TAG_PLACEMENT).map_or("", String::as_str)
+}
+
 fn age_of(info: &ComputeInfo, now: OffsetDateTime) -> Duration {
     info.created_at.map_or(Duration::ZERO, |c| (now - c).try_into().unwrap_or(Duration::ZERO))
 }
@@ -371,7 +376,7 @@ impl Reconciler {
                     Ok(true) => {
                         retired += 1;
                         report.idle += 1;
-                        tracing::info!(event = "runner_idle_reaped", runner_name = %s.info.name, pool = %pool.name, reason = why, "idle runner deleted");
+                        tracing::info!(event = "runner_idle_reaped", runner_name = %s.info.name, pool = %pool.name, placement = placement_of(&s.info), reason = why, "idle runner deleted");
                     }
                     Ok(false) => {}
                     Err(e) => {
@@ -527,7 +532,7 @@ impl Reconciler {
             }
             backend.delete(pool, &info.name).await.map_err(|e| e.to_string())?;
             report.over_ttl += 1;
-            tracing::warn!(event = "runner_over_ttl", runner_name = %info.name, pool = %pool.name, "runner exceeded runner_ttl; deleted");
+            tracing::warn!(event = "runner_over_ttl", runner_name = %info.name, pool = %pool.name, placement = placement_of(info), "runner exceeded runner_ttl; deleted");
             return Ok(true);
         }
         match registration {
@@ -540,7 +545,7 @@ impl Reconciler {
                 }
                 backend.delete(pool, &info.name).await.map_err(|e| e.to_string())?;
                 report.failed_starts += 1;
-                tracing::warn!(event = "runner_failed_start", runner_name = %info.name, pool = %pool.name, "runner never came online; deleted");
+                tracing::warn!(event = "runner_failed_start", runner_name = %info.name, pool = %pool.name, placement = placement_of(info), "runner never came online; deleted");
                 if let Some(job_id) = info.job_id {
                     if matches!(p.github.job_state(job, job_id).await, Ok(JobState::Queued)) {
                         report.requeue.push(self.requeue_message(pool, info, job, job_id));
@@ -589,6 +594,9 @@ pub struct PoolStatus {
     pub runners: Census,
     /// Idle runner-minutes over the last hour, from reconcile's samples.
     pub idle_runner_minutes_last_hour: f64,
+    /// ACI pools with placements: runners by placement (the label each was created in).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub placements: BTreeMap<String, usize>,
     /// Queued to started over the last hour (pools that keep idle runners record it).
     pub time_to_runner: crate::idle::demand::TimeToRunner,
     /// What could not be read (the pool's figures are then partial).
@@ -633,6 +641,13 @@ impl Reconciler {
                 Err(e) => errors.push(format!("compute: {e}")),
             }
             let counts = census(pool, seen.iter().map(|(i, r)| (i, r.as_ref())), now);
+            let mut placements: BTreeMap<String, usize> = BTreeMap::new();
+            for (info, _) in seen.iter().filter(|(i, _)| !i.state.is_finished()) {
+                let label = placement_of(info);
+                if !label.is_empty() {
+                    *placements.entry(label.to_owned()).or_default() += 1;
+                }
+            }
             let history =
                 match crate::idle::demand::history(&*p.demand, &pool.name, now - crate::idle::demand::HISTORY, now)
                     .await
@@ -659,6 +674,7 @@ impl Reconciler {
                 },
                 idle_target,
                 runners: counts,
+                placements,
                 idle_runner_minutes_last_hour: (history.idle_runner_minutes(PERIOD) * 10.0).round() / 10.0,
                 time_to_runner: history.time_to_runner(),
                 errors,

@@ -340,3 +340,15 @@ async fn status_reports_each_pool_from_the_live_lists_and_the_demand_blobs() {
     assert!(text.stdout.contains("idle target   2 per target at octo-org (idle_runners)"), "{}", text.all());
     assert!(text.stdout.contains("time to runner p50 4 s, p95 4 s (3 jobs, 2 on idle runners)"), "{}", text.all());
 }
+
+#[tokio::test]
+async fn doctor_checks_every_placement_of_a_pool_and_names_the_one_it_cannot_reach() {
+    let pools = POOLS.replace(
+        "resource_group = \"rg-runners\"\nlocation = \"westeurope\"",
+        "placements = [{ location = \"westeurope\", resource_group = \"rg-runners\" }, { location = \"northeurope\", resource_group = \"rg-elsewhere\" }]",
+    );
+    assert_ne!(pools, POOLS);
+    let out = run(&["doctor"], Fault::None, &[("RUNNER_DISPATCH_CONFIG_TOML", &pools)]).await;
+    out.line("ok    Azure: pool secure (aci) placement westeurope (rg-runners, subscription", &["reachable"]);
+    out.fails_once("FAIL  Azure: pool secure (aci) placement northeurope (rg-elsewhere", &[]);
+}

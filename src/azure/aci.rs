@@ -819,6 +819,23 @@ impl ComputeBackend for AciBackend {
         Ok(Some(total))
     }
 
+    /// Each placement's resource group, listed with the app's identity.
+    async fn reach(&self, pool: &Pool) -> Vec<(String, Result<usize, ProvisionError>)> {
+        let sites = match self.sites(pool) {
+            Ok(s) => s,
+            Err(e) => return vec![(String::new(), Err(e))],
+        };
+        if sites.len() < 2 {
+            return vec![(String::new(), self.list(pool).await.map(|l| l.len()))];
+        }
+        let mut out = Vec::new();
+        for site in &sites {
+            let label = format!("placement {} ({}, subscription {})", site.label, site.resource_group, site.subscription_id);
+            out.push((label, self.list_tagged_in(pool, site).await.map(|l| l.len())));
+        }
+        out
+    }
+
     /// Every placement paused: come back when the earliest is free, before any GitHub
     /// call is spent on this request.
     fn paused_for(&self, pool: &Pool) -> Option<Duration> {
@@ -886,4 +903,52 @@ mod tests {
         assert!(!classify(&e(403, "AuthorizationFailed"), "x", &[]).is_retryable());
         assert!(!classify(&e(400, "InvalidRequestContent"), "x", &[]).is_retryable());
     }
+
+    fn placement_problems(pool_keys: &str, defaults: &str) -> Vec<String> {
+        let text = format!(
+            "[github]\nallowed_owners = [\"o\"]\n[defaults]\n{defaults}\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"a\"]\nimage = \"i\"\n{pool_keys}\n"
+        );
+        match crate::config::PoolsConfig::parse(&text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().filter(|p| !p.warning).map(|p| p.key.clone()).collect(),
+        }
+    }
+
+    #[test]
+    fn bad_placements_are_named_by_their_keys() {
+        let keys = r#"location = "westeurope"
+subnet_id = "/subscriptions/s/resourceGroups/n/providers/Microsoft.Network/virtualNetworks/v/subnets/a"
+placements = [
+  { location = "westeurope", resource_group = "rg-a" },
+  { resource_group = "rg-b" },
+  { location = "WestEurope", resource_group = "rg-a" },
+  { location = "northeurope", zone = "1", subnet_id = "subnets/x" },
+]"#;
+        assert_eq!(
+            placement_problems(keys, ""),
+            [
+                "pools[0].placements[1].location",
+                "pools[0].placements[2]",
+                "pools[0].placements[3].zone",
+                "pools[0].placements[3].subnet_id",
+                "pools[0].location",
+                "pools[0].subnet_id",
+            ]
+        );
+        assert_eq!(placement_problems("placements = []", ""), ["pools[0].placements"]);
+    }
+
+    #[test]
+    fn placements_override_a_location_from_defaults_and_keep_their_order() {
+        let keys = r#"placements = [{ location = "northeurope" }, { location = "westeurope", subscription_id = "x" }]"#;
+        assert!(placement_problems(keys, "location = \"westeurope\"\nresource_group = \"rg\"").is_empty());
+        let text = format!(
+            "[github]\nallowed_owners = [\"o\"]\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"a\"]\nimage = \"i\"\nresource_group = \"rg\"\n{keys}\n"
+        );
+        let cfg = crate::config::PoolsConfig::parse(&text).expect("valid");
+        let Compute::Aci(a) = &cfg.pools[0].compute else { panic!() };
+        let order: Vec<&str> = a.placements.iter().map(|p| p.location.as_str()).collect();
+        assert_eq!(order, ["northeurope", "westeurope"]);
+    }
 }
+

@@ -72,17 +72,18 @@ async fn live_checks(settings: &Settings, pools: &PoolsConfig) -> usize {
     failures += runner_group_isolation(&github, pools).await;
     // Azure: each pool's compute can be listed with the app's identity.
     for pool in pools.pools.iter().filter(|p| p.enabled) {
-        let backend = backends.for_pool(pool);
-        match backend.list(pool).await {
-            Ok(list) => println!(
-                "ok    Azure: pool {} ({}) reachable, {} runner(s) now",
-                pool.name,
-                pool.backend().as_str(),
-                list.len()
-            ),
-            Err(e) => {
-                failures += 1;
-                println!("FAIL  Azure: pool {} ({}): {e}", pool.name, pool.backend().as_str());
+        for (place, reached) in backends.for_pool(pool).reach(pool).await {
+            let place = if place.is_empty() { String::new() } else { format!(" {place}") };
+            match reached {
+                Ok(n) => println!(
+                    "ok    Azure: pool {} ({}){place} reachable, {n} runner(s) now",
+                    pool.name,
+                    pool.backend().as_str(),
+                ),
+                Err(e) => {
+                    failures += 1;
+                    println!("FAIL  Azure: pool {} ({}){place}: {e}", pool.name, pool.backend().as_str());
+                }
             }
         }
     }

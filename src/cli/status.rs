@@ -63,6 +63,10 @@ pub fn render(report: &[PoolStatus]) -> String {
             "  runners       {} idle, {} busy, {} booting, {} failed starts",
             r.idle, r.busy, r.booting, r.failed_starts
         );
+        if !p.placements.is_empty() {
+            let by: Vec<String> = p.placements.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let _ = writeln!(out, "  placements    {}", by.join(", "));
+        }
         let _ = writeln!(out, "  oldest        {}", r.oldest_s.map_or("-".to_owned(), minutes));
         let t = &p.time_to_runner;
         let ttr = match (t.p50_s, t.p95_s) {
@@ -111,6 +115,7 @@ mod tests {
             }),
             idle_targets: vec!["octo-org".into()],
             runners: Census { idle: 3, busy: 12, booting: 1, failed_starts: 0, oldest_s: Some(7980) },
+            placements: [("westeurope".to_owned(), 10), ("northeurope".to_owned(), 6)].into(),
             idle_runner_minutes_last_hour: 180.0,
             time_to_runner: crate::idle::demand::TimeToRunner {
                 jobs: 40,
@@ -124,6 +129,7 @@ mod tests {
         assert!(text.contains("4 per target at octo-org (idle_schedule[0]: mon-fri 07:00-19:00 UTC)"), "{text}");
         assert!(text.contains("3 idle, 12 busy, 1 booting, 0 failed starts"), "{text}");
         assert!(text.contains("2h 13m"), "{text}");
+        assert!(text.contains("placements    northeurope 6, westeurope 10"), "{text}");
         assert!(
             text.contains("180.0 idle runner-minutes; time to runner p50 2 s, p95 4 s (40 jobs, 38 on idle runners)"),
             "{text}"

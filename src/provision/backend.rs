@@ -199,4 +199,11 @@ pub trait ComputeBackend: Send + Sync {
     fn paused_for(&self, _pool: &Pool) -> Option<Duration> {
         None
     }
+
+    /// For `doctor`: each place the pool's compute may go, and whether it can be listed
+    /// with the app's identity (how many of the pool's runners are there). One entry,
+    /// unlabelled, unless the backend spreads a pool (ACI placements).
+    async fn reach(&self, pool: &Pool) -> Vec<(String, Result<usize, ProvisionError>)> {
+        vec![(String::new(), self.list(pool).await.map(|l| l.len()))]
+    }
 }
