@@ -13,6 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use super::credential::{AzureCredential, TokenSource, arm_scope};
 use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
 use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings};
+use crate::provision::placement::{Place, Pauses, Refusal, create_in_order};
 use crate::provision::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose,
 };
@@ -403,10 +404,6 @@ fn classify(e: &AzureError, what: &str, secrets: &[&str]) -> ProvisionError {
     ProvisionError::permanent(format!("{what}: {detail}{hint}"))
 }
 
-/// How long a placement that refused a create for quota or capacity is passed over when
-/// ARM gives no `Retry-After`.
-pub const PLACEMENT_PAUSE: Duration = Duration::from_secs(180);
-
 /// Tag naming the placement a container group was created in (its label).
 pub const TAG_PLACEMENT: &str = "runner-dispatch-placement";
 
@@ -454,8 +451,8 @@ pub struct AciBackend {
     count_ttl: Duration,
     /// By subscription/resource group and pool.
     counts: Mutex<HashMap<(String, String), (Instant, usize)>>,
-    /// By subscription/region: passed over until then (quota or capacity refused a create).
-    paused: Mutex<HashMap<String, Instant>>,
+    /// By subscription/region: placements that refused a create for quota or capacity.
+    pauses: Pauses,
 }
 
 impl std::fmt::Debug for AciBackend {
@@ -483,7 +480,7 @@ impl AciBackend {
             location: azure.location.clone(),
             count_ttl: ACTIVE_COUNT_TTL,
             counts: Mutex::new(HashMap::new()),
-            paused: Mutex::new(HashMap::new()),
+            pauses: Pauses::default(),
         }
     }
 
@@ -643,21 +640,6 @@ impl AciBackend {
         }
     }
 
-    /// How long a placement is still passed over.
-    fn paused_left(&self, site: &Site) -> Option<Duration> {
-        let now = Instant::now();
-        let paused = self.paused.lock().ok()?;
-        paused.get(&site.quota_key()).filter(|until| **until > now).map(|until| *until - now)
-    }
-
-    fn pause(&self, site: &Site, for_: Duration) {
-        if let Ok(mut paused) = self.paused.lock() {
-            let until = Instant::now() + for_;
-            let entry = paused.entry(site.quota_key()).or_insert(until);
-            *entry = (*entry).max(until);
-        }
-    }
-
     /// One create in one placement. `Err((error, quota_or_capacity))`.
     async fn create_in(
         &self,
@@ -713,50 +695,22 @@ impl ComputeBackend for AciBackend {
         Ok(None)
     }
 
-    /// Creates in the first placement that takes it. A placement that refuses for quota
-    /// or capacity is paused (its `Retry-After`, else [`PLACEMENT_PAUSE`]) and the next
-    /// is tried at once with the same request (the same JIT configuration: it is bound to
-    /// the runner name, not to a region). All paused: a retryable error with the wait
-    /// until the earliest is free, which the provisioner turns into a deferral.
+    /// Creates in the first placement that takes it (see [`create_in_order`]): a refusal
+    /// for quota or capacity pauses that placement and the same attempt tries the next,
+    /// with the same request (the same JIT configuration: it is bound to the runner name,
+    /// not to a region).
     async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
         let sites = self.sites(pool)?;
-        let several = sites.len() > 1;
-        let mut earliest: Option<Duration> = None;
-        let mut last = None;
-        for (i, site) in sites.iter().enumerate() {
-            if several && let Some(left) = self.paused_left(site) {
-                earliest = Some(earliest.map_or(left, |e| e.min(left)));
-                continue;
+        let places: Vec<Place> = sites.iter().map(|s| Place { quota_key: s.quota_key(), label: s.label.clone() }).collect();
+        create_in_order(&pool.name, &request.name, &places, &self.pauses, |i| {
+            let site = &sites[i];
+            async move {
+                self.create_in(pool, request, site).await.map_err(|(e, capacity)| {
+                    if capacity { Refusal::QuotaOrCapacity(e) } else { Refusal::Other(e) }
+                })
             }
-            match self.create_in(pool, request, site).await {
-                Ok(outcome) => {
-                    if several && outcome == CreateOutcome::Created {
-                        tracing::info!(event = "runner_placed", runner_name = %request.name, pool = %pool.name, placement = %site.label, preferred = i == 0, "container group created");
-                    }
-                    return Ok(outcome);
-                }
-                Err((e, true)) if several => {
-                    let wait = match &e {
-                        ProvisionError::Retryable { retry_after: Some(after), .. } => *after,
-                        _ => PLACEMENT_PAUSE,
-                    };
-                    self.pause(site, wait);
-                    tracing::warn!(event = "placement_paused", pool = %pool.name, placement = %site.label, retry_after_s = wait.as_secs(), reason = %e, "placement refused a create for quota or capacity; trying the next");
-                    earliest = Some(earliest.map_or(wait, |x| x.min(wait)));
-                    last = Some(e);
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
-        let after = earliest.unwrap_or(PLACEMENT_PAUSE);
-        Err(ProvisionError::Retryable {
-            reason: format!(
-                "every placement of pool {} is paused for quota or capacity{}",
-                pool.name,
-                last.map(|e| format!(" (last: {e})")).unwrap_or_default()
-            ),
-            retry_after: Some(after),
         })
+        .await
     }
 
     /// Deletes the group wherever it is: every placement is asked (a missing one is success).
@@ -843,7 +797,8 @@ impl ComputeBackend for AciBackend {
         if sites.len() < 2 {
             return None;
         }
-        sites.iter().map(|s| self.paused_left(s)).collect::<Option<Vec<_>>>()?.into_iter().min()
+        let keys: Vec<String> = sites.iter().map(Site::quota_key).collect();
+        self.pauses.all_paused(keys.iter().map(String::as_str))
     }
 }
 

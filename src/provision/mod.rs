@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod dry_run;
+pub mod placement;
 pub mod throttle;
 
 use std::collections::BTreeMap;
