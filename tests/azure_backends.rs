@@ -1326,8 +1326,14 @@ run_on_host = true
             for req in [jit_request(p, 123), registration_request(p, 456)] {
                 // Every pool's shape (OS, image, identities) as an ACI body too: a Batch
                 // pool's with ACI's default sizes.
-                let default_aci =
-                    AciPool { cpu: 2.0, memory_gb: 4.0, subnet_id: None, resource_group: None, location: None, placements: vec![] };
+                let default_aci = AciPool {
+                    cpu: 2.0,
+                    memory_gb: 4.0,
+                    subnet_id: None,
+                    resource_group: None,
+                    location: None,
+                    placements: vec![],
+                };
                 let aci_part = if let Compute::Aci(a) = &p.compute { a } else { &default_aci };
                 let aci = container_group_body(p, aci_part, &req, "westeurope");
                 assert_eq!(schema_errors(aci_schema(), &aci), Vec::<String>::new(), "ACI body of {}", p.name);
@@ -1486,8 +1492,16 @@ run_on_host = true
             return answer(s, h, b);
         }
         let parts: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
-        let ["subscriptions", sub, "resourceGroups", rg, "providers", "Microsoft.ContainerInstance", "containerGroups", rest @ ..] =
-            parts.as_slice()
+        let [
+            "subscriptions",
+            sub,
+            "resourceGroups",
+            rg,
+            "providers",
+            "Microsoft.ContainerInstance",
+            "containerGroups",
+            rest @ ..,
+        ] = parts.as_slice()
         else {
             let (s, h, b) = arm_error(404, "ResourceGroupNotFound", "no such path");
             return answer(s, h, b);
@@ -1503,7 +1517,11 @@ run_on_host = true
                 assert!(errors.is_empty(), "{errors:?}");
                 if let Some((status, code, after)) = f.refuse.get(&rg).copied() {
                     let headers = after.map(|a| vec![("retry-after", a.to_string())]).unwrap_or_default();
-                    return answer(status, headers, json!({"error": {"code": code, "message": format!("{code} in {rg}")}}));
+                    return answer(
+                        status,
+                        headers,
+                        json!({"error": {"code": code, "message": format!("{code} in {rg}")}}),
+                    );
                 }
                 let mut group = body;
                 group["name"] = json!(name);
@@ -1520,7 +1538,11 @@ run_on_host = true
                 }
             },
             (Method::DELETE, false) => {
-                if f.groups.remove(&key).is_some() { answer(200, vec![], json!({})) } else { answer(204, vec![], json!(null)) }
+                if f.groups.remove(&key).is_some() {
+                    answer(200, vec![], json!({}))
+                } else {
+                    answer(204, vec![], json!(null))
+                }
             }
             (Method::GET, true) => {
                 let value: Vec<Value> =
@@ -1709,4 +1731,3 @@ placements = [
         }
     );
 }
-

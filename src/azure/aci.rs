@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use super::credential::{AzureCredential, TokenSource, arm_scope};
 use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
 use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings};
-use crate::provision::placement::{Place, Pauses, Refusal, create_in_order};
+use crate::provision::placement::{Pauses, Place, Refusal, create_in_order};
 use crate::provision::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose,
 };
@@ -141,7 +141,10 @@ fn parse_placements(keys: &mut PoolKeys<'_>, pool_resource_group: Option<&str>) 
         };
         let mut ok = true;
         for k in t.keys().filter(|k| !PLACEMENT_KEYS.contains(&k.as_str())) {
-            keys.error(format!("{at}.{k}"), "unknown key; a placement has location, subscription_id, resource_group and subnet_id");
+            keys.error(
+                format!("{at}.{k}"),
+                "unknown key; a placement has location, subscription_id, resource_group and subnet_id",
+            );
             ok = false;
         }
         let mut text = |k: &str| match t.get(k) {
@@ -170,7 +173,8 @@ fn parse_placements(keys: &mut PoolKeys<'_>, pool_resource_group: Option<&str>) 
         let same = |a: &Placement, b: &Placement| {
             a.location.eq_ignore_ascii_case(&b.location)
                 && a.subscription_id == b.subscription_id
-                && a.resource_group.as_deref().or(pool_resource_group) == b.resource_group.as_deref().or(pool_resource_group)
+                && a.resource_group.as_deref().or(pool_resource_group)
+                    == b.resource_group.as_deref().or(pool_resource_group)
         };
         if let Some(j) = out.iter().position(|p| same(p, &placement)) {
             keys.error(at, format!("duplicates {key}[{j}] (same subscription, resource group and location)"));
@@ -437,7 +441,8 @@ fn quota_or_capacity(e: &AzureError) -> bool {
     code.contains("quota")
         || ["servicenotavailable", "serviceunavailable", "allocationfailed", "zonalallocationfailed", "skunotavailable"]
             .contains(&code.as_str())
-        || (code == "operationnotallowed" && e.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("quota")))
+        || (code == "operationnotallowed"
+            && e.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("quota")))
 }
 
 /// Container groups through ARM.
@@ -520,8 +525,12 @@ impl AciBackend {
                 .ok_or_else(|| missing("resource_group", "AZURE_RESOURCE_GROUP"))
         };
         if aci.placements.is_empty() {
-            let location =
-                aci.location.as_ref().or(self.location.as_ref()).cloned().ok_or_else(|| missing("location", "AZURE_LOCATION"))?;
+            let location = aci
+                .location
+                .as_ref()
+                .or(self.location.as_ref())
+                .cloned()
+                .ok_or_else(|| missing("location", "AZURE_LOCATION"))?;
             return Ok(vec![Site {
                 subscription_id: subscription(None)?,
                 resource_group: group(None)?,
@@ -593,7 +602,8 @@ impl AciBackend {
     /// resource group, as one list call reports them, following `nextLink`: without
     /// instance views, so most states are unknown.
     async fn list_tagged_in(&self, pool: &Pool, site: &Site) -> Result<Vec<ComputeInfo>, ProvisionError> {
-        let what = format!("ACI list of container groups in {} (subscription {})", site.resource_group, site.subscription_id);
+        let what =
+            format!("ACI list of container groups in {} (subscription {})", site.resource_group, site.subscription_id);
         let mut url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(site));
         let mut out = Vec::new();
         for _page in 0..1000 {
@@ -701,13 +711,14 @@ impl ComputeBackend for AciBackend {
     /// not to a region).
     async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
         let sites = self.sites(pool)?;
-        let places: Vec<Place> = sites.iter().map(|s| Place { quota_key: s.quota_key(), label: s.label.clone() }).collect();
+        let places: Vec<Place> =
+            sites.iter().map(|s| Place { quota_key: s.quota_key(), label: s.label.clone() }).collect();
         create_in_order(&pool.name, &request.name, &places, &self.pauses, |i| {
             let site = &sites[i];
             async move {
-                self.create_in(pool, request, site).await.map_err(|(e, capacity)| {
-                    if capacity { Refusal::QuotaOrCapacity(e) } else { Refusal::Other(e) }
-                })
+                self.create_in(pool, request, site)
+                    .await
+                    .map_err(|(e, capacity)| if capacity { Refusal::QuotaOrCapacity(e) } else { Refusal::Other(e) })
             }
         })
         .await
@@ -784,7 +795,8 @@ impl ComputeBackend for AciBackend {
         }
         let mut out = Vec::new();
         for site in &sites {
-            let label = format!("placement {} ({}, subscription {})", site.label, site.resource_group, site.subscription_id);
+            let label =
+                format!("placement {} ({}, subscription {})", site.label, site.resource_group, site.subscription_id);
             out.push((label, self.list_tagged_in(pool, site).await.map(|l| l.len())));
         }
         out
@@ -906,4 +918,3 @@ placements = [
         assert_eq!(order, ["northeurope", "westeurope"]);
     }
 }
-

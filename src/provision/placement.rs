@@ -180,7 +180,10 @@ mod tests {
         let e = create_in_order("pool", "r", &p, &pauses, |i| async move { Err(quota(if i == 0 { 300 } else { 40 })) })
             .await
             .expect_err("all refused");
-        assert!(matches!(e, ProvisionError::Retryable { retry_after: Some(d), .. } if d == Duration::from_secs(40)), "{e:?}");
+        assert!(
+            matches!(e, ProvisionError::Retryable { retry_after: Some(d), .. } if d == Duration::from_secs(40)),
+            "{e:?}"
+        );
         assert_eq!(pauses.all_paused(p.iter().map(|x| x.quota_key.as_str())), Some(Duration::from_secs(40)));
         let pauses = Pauses::default();
         let e = create_in_order("pool", "r", &p, &pauses, |_| async {
