@@ -192,9 +192,7 @@ async fn burst(k: usize, outage: Option<Duration>) -> Outcome {
         Provisioner::new(pools(k), github.clone(), Backends::single(compute.clone()))
             .with_registration_hold(STANDALONE_HELD_REGISTRATION_TTL),
     );
-    // (due, job, attempt)
-    let queue: Arc<Mutex<BinaryHeap<Reverse<(Instant, u64, u32)>>>> =
-        Arc::new(Mutex::new((1..=JOBS).map(|j| Reverse((start, j, 1))).collect()));
+    let queue: Arc<Mutex<Queue>> = Arc::new(Mutex::new((1..=JOBS).map(|j| Reverse((start, j, 1))).collect()));
     let done = Arc::new(Mutex::new((0u64, Duration::ZERO, 0u64)));
     let mut workers = Vec::new();
     for _ in 0..WORKERS {
@@ -253,6 +251,9 @@ async fn burst(k: usize, outage: Option<Duration>) -> Outcome {
         by_place,
     }
 }
+
+/// The simulated queue: (due, job, attempt), earliest first.
+type Queue = BinaryHeap<Reverse<(Instant, u64, u32)>>;
 
 fn minutes(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() / 60.0)

@@ -1726,8 +1726,56 @@ placements = [
             let mut names: Vec<String> = s.backend.list(&p).await.expect("list").into_iter().map(|c| c.name).collect();
             names.sort();
             assert_eq!(names, ["ghr-7", "ghr-8"]);
-            s.backend.delete(&p, "ghr-8").await.expect("delete");
+            // Cleanup finds the runner that ran the job wherever it is.
+            let mut done = spread_message(8);
+            done.kind = runner_dispatch::message::MessageKind::Cleanup;
+            done.ran_on = Some("ghr-8".into());
+            done.ran_on_id = s.github.runners.lock().unwrap().iter().find(|r| r.name == "ghr-8").map(|r| r.id);
+            assert_eq!(s.provisioner.cleanup(&done).await.expect("cleanup"), ["ghr-8"]);
             assert!(s.group_in("rg-b", "ghr-8").is_none());
+            s.backend.delete(&p, "ghr-7").await.expect("delete");
+            assert!(s.group_in("rg-a", "ghr-7").is_none());
+        }
+    );
+
+    azure_test!(
+        /// Both transports: the host's queue invocation and the standalone server's admin
+        /// route reach the same failover (here, rg-a out of capacity: the group goes to rg-b).
+        aci_placements_fail_over_on_both_transports,
+        async {
+            let token = "placement-admin-token-0123456789abcdef";
+            for standalone in [false, true] {
+                let fake: Arc<Mutex<PlacementFake>> = Arc::default();
+                let url = serve(Router::new().fallback(placement_arm).with_state(fake.clone())).await;
+                {
+                    let mut f = fake.lock().unwrap();
+                    f.token = token_for(&url);
+                    f.refuse.insert("rg-a".into(), (409, "ServiceUnavailable", None));
+                }
+                let dir = tempfile::tempdir().expect("dir");
+                let settings = Settings { admin_token: Some(token.into()), ..runner_dispatch::testing::settings() };
+                let app = runner_dispatch::testing::spawn_app_with_settings(
+                    &settings,
+                    spread_pools(10),
+                    Arc::new(aci(&url, &[])),
+                    standalone.then_some(dir.path()),
+                    runner_dispatch::testing::fast_queue(),
+                    runner_dispatch::server::RAW_REQUEST_TIMEOUT,
+                )
+                .await;
+                let job = 20 + u64::from(standalone);
+                let invocation = json!({"Data": {"message": serde_json::to_value(spread_message(job)).unwrap()}, "Metadata": {"DequeueCount": 1}});
+                let mut req = app.client.post(app.url("/provision-runner")).json(&invocation);
+                if standalone {
+                    req = req.bearer_auth(token);
+                }
+                let resp = req.send().await.expect("send");
+                assert_eq!(resp.status(), 200, "standalone: {standalone}");
+                let f = fake.lock().unwrap();
+                let created: Vec<&String> = f.groups.keys().map(|(_, rg, _)| rg).collect();
+                assert_eq!(created, ["rg-b"], "standalone: {standalone}");
+                assert_eq!(f.seen.iter().filter(|(m, _, _)| m == "PUT").count(), 2, "one refused, one created");
+            }
         }
     );
 }
