@@ -339,10 +339,7 @@ run_on_host = true
     }
 
     async fn serve(app: Router) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-        url
+        runner_dispatch::testing::serve_fake(app).await.0
     }
 
     // -----------------------------------------------------------------------------------

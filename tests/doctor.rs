@@ -188,9 +188,7 @@ async fn doctor(fault: Fault) -> Run {
 async fn run(args: &[&str], fault: Fault, extra: &[(&str, &str)]) -> Run {
     let fake = Fake { fault, seen: Arc::default() };
     let app = Router::new().fallback(answer).with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    let (url, server) = runner_dispatch::testing::serve_fake(app).await;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runner-dispatch"));
     command.args(args).env_clear();
     command

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use compute::ScriptedBackend;
 pub use registry::FakeGitHub;
-pub use server::{TestApp, spawn_app, spawn_app_with, spawn_app_with_settings, spawn_dry_run};
+pub use server::{TestApp, serve_fake, spawn_app, spawn_app_with, spawn_app_with_settings, spawn_dry_run};
 
 use crate::config::{PoolsConfig, Settings};
 use crate::spool::QueueOptions;

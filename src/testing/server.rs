@@ -83,3 +83,12 @@ pub async fn spawn_dry_run(state_dir: Option<&Path>) -> (TestApp, Arc<DryRunBack
     let app = spawn_app(backend.clone(), state_dir, super::fast_queue()).await;
     (app, backend)
 }
+
+/// Serves a fake (of GitHub, ARM, Batch, Blob storage or an identity endpoint) on
+/// 127.0.0.1 and a free port: its base URL, and the task to abort when done.
+pub async fn serve_fake(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    (url, task)
+}
