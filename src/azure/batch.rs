@@ -681,4 +681,27 @@ mod tests {
         let completed = classify(&e(409, "JobCompleted"), "x", &[]);
         assert!(!completed.is_retryable() && completed.to_string().contains("delete it"));
     }
+
+    #[test]
+    fn an_idle_task_reads_back_its_target_and_pool_from_the_display_name() {
+        let text = "[github]\nallowed_owners = [\"octo-org\"]\n[[pools]]\nname = \"win\"\nbackend = \"batch\"\nlabels = [\"w\"]\nimage = \"i\"\nbatch_pool_id = \"p\"\n";
+        let cfg = crate::config::PoolsConfig::parse(text).expect("pools");
+        let pool = &cfg.pools[0];
+        let Compute::Batch(b) = &pool.compute else { panic!() };
+        let request = ComputeRequest {
+            name: pool.idle_runner_name(0xabc),
+            purpose: Purpose::Idle { target: "octo-org".into() },
+            runner_id: Some(77),
+            env: vec![],
+        };
+        let mut task = batch_task_body(pool, b, &request);
+        assert_eq!(task["displayName"], "idle for octo-org (pool win) runner 77");
+        task["state"] = serde_json::json!("running");
+        let info = batch_task_info(pool, &task);
+        assert_eq!(
+            (info.idle_target(), info.pool_name(), info.runner_id, info.job_id),
+            (Some("octo-org"), Some("win"), Some(77), None)
+        );
+        assert_eq!(pool.runner_kind(&info.name), Some(crate::config::RunnerKind::Idle));
+    }
 }

@@ -22,13 +22,15 @@ pub fn webhook_accepted(job: &WorkflowJobEvent, pool: &Pool, delivery: &str) {
     );
 }
 
-pub fn job_started(job: &WorkflowJobEvent, delivery: &str) {
+/// `ran_on_kind`: `made_for_job`, `idle` or `other` (see [`crate::events::ran_on_kind`]).
+pub fn job_started(job: &WorkflowJobEvent, delivery: &str, ran_on_kind: &str) {
     tracing::info!(
         event = "job_started",
         delivery_id = delivery,
         job_id = job.job_id,
         repository = %loggable(&job.repository),
         runner_name = %loggable(job.runner_name.as_deref().unwrap_or("")),
+        ran_on_kind,
         queued_to_started_s = seconds_between(job.created_at.as_deref(), job.started_at.as_deref()),
         "job started"
     );

@@ -139,7 +139,8 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
         "queued" => MessageKind::Provision,
         "completed" => MessageKind::Cleanup,
         "in_progress" => {
-            log_events::job_started(&job, &delivery);
+            let kind = crate::events::ran_on_kind(pools, job.job_id, job.runner_name.as_deref());
+            log_events::job_started(&job, &delivery, kind);
             return WebhookOutcome::reply(200, "ignored", "action in_progress needs no runner");
         }
         other => return WebhookOutcome::reply(200, "ignored", format!("action {other} needs no runner")),
