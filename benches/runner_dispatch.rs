@@ -3,7 +3,8 @@
 //! One command runs every measurement and prints one table (see BENCHMARKS.md):
 //! 1. cold start of `serve --dry-run` beside a hello-world axum server (same profile),
 //! 2. webhook acknowledgement throughput and latency on both transports beside a plain
-//!    axum handler, plus a fixed-rate run,
+//!    axum handler and a Node 20 peer (`benches/node_peer/server.js`, when `node` is on
+//!    PATH), plus a fixed-rate run,
 //! 3. burst provisioning of 1,000 queued jobs through the real standalone queue and
 //!    `Provisioner` against rate-limited fakes (tokio paused time, in child processes),
 //! 4. memory (idle and peak RSS), binary and package size,
@@ -168,6 +169,18 @@ enum Target {
     /// The same under the Functions host's contract (`FUNCTIONS_CUSTOMHANDLER_PORT`).
     RunnerDispatchHost,
     Hello,
+    /// `node benches/node_peer/server.js <port>`: the same envelope work in plain Node.
+    NodePeer,
+}
+
+/// Whether `node` can be run (the Node peer's rows are skipped, with a note, otherwise).
+fn node_available() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 struct Bins {
@@ -211,6 +224,18 @@ fn spawn(bins: &Bins, target: Target) -> Server {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("spawn hello_axum");
+            Server { child, port, _dir: None }
+        }
+        Target::NodePeer => {
+            let child = Command::new("node")
+                .arg(repo_root().join("benches/node_peer/server.js"))
+                .arg(port.to_string())
+                .env("GITHUB_WEBHOOK_SECRET", SECRET)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn node");
             Server { child, port, _dir: None }
         }
     }
@@ -281,6 +306,7 @@ fn cold_start(bins: &Bins, report: &mut Report) {
                     hello.push(ms);
                     hello_rss.extend(rss);
                 }
+                Target::NodePeer => unreachable!("cold start compares runner-dispatch with hello_axum only"),
             }
         }
     }
@@ -377,6 +403,8 @@ enum Route {
     Plain,
     /// `POST /github-webhook` (Functions host envelope).
     Envelope,
+    /// The Node peer's `POST /github-webhook`, with the same envelopes.
+    NodePeer,
     /// `POST /api/github-webhook` (standalone, spooled with fsync).
     Standalone,
 }
@@ -386,6 +414,7 @@ impl Route {
         match self {
             Route::Plain => "plain axum (read body, 200)",
             Route::Envelope => "envelope POST /github-webhook",
+            Route::NodePeer => "Node peer envelope POST /github-webhook",
             Route::Standalone => "standalone POST /api/github-webhook (fsync spool)",
         }
     }
@@ -397,7 +426,7 @@ fn prepare(route: Route, base_url: &str, ids: std::ops::Range<u64>, template: &s
         let body = payload(template, id, &now);
         let delivery = format!("00000000-0000-4000-8000-{id:012}");
         match route {
-            Route::Plain | Route::Envelope => Req {
+            Route::Plain | Route::Envelope | Route::NodePeer => Req {
                 url: format!("{base_url}{}", if route == Route::Plain { "/echo" } else { "/github-webhook" }),
                 headers: vec![("content-type", "application/json".into())],
                 body: envelope(&body, &delivery).into(),
@@ -530,6 +559,13 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
     let (host, _) = start_and_wait(bins, Target::RunnerDispatchHost);
     let (standalone, _) = start_and_wait(bins, Target::RunnerDispatch);
     let (hello, _) = start_and_wait(bins, Target::Hello);
+    // The Node peer gets the same envelopes and the same closed loop as the envelope route.
+    let node = node_available().then(|| start_and_wait(bins, Target::NodePeer).0);
+    if node.is_none() {
+        report.note("`node` is not on PATH: the Node peer's rows are skipped (install Node 20 to compare)");
+    }
+    let stateless_routes: Vec<Route> =
+        [Route::Plain, Route::Envelope].into_iter().chain(node.as_ref().map(|_| Route::NodePeer)).collect();
     let template = payload_template();
     let client = runner_dispatch::tls::client_builder()
         .pool_max_idle_per_host(64)
@@ -547,10 +583,11 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         Route::Plain => hello.url(""),
         Route::Envelope => host.url(""),
         Route::Standalone => standalone.url(""),
+        Route::NodePeer => node.as_ref().expect("Node peer started").url(""),
     };
     // Check once that each route really accepts (and does not refuse) the delivery.
     rt.block_on(async {
-        for route in [Route::Envelope, Route::Standalone, Route::Plain] {
+        for &route in stateless_routes.iter().chain([&Route::Standalone]) {
             let r = prepare(route, &base(route), ids(1), &template);
             let (status, body) = send(&client, &r[0]).await.expect("check request");
             let text = String::from_utf8_lossy(&body);
@@ -561,18 +598,14 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         }
     });
     let mut results: Vec<(Route, Vec<LoadResult>)> =
-        [Route::Plain, Route::Envelope, Route::Standalone].iter().map(|r| (*r, Vec::new())).collect();
-    let stateless: Vec<(Route, Arc<Vec<Req>>)> = [Route::Plain, Route::Envelope]
-        .iter()
-        .map(|r| (*r, Arc::new(prepare(*r, &base(*r), ids(prepared), &template))))
-        .collect();
+        stateless_routes.iter().chain([&Route::Standalone]).map(|r| (*r, Vec::new())).collect();
+    let stateless: Vec<(Route, Arc<Vec<Req>>)> =
+        stateless_routes.iter().map(|r| (*r, Arc::new(prepare(*r, &base(*r), ids(prepared), &template)))).collect();
     for round in 0..rounds {
-        // Alternate which of plain and envelope goes first.
-        let mut order: Vec<usize> = vec![0, 1];
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        order.push(2);
+        // Rotate which of the stateless routes goes first; the spooling one goes last.
+        let mut order: Vec<usize> = (0..stateless.len()).collect();
+        order.rotate_left(round % stateless.len());
+        order.push(stateless.len());
         for k in order {
             let (route, acc) = &mut results[k];
             let route = *route;
@@ -628,6 +661,22 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
     );
     let sratio = rps_of["Standalone"].0 / plain;
     report.row("2", "standalone (fsync per request) throughput / plain axum", format!("{sratio:.3}x"));
+    // The user-relevant bar: well ahead of a plain Node handler doing the same work.
+    const NODE_GOAL: f64 = 3.0;
+    if let Some((node_rps, node_rounds)) = rps_of.get("NodePeer").cloned() {
+        let ratio = envelope / node_rps;
+        let per_round: Vec<String> =
+            env_rounds.iter().zip(&node_rounds).map(|(e, n)| format!("{:.2}", e / n)).collect();
+        report.goal(
+            "2",
+            "envelope ack throughput, runner-dispatch / Node peer",
+            format!("{ratio:.2}x (per round {})", per_round.join("/")),
+            format!(">= {NODE_GOAL}x"),
+            ratio >= NODE_GOAL,
+        );
+    } else {
+        report.row("2", "envelope ack throughput, runner-dispatch / Node peer", "skipped: `node` not on PATH");
+    }
 
     // Fixed rate, envelope route (and the plain handler for reference), each request distinct.
     let n = if quick() { 1000 } else { 5000 };
@@ -649,6 +698,10 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         } else {
             report.row("2", "plain axum at fixed 1,000 req/s (reference)", text);
         }
+    }
+    if let Some(node) = &node {
+        let (_, hwm) = rss_kib(node.pid());
+        report.row("4", "peak RSS during webhook load, Node peer (reference)", format!("{:.1} MiB", mib(hwm)));
     }
     for (name, server) in [("host mode, envelope load", &host), ("standalone, spooling load", &standalone)] {
         let (_, hwm) = rss_kib(server.pid());
