@@ -191,7 +191,8 @@ struct Bins {
 fn spawn(bins: &Bins, target: Target) -> Server {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    match target {
+    let mut state_dir = None;
+    let mut cmd = match target {
         Target::RunnerDispatch | Target::RunnerDispatchHost => {
             let dir = tempfile::Builder::new().prefix("rd-bench-state").tempdir().expect("state dir");
             let mut cmd = Command::new(&bins.runner_dispatch);
@@ -201,44 +202,46 @@ fn spawn(bins: &Bins, target: Target) -> Server {
             } else {
                 cmd.env_remove("FUNCTIONS_CUSTOMHANDLER_PORT");
             }
-            let child = cmd
-                .env("GITHUB_WEBHOOK_SECRET", SECRET)
+            cmd.env("GITHUB_WEBHOOK_SECRET", SECRET)
                 .env("RUNNER_DISPATCH_CONFIG", repo_root().join("runners.example.toml"))
                 .env_remove("RUNNER_DISPATCH_CONFIG_TOML")
                 .env_remove("GITHUB_APP_ID")
                 .env_remove("GITHUB_APP_PRIVATE_KEY")
                 .env_remove("GITHUB_TOKEN")
-                .env_remove("RUST_LOG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn runner-dispatch");
-            Server { child, port, _dir: Some(dir) }
+                .env_remove("RUST_LOG");
+            state_dir = Some(dir);
+            cmd
         }
         Target::Hello => {
-            let child = Command::new(&bins.hello)
-                .arg(&listen)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn hello_axum");
-            Server { child, port, _dir: None }
+            let mut cmd = Command::new(&bins.hello);
+            cmd.arg(&listen);
+            cmd
         }
         Target::NodePeer => {
-            let child = Command::new("node")
-                .arg(repo_root().join("benches/node_peer/server.js"))
+            let mut cmd = Command::new("node");
+            cmd.arg(repo_root().join("benches/node_peer/server.js"))
                 .arg(port.to_string())
-                .env("GITHUB_WEBHOOK_SECRET", SECRET)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn node");
-            Server { child, port, _dir: None }
+                .env("GITHUB_WEBHOOK_SECRET", SECRET);
+            cmd
         }
-    }
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not spawn {target:?}: {e}"));
+    Server { child, port, _dir: state_dir }
+}
+
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the
+    // 12th and 13th, in clock ticks of 1/100 s on Linux.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: Vec<f64> = after_name.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    ticks.iter().sum::<f64>() / 100.0
 }
 
 /// Polls `GET /` until a 200 or the deadline. Returns the time since `start`.
@@ -585,6 +588,14 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         Route::Standalone => standalone.url(""),
         Route::NodePeer => node.as_ref().expect("Node peer started").url(""),
     };
+    // The server's own CPU time per ack: the client shares the same cores, so throughput
+    // ratios understate how much less work one server does than another.
+    let server_pid = |route: Route| match route {
+        Route::Plain => hello.pid(),
+        Route::Envelope => host.pid(),
+        Route::Standalone => standalone.pid(),
+        Route::NodePeer => node.as_ref().expect("Node peer started").pid(),
+    };
     // Check once that each route really accepts (and does not refuse) the delivery.
     rt.block_on(async {
         for &route in stateless_routes.iter().chain([&Route::Standalone]) {
@@ -599,6 +610,7 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
     });
     let mut results: Vec<(Route, Vec<LoadResult>)> =
         stateless_routes.iter().chain([&Route::Standalone]).map(|r| (*r, Vec::new())).collect();
+    let mut cpu_of = vec![0.0; results.len()];
     let stateless: Vec<(Route, Arc<Vec<Req>>)> =
         stateless_routes.iter().map(|r| (*r, Arc::new(prepare(*r, &base(*r), ids(prepared), &template)))).collect();
     for round in 0..rounds {
@@ -609,6 +621,7 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         for k in order {
             let (route, acc) = &mut results[k];
             let route = *route;
+            let cpu_before = cpu_seconds(server_pid(route));
             let r = if route == Route::Standalone {
                 let reqs = Arc::new(prepare(route, &base(route), ids(spooled), &template));
                 rt.block_on(closed_loop(&client, reqs, spooled, conns, limit))
@@ -625,10 +638,12 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
                 r.elapsed.as_secs_f64()
             );
             acc.push(r);
+            cpu_of[k] += cpu_seconds(server_pid(route)) - cpu_before;
         }
     }
     let mut rps_of = std::collections::BTreeMap::new();
-    for (route, rs) in &results {
+    let mut cpu_us_per_ack = std::collections::BTreeMap::new();
+    for ((route, rs), cpu) in results.iter().zip(&cpu_of) {
         let ok: usize = rs.iter().map(|r| r.ok).sum();
         let errors: usize = rs.iter().map(|r| r.errors).sum();
         let secs: f64 = rs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
@@ -636,12 +651,14 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         let lat = sorted(rs.iter().flat_map(|r| r.latencies_ms.iter().copied()).collect());
         let rps = ok as f64 / secs;
         rps_of.insert(format!("{route:?}"), (rps, per_round.clone()));
+        let cpu_us = cpu * 1e6 / ok.max(1) as f64;
+        cpu_us_per_ack.insert(format!("{route:?}"), cpu_us);
         let spread = per_round.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join("/");
         report.row(
             "2",
             format!("{}: throughput, {conns} conns", route.label()),
             format!(
-                "{rps:.0} req/s (rounds {spread}); p50 {:.2} ms, p99 {:.2} ms; {ok} ok, {errors} errors",
+                "{rps:.0} req/s (rounds {spread}); p50 {:.2} ms, p99 {:.2} ms; {ok} ok, {errors} errors; server CPU {cpu_us:.0} us per request",
                 percentile(&lat, 50.0),
                 percentile(&lat, 99.0)
             ),
@@ -673,6 +690,11 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
             format!("{ratio:.2}x (per round {})", per_round.join("/")),
             format!(">= {NODE_GOAL}x"),
             ratio >= NODE_GOAL,
+        );
+        report.row(
+            "2",
+            "server CPU per envelope ack, Node peer / runner-dispatch",
+            format!("{:.2}x", cpu_us_per_ack["NodePeer"] / cpu_us_per_ack["Envelope"]),
         );
     } else {
         report.row("2", "envelope ack throughput, runner-dispatch / Node peer", "skipped: `node` not on PATH");
