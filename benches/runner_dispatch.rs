@@ -3,7 +3,8 @@
 //! One command runs every measurement and prints one table (see BENCHMARKS.md):
 //! 1. cold start of `serve --dry-run` beside a hello-world axum server (same profile),
 //! 2. webhook acknowledgement throughput and latency on both transports beside a plain
-//!    axum handler, plus a fixed-rate run,
+//!    axum handler and a Node 20 peer (`benches/node_peer/server.js`, when `node` is on
+//!    PATH), plus a fixed-rate run,
 //! 3. burst provisioning of 1,000 queued jobs through the real standalone queue and
 //!    `Provisioner` against rate-limited fakes (tokio paused time, in child processes),
 //! 4. memory (idle and peak RSS), binary and package size,
@@ -168,6 +169,18 @@ enum Target {
     /// The same under the Functions host's contract (`FUNCTIONS_CUSTOMHANDLER_PORT`).
     RunnerDispatchHost,
     Hello,
+    /// `node benches/node_peer/server.js <port>`: the same envelope work in plain Node.
+    NodePeer,
+}
+
+/// Whether `node` can be run (the Node peer's rows are skipped, with a note, otherwise).
+fn node_available() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 struct Bins {
@@ -178,7 +191,8 @@ struct Bins {
 fn spawn(bins: &Bins, target: Target) -> Server {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    match target {
+    let mut state_dir = None;
+    let mut cmd = match target {
         Target::RunnerDispatch | Target::RunnerDispatchHost => {
             let dir = tempfile::Builder::new().prefix("rd-bench-state").tempdir().expect("state dir");
             let mut cmd = Command::new(&bins.runner_dispatch);
@@ -188,32 +202,46 @@ fn spawn(bins: &Bins, target: Target) -> Server {
             } else {
                 cmd.env_remove("FUNCTIONS_CUSTOMHANDLER_PORT");
             }
-            let child = cmd
-                .env("GITHUB_WEBHOOK_SECRET", SECRET)
+            cmd.env("GITHUB_WEBHOOK_SECRET", SECRET)
                 .env("RUNNER_DISPATCH_CONFIG", repo_root().join("runners.example.toml"))
                 .env_remove("RUNNER_DISPATCH_CONFIG_TOML")
                 .env_remove("GITHUB_APP_ID")
                 .env_remove("GITHUB_APP_PRIVATE_KEY")
                 .env_remove("GITHUB_TOKEN")
-                .env_remove("RUST_LOG")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn runner-dispatch");
-            Server { child, port, _dir: Some(dir) }
+                .env_remove("RUST_LOG");
+            state_dir = Some(dir);
+            cmd
         }
         Target::Hello => {
-            let child = Command::new(&bins.hello)
-                .arg(&listen)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn hello_axum");
-            Server { child, port, _dir: None }
+            let mut cmd = Command::new(&bins.hello);
+            cmd.arg(&listen);
+            cmd
         }
-    }
+        Target::NodePeer => {
+            let mut cmd = Command::new("node");
+            cmd.arg(repo_root().join("benches/node_peer/server.js"))
+                .arg(port.to_string())
+                .env("GITHUB_WEBHOOK_SECRET", SECRET);
+            cmd
+        }
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not spawn {target:?}: {e}"));
+    Server { child, port, _dir: state_dir }
+}
+
+/// CPU time (user + system) a process has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime and stime are the
+    // 12th and 13th, in clock ticks of 1/100 s on Linux.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: Vec<f64> = after_name.split_whitespace().skip(11).take(2).filter_map(|v| v.parse().ok()).collect();
+    ticks.iter().sum::<f64>() / 100.0
 }
 
 /// Polls `GET /` until a 200 or the deadline. Returns the time since `start`.
@@ -281,6 +309,7 @@ fn cold_start(bins: &Bins, report: &mut Report) {
                     hello.push(ms);
                     hello_rss.extend(rss);
                 }
+                Target::NodePeer => unreachable!("cold start compares runner-dispatch with hello_axum only"),
             }
         }
     }
@@ -377,6 +406,8 @@ enum Route {
     Plain,
     /// `POST /github-webhook` (Functions host envelope).
     Envelope,
+    /// The Node peer's `POST /github-webhook`, with the same envelopes.
+    NodePeer,
     /// `POST /api/github-webhook` (standalone, spooled with fsync).
     Standalone,
 }
@@ -386,6 +417,7 @@ impl Route {
         match self {
             Route::Plain => "plain axum (read body, 200)",
             Route::Envelope => "envelope POST /github-webhook",
+            Route::NodePeer => "Node peer envelope POST /github-webhook",
             Route::Standalone => "standalone POST /api/github-webhook (fsync spool)",
         }
     }
@@ -397,7 +429,7 @@ fn prepare(route: Route, base_url: &str, ids: std::ops::Range<u64>, template: &s
         let body = payload(template, id, &now);
         let delivery = format!("00000000-0000-4000-8000-{id:012}");
         match route {
-            Route::Plain | Route::Envelope => Req {
+            Route::Plain | Route::Envelope | Route::NodePeer => Req {
                 url: format!("{base_url}{}", if route == Route::Plain { "/echo" } else { "/github-webhook" }),
                 headers: vec![("content-type", "application/json".into())],
                 body: envelope(&body, &delivery).into(),
@@ -530,6 +562,13 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
     let (host, _) = start_and_wait(bins, Target::RunnerDispatchHost);
     let (standalone, _) = start_and_wait(bins, Target::RunnerDispatch);
     let (hello, _) = start_and_wait(bins, Target::Hello);
+    // The Node peer gets the same envelopes and the same closed loop as the envelope route.
+    let node = node_available().then(|| start_and_wait(bins, Target::NodePeer).0);
+    if node.is_none() {
+        report.note("`node` is not on PATH: the Node peer's rows are skipped (install Node 20 to compare)");
+    }
+    let stateless_routes: Vec<Route> =
+        [Route::Plain, Route::Envelope].into_iter().chain(node.as_ref().map(|_| Route::NodePeer)).collect();
     let template = payload_template();
     let client = runner_dispatch::tls::client_builder()
         .pool_max_idle_per_host(64)
@@ -547,10 +586,19 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         Route::Plain => hello.url(""),
         Route::Envelope => host.url(""),
         Route::Standalone => standalone.url(""),
+        Route::NodePeer => node.as_ref().expect("Node peer started").url(""),
+    };
+    // The server's own CPU time per ack: the client shares the same cores, so throughput
+    // ratios understate how much less work one server does than another.
+    let server_pid = |route: Route| match route {
+        Route::Plain => hello.pid(),
+        Route::Envelope => host.pid(),
+        Route::Standalone => standalone.pid(),
+        Route::NodePeer => node.as_ref().expect("Node peer started").pid(),
     };
     // Check once that each route really accepts (and does not refuse) the delivery.
     rt.block_on(async {
-        for route in [Route::Envelope, Route::Standalone, Route::Plain] {
+        for &route in stateless_routes.iter().chain([&Route::Standalone]) {
             let r = prepare(route, &base(route), ids(1), &template);
             let (status, body) = send(&client, &r[0]).await.expect("check request");
             let text = String::from_utf8_lossy(&body);
@@ -561,21 +609,19 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         }
     });
     let mut results: Vec<(Route, Vec<LoadResult>)> =
-        [Route::Plain, Route::Envelope, Route::Standalone].iter().map(|r| (*r, Vec::new())).collect();
-    let stateless: Vec<(Route, Arc<Vec<Req>>)> = [Route::Plain, Route::Envelope]
-        .iter()
-        .map(|r| (*r, Arc::new(prepare(*r, &base(*r), ids(prepared), &template))))
-        .collect();
+        stateless_routes.iter().chain([&Route::Standalone]).map(|r| (*r, Vec::new())).collect();
+    let mut cpu_of = vec![0.0; results.len()];
+    let stateless: Vec<(Route, Arc<Vec<Req>>)> =
+        stateless_routes.iter().map(|r| (*r, Arc::new(prepare(*r, &base(*r), ids(prepared), &template)))).collect();
     for round in 0..rounds {
-        // Alternate which of plain and envelope goes first.
-        let mut order: Vec<usize> = vec![0, 1];
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        order.push(2);
+        // Rotate which of the stateless routes goes first; the spooling one goes last.
+        let mut order: Vec<usize> = (0..stateless.len()).collect();
+        order.rotate_left(round % stateless.len());
+        order.push(stateless.len());
         for k in order {
             let (route, acc) = &mut results[k];
             let route = *route;
+            let cpu_before = cpu_seconds(server_pid(route));
             let r = if route == Route::Standalone {
                 let reqs = Arc::new(prepare(route, &base(route), ids(spooled), &template));
                 rt.block_on(closed_loop(&client, reqs, spooled, conns, limit))
@@ -592,10 +638,12 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
                 r.elapsed.as_secs_f64()
             );
             acc.push(r);
+            cpu_of[k] += cpu_seconds(server_pid(route)) - cpu_before;
         }
     }
     let mut rps_of = std::collections::BTreeMap::new();
-    for (route, rs) in &results {
+    let mut cpu_us_per_ack = std::collections::BTreeMap::new();
+    for ((route, rs), cpu) in results.iter().zip(&cpu_of) {
         let ok: usize = rs.iter().map(|r| r.ok).sum();
         let errors: usize = rs.iter().map(|r| r.errors).sum();
         let secs: f64 = rs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
@@ -603,12 +651,14 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         let lat = sorted(rs.iter().flat_map(|r| r.latencies_ms.iter().copied()).collect());
         let rps = ok as f64 / secs;
         rps_of.insert(format!("{route:?}"), (rps, per_round.clone()));
+        let cpu_us = cpu * 1e6 / ok.max(1) as f64;
+        cpu_us_per_ack.insert(format!("{route:?}"), cpu_us);
         let spread = per_round.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join("/");
         report.row(
             "2",
             format!("{}: throughput, {conns} conns", route.label()),
             format!(
-                "{rps:.0} req/s (rounds {spread}); p50 {:.2} ms, p99 {:.2} ms; {ok} ok, {errors} errors",
+                "{rps:.0} req/s (rounds {spread}); p50 {:.2} ms, p99 {:.2} ms; {ok} ok, {errors} errors; server CPU {cpu_us:.0} us per request",
                 percentile(&lat, 50.0),
                 percentile(&lat, 99.0)
             ),
@@ -628,6 +678,27 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
     );
     let sratio = rps_of["Standalone"].0 / plain;
     report.row("2", "standalone (fsync per request) throughput / plain axum", format!("{sratio:.3}x"));
+    // The user-relevant bar: well ahead of a plain Node handler doing the same work.
+    const NODE_GOAL: f64 = 3.0;
+    if let Some((node_rps, node_rounds)) = rps_of.get("NodePeer").cloned() {
+        let ratio = envelope / node_rps;
+        let per_round: Vec<String> =
+            env_rounds.iter().zip(&node_rounds).map(|(e, n)| format!("{:.2}", e / n)).collect();
+        report.goal(
+            "2",
+            "envelope ack throughput, runner-dispatch / Node peer",
+            format!("{ratio:.2}x (per round {})", per_round.join("/")),
+            format!(">= {NODE_GOAL}x"),
+            ratio >= NODE_GOAL,
+        );
+        report.row(
+            "2",
+            "server CPU per envelope ack, Node peer / runner-dispatch",
+            format!("{:.2}x", cpu_us_per_ack["NodePeer"] / cpu_us_per_ack["Envelope"]),
+        );
+    } else {
+        report.row("2", "envelope ack throughput, runner-dispatch / Node peer", "skipped: `node` not on PATH");
+    }
 
     // Fixed rate, envelope route (and the plain handler for reference), each request distinct.
     let n = if quick() { 1000 } else { 5000 };
@@ -649,6 +720,10 @@ fn webhook_ack(bins: &Bins, report: &mut Report) {
         } else {
             report.row("2", "plain axum at fixed 1,000 req/s (reference)", text);
         }
+    }
+    if let Some(node) = &node {
+        let (_, hwm) = rss_kib(node.pid());
+        report.row("4", "peak RSS during webhook load, Node peer (reference)", format!("{:.1} MiB", mib(hwm)));
     }
     for (name, server) in [("host mode, envelope load", &host), ("standalone, spooling load", &standalone)] {
         let (_, hwm) = rss_kib(server.pid());

@@ -588,6 +588,39 @@ mod tests {
     }
 
     #[test]
+    fn an_array_is_never_read_as_an_invocation_a_binding_or_a_request() {
+        // An array is not an object (serde's derive, for one, would fill a struct from it).
+        for envelope in [
+            r#"[{"req":{"Method":"POST"}}]"#,
+            r#"{"Data":[{"Method":"POST"}]}"#,
+            r#"{"Data":{"req":["POST","http://x",{},"{}"]}}"#,
+            r#"{"Data":{"other":["POST","http://x",{},"{}"]}}"#,
+        ] {
+            assert_eq!(parse_http_invocation(envelope.as_bytes()), Err(EnvelopeError::Missing("req")), "{envelope}");
+            assert_eq!(reference_parse(envelope.as_bytes()), Err(EnvelopeError::Missing("req")), "{envelope}");
+        }
+    }
+
+    #[test]
+    fn without_req_the_first_binding_with_a_method_or_url_of_any_value_is_taken() {
+        let envelope = br#"{"Data":{"a":{"Body":"not this"},"b":{"Method":null,"Body":"this"},"c":{"Url":"u","Body":"nor this"}}}"#;
+        let r = parse_http_invocation(envelope).expect("parses");
+        assert_eq!((r.method.as_str(), r.body.as_slice()), ("", &b"this"[..]));
+        assert_eq!(reference_parse(envelope), Ok(r));
+    }
+
+    #[test]
+    fn fields_of_an_unexpected_type_read_as_absent() {
+        let envelope = br#"{"Data":{"req":{"Method":["POST"],"Url":7,"Query":1.5,
+            "Headers":{"a":["x",1,"y"],"b":null,"c":{"d":"e"},"e":[],"f":"g"},"Body":{"k":[1,2.5,null]}}}}"#;
+        let r = parse_http_invocation(envelope).expect("parses");
+        assert_eq!((r.method.as_str(), r.url.as_str()), ("", ""));
+        let pairs: Vec<(&str, &str)> = r.headers.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(pairs, [("a", "x,y"), ("e", ""), ("f", "g")]);
+        assert_eq!(r.body, br#"{"k":[1,2.5,null]}"#);
+    }
+
+    #[test]
     fn reply_uses_the_host_field_names() {
         let mut r = InvocationReply::new();
         r.http_response(202, &json!({"result":"accepted"}));
