@@ -2,7 +2,10 @@
 //! `Outputs`, `Logs` and `ReturnValue` out. Parsing is tolerant of the documented
 //! variations (Query as object or string, Body absent, header values as string or array).
 
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::de::{Deserializer, IgnoredAny};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::webhook::Headers;
@@ -44,297 +47,114 @@ pub enum EnvelopeError {
 
 /// Parses the `github-webhook` invocation: `{"Data":{"req":{...}},"Metadata":{...}}`.
 ///
-/// One pass over the envelope with typed visitors: only `Data.req.Method`, `Url`, `Headers`
-/// and `Body` are kept; `Metadata`, `Query`, `Params`, `Identities` and anything unknown are
-/// skipped without building values. The trigger binding is named `req` in our function.json;
-/// without it, the first binding (by name) that has a `Method` or `Url` is taken. Any field
-/// of an unexpected type reads as absent (a non-string Method or Url as empty; a header
-/// value that is neither a string nor an array of strings as no header).
+/// Only `Data.req`'s `Method`, `Url`, `Headers` and `Body` are kept. The trigger binding is
+/// named `req` in our function.json; without it, the first binding (by name) that has a
+/// `Method` or `Url` is taken. Any field of an unexpected type reads as absent (a
+/// non-string Method or Url as empty; a header value that is neither a string nor an array
+/// of strings as no header), so an odd envelope still reaches the signature check.
 ///
 /// # Errors
 /// Not JSON, or no request object in `Data`.
 pub fn parse_http_invocation(body: &[u8]) -> Result<HostHttpRequest, EnvelopeError> {
-    let top: IfObject<Envelope> = serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
-    let data = top.0.and_then(|e| e.data).and_then(|d| d.0).ok_or(EnvelopeError::Missing("req"))?;
-    let req = match data.req {
+    let envelope: Lenient<Invocation> =
+        serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let mut bindings = envelope.0.and_then(|e| e.data.0).ok_or(EnvelopeError::Missing("req"))?;
+    let req = match bindings.remove("req") {
         Some(req) => req.0,
-        None => data.candidates.into_iter().min_by(|a, b| a.0.cmp(&b.0)).map(|(_, r)| r),
+        None => bindings.into_values().filter_map(|b| b.0).find(|r| r.method.is_some() || r.url.is_some()),
     }
     .ok_or(EnvelopeError::Missing("req"))?;
+    let headers =
+        req.headers.0.unwrap_or_default().into_iter().filter_map(|(name, value)| Some((name, value.joined()?)));
     Ok(HostHttpRequest {
-        method: req.method.unwrap_or_default(),
-        url: req.url.unwrap_or_default(),
-        headers: Headers::new(req.headers.and_then(|h| h.0).map(|h| h.0).unwrap_or_default()),
-        body: req.body.map(|b| b.0).unwrap_or_default(),
+        method: req.method.and_then(|m| m.0).unwrap_or_default(),
+        url: req.url.and_then(|u| u.0).unwrap_or_default(),
+        headers: Headers::new(headers.collect()),
+        body: match req.body {
+            None => Vec::new(),
+            Some(Value::String(text)) => text.into_bytes(),
+            // Not what the host documents; keep going, the signature check will decide.
+            Some(other) => other.to_string().into_bytes(),
+        },
     })
 }
 
-/// The typed visitors behind [`parse_http_invocation`].
-mod envelope_de {
-    use std::fmt;
+/// The invocation; `Metadata` and anything else beside `Data` is skipped.
+#[derive(Deserialize)]
+struct Invocation {
+    /// The bindings by name.
+    #[serde(rename = "Data", default)]
+    data: Lenient<BTreeMap<String, Lenient<HttpTrigger>>>,
+}
 
-    use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-    use serde_json::Value;
+/// An HTTP trigger binding; `Query`, `Params`, `Identities` and the rest are skipped.
+#[derive(Deserialize)]
+struct HttpTrigger {
+    /// `Some` whenever the key is there (null included): it marks a request binding.
+    #[serde(rename = "Method", default, deserialize_with = "present")]
+    method: Option<Lenient<String>>,
+    #[serde(rename = "Url", default, deserialize_with = "present")]
+    url: Option<Lenient<String>>,
+    #[serde(rename = "Headers", default)]
+    headers: Lenient<BTreeMap<String, HeaderValue>>,
+    /// Null reads as absent (an empty body).
+    #[serde(rename = "Body", default)]
+    body: Option<Value>,
+}
 
-    /// A value read only when it is a JSON object (through [`FromMap`]); any other JSON
-    /// value is consumed and reads as `None`.
-    pub(super) struct IfObject<T>(pub(super) Option<T>);
+/// A header value as the host sends it: an array of strings (joined with `,`; other
+/// items skipped), or a single string. Anything else drops the header.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HeaderValue {
+    One(String),
+    Many(Vec<Lenient<String>>),
+    Other(IgnoredAny),
+}
 
-    pub(super) trait FromMap: Sized {
-        fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
-    }
-
-    impl<'de, T: FromMap> Deserialize<'de> for IfObject<T> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V<T>(std::marker::PhantomData<T>);
-            impl<'de, T: FromMap> Visitor<'de> for V<T> {
-                type Value = IfObject<T>;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("any JSON value")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                    T::from_map(map).map(|t| IfObject(Some(t)))
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                    while seq.next_element::<IgnoredAny>()?.is_some() {}
-                    Ok(IfObject(None))
-                }
-                fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                    Ok(IfObject(None))
-                }
-                fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                    Ok(IfObject(None))
-                }
-                fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                    Ok(IfObject(None))
-                }
-                fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                    Ok(IfObject(None))
-                }
-                fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                    Ok(IfObject(None))
-                }
-                fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                    Ok(IfObject(None))
-                }
-            }
-            d.deserialize_any(V(std::marker::PhantomData))
-        }
-    }
-
-    /// A string, or `None` for any other JSON value.
-    pub(super) struct IfString(pub(super) Option<String>);
-
-    impl<'de> Deserialize<'de> for IfString {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(StringOrJoined { join_arrays: false }).map(IfString)
-        }
-    }
-
-    /// A header value: a string, or an array whose strings are joined with `,`.
-    struct HeaderValue(Option<String>);
-
-    impl<'de> Deserialize<'de> for HeaderValue {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(StringOrJoined { join_arrays: true }).map(HeaderValue)
-        }
-    }
-
-    struct StringOrJoined {
-        join_arrays: bool,
-    }
-
-    impl<'de> Visitor<'de> for StringOrJoined {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_owned()))
-        }
-        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Some(v))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut joined: Option<String> = self.join_arrays.then(String::new);
-            let mut first = true;
-            while let Some(IfString(item)) = seq.next_element::<IfString>()? {
-                if let (Some(out), Some(item)) = (joined.as_mut(), item) {
-                    if !first {
-                        out.push(',');
-                    }
-                    out.push_str(&item);
-                    first = false;
-                }
-            }
-            Ok(joined)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-
-    /// `Body`: a string as its bytes, null as empty, any other JSON value as its compact text.
-    pub(super) struct BodyField(pub(super) Vec<u8>);
-
-    impl<'de> Deserialize<'de> for BodyField {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = BodyField;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("any JSON value")
-                }
-                fn visit_str<E>(self, v: &str) -> Result<BodyField, E> {
-                    Ok(BodyField(v.as_bytes().to_vec()))
-                }
-                fn visit_string<E>(self, v: String) -> Result<BodyField, E> {
-                    Ok(BodyField(v.into_bytes()))
-                }
-                fn visit_unit<E>(self) -> Result<BodyField, E> {
-                    Ok(BodyField(Vec::new()))
-                }
-                // Not what the host documents; keep going, the signature check will decide.
-                fn visit_bool<E>(self, v: bool) -> Result<BodyField, E> {
-                    Ok(BodyField(Value::from(v).to_string().into_bytes()))
-                }
-                fn visit_i64<E>(self, v: i64) -> Result<BodyField, E> {
-                    Ok(BodyField(Value::from(v).to_string().into_bytes()))
-                }
-                fn visit_u64<E>(self, v: u64) -> Result<BodyField, E> {
-                    Ok(BodyField(Value::from(v).to_string().into_bytes()))
-                }
-                fn visit_f64<E>(self, v: f64) -> Result<BodyField, E> {
-                    Ok(BodyField(Value::from(v).to_string().into_bytes()))
-                }
-                fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<BodyField, A::Error> {
-                    let v = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-                    Ok(BodyField(v.to_string().into_bytes()))
-                }
-                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<BodyField, A::Error> {
-                    let v = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                    Ok(BodyField(v.to_string().into_bytes()))
-                }
-            }
-            d.deserialize_any(V)
-        }
-    }
-
-    /// The top level: only `Data` is read.
-    pub(super) struct Envelope {
-        pub(super) data: Option<IfObject<DataBindings>>,
-    }
-
-    impl FromMap for Envelope {
-        fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-            let mut data = None;
-            while let Some(key) = map.next_key::<KeyName>()? {
-                if key.0 == "Data" {
-                    data = Some(map.next_value::<IfObject<DataBindings>>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(Self { data })
-        }
-    }
-
-    /// `Data`: the `req` binding, and other objects with a `Method` or `Url` as fallbacks.
-    pub(super) struct DataBindings {
-        pub(super) req: Option<IfObject<RequestFields>>,
-        pub(super) candidates: Vec<(String, RequestFields)>,
-    }
-
-    impl FromMap for DataBindings {
-        fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-            let mut out = Self { req: None, candidates: Vec::new() };
-            while let Some(key) = map.next_key::<KeyName>()? {
-                let value = map.next_value::<IfObject<RequestFields>>()?;
-                if key.0 == "req" {
-                    out.req = Some(value);
-                } else if let Some(r) = value.0.filter(|r| r.has_method_or_url) {
-                    out.candidates.push((key.0, r));
-                }
-            }
-            Ok(out)
-        }
-    }
-
-    /// The request object: `Method`, `Url`, `Headers`, `Body`; the rest is skipped.
-    pub(super) struct RequestFields {
-        pub(super) method: Option<String>,
-        pub(super) url: Option<String>,
-        pub(super) headers: Option<IfObject<HeaderPairs>>,
-        pub(super) body: Option<BodyField>,
-        has_method_or_url: bool,
-    }
-
-    impl FromMap for RequestFields {
-        fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-            let mut out = Self { method: None, url: None, headers: None, body: None, has_method_or_url: false };
-            while let Some(key) = map.next_key::<KeyName>()? {
-                match key.0.as_str() {
-                    "Method" => {
-                        out.has_method_or_url = true;
-                        out.method = map.next_value::<IfString>()?.0;
-                    }
-                    "Url" => {
-                        out.has_method_or_url = true;
-                        out.url = map.next_value::<IfString>()?.0;
-                    }
-                    "Headers" => out.headers = Some(map.next_value()?),
-                    "Body" => out.body = Some(map.next_value()?),
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(out)
-        }
-    }
-
-    /// `Headers`, in document order; values that are neither strings nor arrays are dropped.
-    pub(super) struct HeaderPairs(pub(super) Vec<(String, String)>);
-
-    impl FromMap for HeaderPairs {
-        fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
-            let mut pairs = Vec::new();
-            while let Some((KeyName(name), HeaderValue(value))) = map.next_entry::<KeyName, HeaderValue>()? {
-                if let Some(value) = value {
-                    pairs.push((name, value));
-                }
-            }
-            Ok(Self(pairs))
-        }
-    }
-
-    /// An object key.
-    struct KeyName(String);
-
-    impl<'de> Deserialize<'de> for KeyName {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            String::deserialize(d).map(KeyName)
+impl HeaderValue {
+    fn joined(self) -> Option<String> {
+        match self {
+            Self::One(value) => Some(value),
+            Self::Many(items) => Some(items.into_iter().filter_map(|i| i.0).collect::<Vec<_>>().join(",")),
+            Self::Other(_) => None,
         }
     }
 }
 
-use envelope_de::{Envelope, IfObject};
+/// A `T` when the JSON value has T's shape (an object for a struct), and absent for any
+/// other value, so one odd field does not make the whole invocation unreadable.
+struct Lenient<T>(Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape<T> {
+            // Tried first: serde also fills a struct from an array (fields in order), and
+            // an array is never an invocation, a binding or a request.
+            Array(#[allow(dead_code)] Vec<IgnoredAny>),
+            Fits(T),
+            Other(IgnoredAny),
+        }
+        Ok(Self(match Shape::deserialize(d)? {
+            Shape::Fits(t) => Some(t),
+            Shape::Array(_) | Shape::Other(_) => None,
+        }))
+    }
+}
+
+/// For `#[serde(default, deserialize_with = "present")]`: `Some` whenever the key is
+/// there, where a plain `Option` field would read null as absent.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
 
 /// A queue-trigger invocation: the message value and how often it was dequeued.
 #[derive(Debug, Clone)]
@@ -589,7 +409,7 @@ mod tests {
 
     #[test]
     fn an_array_is_never_read_as_an_invocation_a_binding_or_a_request() {
-        // An array is not an object (serde's derive, for one, would fill a struct from it).
+        // serde's derive would fill a struct from an array, fields in order.
         for envelope in [
             r#"[{"req":{"Method":"POST"}}]"#,
             r#"{"Data":[{"Method":"POST"}]}"#,
@@ -618,6 +438,30 @@ mod tests {
         let pairs: Vec<(&str, &str)> = r.headers.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(pairs, [("a", "x,y"), ("e", ""), ("f", "g")]);
         assert_eq!(r.body, br#"{"k":[1,2.5,null]}"#);
+    }
+
+    /// JSON leaves a repeated key undefined, and the host serializes dictionaries, so it
+    /// never sends one. serde's derive refuses a repeated field, which reads as no request
+    /// (the hand-written visitor this replaced took the last value). Repeated bindings or
+    /// header names are map keys: the last one is kept.
+    #[test]
+    fn a_request_that_repeats_a_field_is_no_request() {
+        let repeated = br#"{"Data":{"req":{"Method":"GET","Method":"POST","Body":"x"}}}"#;
+        assert_eq!(parse_http_invocation(repeated), Err(EnvelopeError::Missing("req")));
+        let repeated_header =
+            br#"{"Data":{"req":{"Headers":{"a":"1","a":"2"}},"req":{"Method":"POST","Headers":{"a":"1","a":"2"}}}}"#;
+        let r = parse_http_invocation(repeated_header).expect("parses");
+        assert_eq!((r.method.as_str(), r.headers.pairs()), ("POST", &[("a".to_owned(), "2".to_owned())][..]));
+    }
+
+    /// The whole envelope is read (skipped fields too), so it must be JSON that serde_json
+    /// can represent throughout, as for the Value-based reading; the visitor this replaced
+    /// skipped the fields it did not keep without parsing their numbers.
+    #[test]
+    fn a_number_out_of_range_anywhere_is_not_json() {
+        let envelope = br#"{"Data":{"req":{"Method":"POST","Body":"{}"}},"Metadata":{"n":1e999}}"#;
+        assert!(matches!(parse_http_invocation(envelope), Err(EnvelopeError::NotJson(_))));
+        assert!(matches!(reference_parse(envelope), Err(EnvelopeError::NotJson(_))));
     }
 
     #[test]
