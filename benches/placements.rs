@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use runner_dispatch::config::{Pool, PoolsConfig};
-use runner_dispatch::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
+use runner_dispatch::message::RunnerMessage;
 use runner_dispatch::provision::placement::{Pauses, Place, Refusal, create_in_order};
 use runner_dispatch::provision::{
     Backends, ComputeBackend, ComputeInfo, ComputeRequest, CreateOutcome, ProvisionError, Provisioner,
     STANDALONE_HELD_REGISTRATION_TTL,
 };
+use runner_dispatch::testing::provision_message;
 use runner_dispatch::testing::sim::{ACI_CREATE_LIMITS, JitLimit, SimCompute, SimGitHub};
 use tokio::time::Instant;
 
@@ -139,22 +140,10 @@ fn pools(k: usize) -> Arc<PoolsConfig> {
 
 fn message(job_id: u64) -> RunnerMessage {
     RunnerMessage {
-        v: MESSAGE_VERSION,
-        kind: MessageKind::Provision,
-        job_id,
-        run_id: 1,
         repository: "octo-org/matrix".into(),
-        owner: "octo-org".into(),
         installation_id: Some(1),
-        labels: vec!["self-hosted".into(), "linux".into()],
-        pool: "aci".into(),
-        runner_name: format!("ghr-{job_id}"),
         delivery_id: format!("d-{job_id}"),
-        job_created_at: None,
-        ran_on: None,
-        ran_on_id: None,
-        job_started_at: None,
-        origin: None,
+        ..provision_message(job_id, "aci", &["self-hosted", "linux"])
     }
 }
 

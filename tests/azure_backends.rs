@@ -1594,24 +1594,7 @@ placements = [
     }
 
     fn spread_message(job_id: u64) -> runner_dispatch::message::RunnerMessage {
-        runner_dispatch::message::RunnerMessage {
-            v: 1,
-            kind: runner_dispatch::message::MessageKind::Provision,
-            job_id,
-            run_id: 1,
-            repository: "octo-org/api".into(),
-            owner: "octo-org".into(),
-            installation_id: None,
-            labels: vec!["linux".into()],
-            pool: "spread".into(),
-            runner_name: format!("ghr-{job_id}"),
-            delivery_id: "d".into(),
-            job_created_at: None,
-            ran_on: None,
-            ran_on_id: None,
-            job_started_at: None,
-            origin: None,
-        }
+        runner_dispatch::testing::provision_message(job_id, "spread", &["linux"])
     }
 
     impl Spread {

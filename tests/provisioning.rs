@@ -14,22 +14,10 @@ use runner_dispatch::provision::{Backends, EnvValue, ProvisionError, ProvisionOu
 fn message(job_id: u64, minutes_old: i64) -> RunnerMessage {
     let created = time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes_old);
     RunnerMessage {
-        v: 1,
-        kind: MessageKind::Provision,
-        job_id,
         run_id: 5,
-        repository: "octo-org/api".into(),
-        owner: "octo-org".into(),
         installation_id: Some(1),
-        labels: vec!["self-hosted".into(), "linux".into()],
-        pool: "linux".into(),
-        runner_name: format!("ghr-{job_id}"),
-        delivery_id: "d".into(),
         job_created_at: Some(created.format(&time::format_description::well_known::Rfc3339).expect("fmt")),
-        ran_on: None,
-        ran_on_id: None,
-        job_started_at: None,
-        origin: None,
+        ..provision_message(job_id, "linux", &["self-hosted", "linux"])
     }
 }
 

@@ -344,22 +344,9 @@ async fn a_job_taken_by_an_idle_runner_still_leads_to_exactly_one_new_runner() {
 fn common_message(job_id: u64, pool: &str) -> RunnerMessage {
     let created = time::OffsetDateTime::now_utc() - time::Duration::seconds(30);
     RunnerMessage {
-        v: 1,
-        kind: MessageKind::Provision,
-        job_id,
         run_id: 5,
-        repository: "octo-org/api".into(),
-        owner: "octo-org".into(),
-        installation_id: None,
-        labels: vec!["self-hosted".into(), "linux".into(), pool.into()],
-        pool: pool.into(),
-        runner_name: format!("ghr-{job_id}"),
-        delivery_id: "d".into(),
         job_created_at: Some(created.format(&time::format_description::well_known::Rfc3339).expect("fmt")),
-        ran_on: None,
-        ran_on_id: None,
-        job_started_at: None,
-        origin: None,
+        ..provision_message(job_id, pool, &["self-hosted", "linux", pool])
     }
 }
 

@@ -24,6 +24,7 @@ pub use registry::FakeGitHub;
 pub use server::{TestApp, serve_fake, spawn_app, spawn_app_with, spawn_app_with_settings, spawn_dry_run};
 
 use crate::config::{PoolsConfig, Settings};
+use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
 use crate::spool::QueueOptions;
 
 /// The webhook signing secret of [`settings`].
@@ -97,6 +98,31 @@ pub fn settings() -> Settings {
 #[must_use]
 pub fn pools() -> Arc<PoolsConfig> {
     Arc::new(PoolsConfig::parse(POOLS).expect("test pools parse"))
+}
+
+/// A provision request for job `job_id` of `octo-org/api` (owner `octo-org`, no
+/// installation, no timestamps) in `pool`, with `labels`; runner `ghr-<job id>`. Tests set
+/// what they need differently with struct update syntax.
+#[must_use]
+pub fn provision_message(job_id: u64, pool: &str, labels: &[&str]) -> RunnerMessage {
+    RunnerMessage {
+        v: MESSAGE_VERSION,
+        kind: MessageKind::Provision,
+        job_id,
+        run_id: 1,
+        repository: "octo-org/api".into(),
+        owner: "octo-org".into(),
+        installation_id: None,
+        labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+        pool: pool.into(),
+        runner_name: format!("ghr-{job_id}"),
+        delivery_id: "d".into(),
+        job_created_at: None,
+        ran_on: None,
+        ran_on_id: None,
+        job_started_at: None,
+        origin: None,
+    }
 }
 
 /// A standalone queue that retries within milliseconds.
