@@ -458,20 +458,8 @@ run_on_host = true
                 f.groups.insert(name, group.clone());
                 answer(201, vec![], group)
             }
-            (Method::GET, false) => match f.groups.get(&name) {
-                Some(g) => answer(200, vec![], g.clone()),
-                None => {
-                    let (s, h, b) = arm_error(404, "ResourceNotFound", "not found");
-                    answer(s, h, b)
-                }
-            },
-            (Method::DELETE, false) => {
-                if f.groups.remove(&name).is_some() {
-                    answer(200, vec![], json!({}))
-                } else {
-                    answer(204, vec![], json!(null))
-                }
-            }
+            (Method::GET, false) => get_group(&f.groups, &name),
+            (Method::DELETE, false) => delete_group(&mut f.groups, &name),
             (Method::GET, true) => {
                 // Two groups per page, continued by an absolute nextLink.
                 let skip: usize = uri
@@ -501,6 +489,22 @@ run_on_host = true
             }
             _ => answer(405, vec![], json!({"error": {"code": "MethodNotAllowed"}})),
         }
+    }
+
+    /// ARM's GET of one container group: the group, or 404 `ResourceNotFound`.
+    fn get_group<K: Ord>(groups: &BTreeMap<K, Value>, key: &K) -> Response {
+        match groups.get(key) {
+            Some(g) => answer(200, vec![], g.clone()),
+            None => {
+                let (s, h, b) = arm_error(404, "ResourceNotFound", "not found");
+                answer(s, h, b)
+            }
+        }
+    }
+
+    /// ARM's DELETE of one container group: 200 when it existed, else 204.
+    fn delete_group<K: Ord>(groups: &mut BTreeMap<K, Value>, key: &K) -> Response {
+        if groups.remove(key).is_some() { answer(200, vec![], json!({})) } else { answer(204, vec![], json!(null)) }
     }
 
     fn group_of(name: &str, pool: &str, state: &str) -> Value {
@@ -1527,20 +1531,8 @@ run_on_host = true
                 f.groups.insert(key, group.clone());
                 answer(201, vec![], group)
             }
-            (Method::GET, false) => match f.groups.get(&key) {
-                Some(g) => answer(200, vec![], g.clone()),
-                None => {
-                    let (s, h, b) = arm_error(404, "ResourceNotFound", "not found");
-                    answer(s, h, b)
-                }
-            },
-            (Method::DELETE, false) => {
-                if f.groups.remove(&key).is_some() {
-                    answer(200, vec![], json!({}))
-                } else {
-                    answer(204, vec![], json!(null))
-                }
-            }
+            (Method::GET, false) => get_group(&f.groups, &key),
+            (Method::DELETE, false) => delete_group(&mut f.groups, &key),
             (Method::GET, true) => {
                 let value: Vec<Value> =
                     f.groups.iter().filter(|((s, r, _), _)| *s == sub && *r == rg).map(|(_, g)| g.clone()).collect();
