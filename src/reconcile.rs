@@ -321,11 +321,16 @@ impl Reconciler {
         let p = &self.provisioner;
         let target = if pool.enabled && pool.idle.is_on() {
             let demand = if pool.idle.is_auto() { self.demand_of(pool, now).await } else { Demand::default() };
-            let ts = jiff::Timestamp::from_second(now.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-            Some(pool.idle.target(ts, &demand))
+            Some(pool.idle.target_at(now, &demand))
         } else {
             None
         };
+        // A job's runner beyond the level waits out `runner_idle_timeout`, as in a pool
+        // without idle runners; in a pool that keeps them, one period (older than that, any
+        // job queued for it has long been given to it) so the level falls to its floor by
+        // the second pass after demand stops.
+        let job_runner_timeout =
+            if pool.idle.is_on() { pool.runner_idle_timeout.min(PERIOD) } else { pool.runner_idle_timeout };
         let count = target.as_ref().map_or(0, |t| t.count as usize);
         // A target that follows demand moves a little every pass; trimming on every dip and
         // topping up on every rise would make runners for nothing (the benchmark: 1.09
@@ -357,12 +362,6 @@ impl Reconciler {
                     kept += 1;
                     continue;
                 }
-                // A job's runner beyond the level waits out `runner_idle_timeout`, as in a
-                // pool without idle runners; in a pool that keeps them, one period (older
-                // than that, any job queued for it has long been given to it) so the level
-                // falls to its floor by the second pass after demand stops.
-                let job_runner_timeout =
-                    if pool.idle.is_on() { pool.runner_idle_timeout.min(PERIOD) } else { pool.runner_idle_timeout };
                 let why = if replace {
                     "max_age"
                 } else if idle_kind {
@@ -414,10 +413,15 @@ impl Reconciler {
         }
     }
 
+    /// The pool's demand log over the last [`crate::idle::demand::HISTORY`].
+    async fn history_of(&self, pool: &Pool, now: OffsetDateTime) -> Result<crate::idle::demand::History, String> {
+        let since = now - crate::idle::demand::HISTORY;
+        crate::idle::demand::history(&*self.provisioner.demand, &pool.name, since, now).await
+    }
+
     /// What the pool's demand log says now (an unreadable log: no demand, the floor).
     async fn demand_of(&self, pool: &Pool, now: OffsetDateTime) -> Demand {
-        let since = now - crate::idle::demand::HISTORY;
-        match crate::idle::demand::history(&*self.provisioner.demand, &pool.name, since, now).await {
+        match self.history_of(pool, now).await {
             Ok(h) => h.demand(),
             Err(e) => {
                 tracing::warn!(event = "reconcile_error", step = "read_demand", pool = %pool.name, error = %e, "could not read the demand log; the idle target falls to its floor");
@@ -648,20 +652,11 @@ impl Reconciler {
                     *placements.entry(label.to_owned()).or_default() += 1;
                 }
             }
-            let history =
-                match crate::idle::demand::history(&*p.demand, &pool.name, now - crate::idle::demand::HISTORY, now)
-                    .await
-                {
-                    Ok(h) => h,
-                    Err(e) => {
-                        errors.push(format!("demand log: {e}"));
-                        crate::idle::demand::History::default()
-                    }
-                };
-            let idle_target = pool.idle.is_on().then(|| {
-                let ts = jiff::Timestamp::from_second(now.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-                pool.idle.target(ts, &history.demand())
+            let history = self.history_of(pool, now).await.unwrap_or_else(|e| {
+                errors.push(format!("demand log: {e}"));
+                crate::idle::demand::History::default()
             });
+            let idle_target = pool.idle.is_on().then(|| pool.idle.target_at(now, &history.demand()));
             errors.dedup();
             out.push(PoolStatus {
                 pool: pool.name.clone(),

@@ -109,6 +109,13 @@ impl IdlePolicy {
         matches!(self.base, IdleBase::Auto { .. })
     }
 
+    /// [`IdlePolicy::target`] at a time of day as the rest of the code keeps it.
+    #[must_use]
+    pub fn target_at(&self, now: time::OffsetDateTime, demand: &Demand) -> Target {
+        let ts = jiff::Timestamp::from_second(now.unix_timestamp()).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        self.target(ts, demand)
+    }
+
     /// The target at `now`: the first window that holds, else `idle_runners`; under
     /// `"auto"`, the demand rule capped at the maximum and never below the window's figure.
     #[must_use]
