@@ -380,11 +380,8 @@ pub fn container_group_info(group: &Value) -> ComputeInfo {
 /// ACI errors by code first: quota and capacity are deferrals whatever the status.
 fn classify(e: &AzureError, what: &str, secrets: &[&str]) -> ProvisionError {
     let detail = e.describe(secrets);
-    let retryable_code = e.code.as_deref().is_some_and(|c| {
-        RETRYABLE_CODES.iter().any(|r| r.eq_ignore_ascii_case(c)) || c.to_ascii_lowercase().contains("quota")
-    }) || (e.code_is("OperationNotAllowed")
-        // ARM's regional cores quota ("... exceeding approved Total Regional Cores quota").
-        && e.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("quota")));
+    let retryable_code = e.code.as_deref().is_some_and(|c| RETRYABLE_CODES.iter().any(|r| r.eq_ignore_ascii_case(c)))
+        || quota_refusal(e);
     if e.status == 429 || retryable_code || e.status >= 500 || e.status == 401 || e.status == 408 {
         return ProvisionError::Retryable { reason: format!("{what}: {detail}"), retry_after: e.retry_after };
     }
@@ -437,11 +434,18 @@ impl Site {
 /// Whether an ARM refusal is about quota or regional capacity (so another placement may
 /// take the group), not about this request or a passing fault.
 fn quota_or_capacity(e: &AzureError) -> bool {
-    let code = e.code.as_deref().unwrap_or_default().to_ascii_lowercase();
-    code.contains("quota")
-        || ["servicenotavailable", "serviceunavailable", "allocationfailed", "zonalallocationfailed", "skunotavailable"]
-            .contains(&code.as_str())
-        || (code == "operationnotallowed"
+    quota_refusal(e) || e.code.as_deref().is_some_and(|c| CAPACITY_CODES.iter().any(|r| r.eq_ignore_ascii_case(c)))
+}
+
+/// The retryable codes that mean "this region has no room now" rather than throttling or
+/// a passing fault.
+const CAPACITY_CODES: &[&str] = &["ServiceUnavailable", "AllocationFailed", "ZonalAllocationFailed"];
+
+/// A quota refusal: a code naming a quota, or ARM's regional cores quota
+/// (`OperationNotAllowed` "... exceeding approved Total Regional Cores quota").
+fn quota_refusal(e: &AzureError) -> bool {
+    e.code.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("quota"))
+        || (e.code_is("OperationNotAllowed")
             && e.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("quota")))
 }
 
