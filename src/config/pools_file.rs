@@ -215,6 +215,16 @@ impl<'a> PoolKeys<'a> {
         Some(id)
     }
 
+    /// A string that must be a resource group name: it is a segment of ARM URLs.
+    pub fn resource_group(&mut self, k: &str) -> Option<String> {
+        let name = self.string(k)?;
+        if let Err(e) = super::azure_names::check_resource_group(&name) {
+            self.error(self.key(k), e);
+            return None;
+        }
+        Some(name)
+    }
+
     pub fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.walker.error(key, message);
     }
@@ -313,6 +323,53 @@ impl PoolKeys<'_> {
         }
         (tags, env, env_names)
     }
+}
+
+/// GitHub's Default runner group: every organisation has it, shared by default.
+pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
+
+/// What the idle-runner isolation rule needs to know about one pool (see
+/// [`Walker::idle_isolation`]).
+struct IdleIsolation {
+    /// The key that turns idle runners on (`idle_runners` or `idle_schedule`).
+    idle_key: String,
+    /// The keys that restrict who may use the pool; empty: nobody is kept out.
+    restricted_by: Vec<String>,
+    /// `runner_group_id` is set on the pool itself and is not the Default group.
+    own_group: bool,
+    targets_key: String,
+    targets: Vec<String>,
+}
+
+/// The keys that restrict who may use a pool: its `repositories`, `identity`, a private
+/// subnet, and the deployment's repository and installation allowlists.
+fn restrictions(
+    keys: &PoolKeys<'_>,
+    repositories: &[Glob],
+    identity: Option<&String>,
+    compute: Option<&Compute>,
+) -> Vec<String> {
+    let mut by = Vec::new();
+    if !repositories.is_empty() {
+        by.push(keys.key("repositories"));
+    }
+    if identity.is_some() {
+        by.push(keys.key("identity"));
+    }
+    if let Some(Compute::Aci(aci)) = compute {
+        if aci.subnet_id.is_some() {
+            by.push(keys.key("subnet_id"));
+        } else if aci.placements.iter().any(|p| p.subnet_id.is_some()) {
+            by.push(keys.key("placements"));
+        }
+    }
+    if !keys.github.allowed_repositories.is_empty() {
+        by.push("github.allowed_repositories".into());
+    }
+    if !keys.github.allowed_installation_ids.is_empty() {
+        by.push("github.allowed_installation_ids".into());
+    }
+    by
 }
 
 /// Collects problems while reading the TOML tree by hand, so one bad key does not hide the next.
@@ -615,10 +672,7 @@ impl Walker {
                 "must be lowercase letters, digits and hyphens, at most 40 characters, no hyphen at either end (it starts every compute name)",
             );
         }
-        let runner_group_id = {
-            let (v, p) = keys.get("runner_group_id");
-            keys.walker.unsigned(v, &p)
-        };
+        let runner_group_id = keys.unsigned("runner_group_id");
         let own_runner_group = t.contains_key("runner_group_id");
         let runner_group_name = keys.string("runner_group_name").unwrap_or_else(|| "Default".into());
         let runner_ttl = keys.duration("runner_ttl").unwrap_or(Duration::from_secs(6 * 3600));
@@ -638,6 +692,17 @@ impl Walker {
         }
         let idle = crate::idle::parse_pool(&mut keys);
         let max_runners = keys.max_runners;
+        let idle_isolation = idle.is_on().then(|| IdleIsolation {
+            idle_key: if idle.base == crate::idle::IdleBase::Fixed(0) {
+                keys.key("idle_schedule")
+            } else {
+                keys.key("idle_runners")
+            },
+            restricted_by: restrictions(&keys, &repositories, identity.as_ref(), compute.as_ref()),
+            own_group: own_runner_group && runner_group_id != Some(DEFAULT_RUNNER_GROUP_ID),
+            targets_key: keys.key("idle_targets"),
+            targets: idle.targets.clone(),
+        });
         if identity.is_some()
             && !repositories.is_empty()
             && !own_runner_group
@@ -647,6 +712,9 @@ impl Walker {
                 join(path, "runner_group_id"),
                 "a pool with repositories and an identity needs its own runner_group_id (restricted to those repositories, public repositories off) or runner_scope = \"repo\": GitHub gives a runner any job its runner group admits, so without it jobs of other repositories could use this identity",
             );
+        }
+        if let Some(iso) = idle_isolation {
+            self.idle_isolation(&iso, path, github, &repositories);
         }
         let failed = self.problems.iter().filter(|p| !p.warning).count() > before;
         if failed {
@@ -680,6 +748,40 @@ impl Walker {
             idle,
             compute: compute?,
         })
+    }
+
+    /// A pool that restricts who may use it and keeps idle runners: an idle runner is
+    /// online before any job exists, so GitHub gives it to any repository its runner group
+    /// admits. Org and enterprise scope need a runner group set on the pool itself (one in
+    /// `[defaults]` is shared by every pool) and not the Default group; repo scope needs every
+    /// idle target to be a repository the pool and the deployment admit.
+    fn idle_isolation(&mut self, iso: &IdleIsolation, path: &str, github: &GitHubConfig, repositories: &[Glob]) {
+        if iso.restricted_by.is_empty() {
+            return;
+        }
+        if github.runner_scope == RunnerScope::Repo {
+            for (i, target) in iso.targets.iter().enumerate() {
+                let admitted = |globs: &[Glob]| globs.is_empty() || globs.iter().any(|g| g.matches(target));
+                if !admitted(repositories) || !admitted(&github.allowed_repositories) {
+                    self.error(
+                        format!("{}[{i}]", iso.targets_key),
+                        format!("{target:?} is not a repository this pool admits ({}): its idle runners would serve that repository's jobs", iso.restricted_by.join(", ")),
+                    );
+                }
+            }
+            return;
+        }
+        if !iso.own_group {
+            let group_key = join(path, "runner_group_id");
+            self.error(
+                iso.idle_key.clone(),
+                format!(
+                    "keeps idle runners, so it needs {group_key} (set on the pool itself, not the Default group {DEFAULT_RUNNER_GROUP_ID}) because {} restrict{} who may use it: an idle runner is online before any job exists and GitHub gives it to any repository its runner group admits. Use a runner group restricted to the pool's repositories with public repositories off (`doctor` checks it)",
+                    iso.restricted_by.join(", "),
+                    if iso.restricted_by.len() == 1 { "s" } else { "" }
+                ),
+            );
+        }
     }
 
     fn env_names(&mut self, (v, path): (Option<&Value>, String)) -> RunnerEnvNames {
@@ -883,6 +985,122 @@ identity = "/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentit
         PoolsConfig::parse(&fixed).expect("own group accepted");
         let repo_scope = base.replace("[github]\n", "[github]\nrunner_scope = \"repo\"\n");
         PoolsConfig::parse(&repo_scope).expect("repo scope accepted");
+    }
+
+    /// A pool file with one ACI pool: `github` and `pool` lines added to the minimal one.
+    fn one_pool(github: &str, pool: &str) -> String {
+        format!(
+            "[github]\nallowed_owners = [\"octo-org\"]\n{github}\n[defaults]\nrunner_group_id = 3\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"linux\"]\nimage = \"img\"\n{pool}\n"
+        )
+    }
+
+    #[test]
+    fn a_restricted_pool_that_keeps_idle_runners_needs_its_own_runner_group() {
+        let identity = "identity = \"/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/api\"";
+        let subnet =
+            "subnet_id = \"/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/virtualNetworks/v/subnets/a\"";
+        let placements = "placements = [{ location = \"westeurope\", subnet_id = \"/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/virtualNetworks/v/subnets/a\" }]";
+        let cases: [(&str, String, &str, &str); 8] = [
+            ("", "repositories = [\"octo-org/api-*\"]\nidle_runners = 2".into(), "pools[0].idle_runners", "pools[0].repositories"),
+            ("", format!("{identity}\nidle_runners = \"auto\""), "pools[0].idle_runners", "pools[0].identity"),
+            ("", format!("{subnet}\nidle_runners = 1"), "pools[0].idle_runners", "pools[0].subnet_id"),
+            ("", format!("{placements}\nidle_runners = 1"), "pools[0].idle_runners", "pools[0].placements"),
+            (
+                "",
+                "repositories = [\"octo-org/api\"]\nidle_schedule = [{ days = \"mon-fri\", hours = \"07:00-19:00\", idle_runners = 4 }]".into(),
+                "pools[0].idle_schedule",
+                "pools[0].repositories",
+            ),
+            ("allowed_repositories = [\"octo-org/api\"]", "idle_runners = 1".into(), "pools[0].idle_runners", "github.allowed_repositories"),
+            ("allowed_installation_ids = [42]", "idle_runners = 1".into(), "pools[0].idle_runners", "github.allowed_installation_ids"),
+            // Set on the pool, but the Default group: shared with every repository it admits.
+            ("", "repositories = [\"octo-org/api\"]\nidle_runners = 1\nrunner_group_id = 1".into(), "pools[0].idle_runners", "pools[0].repositories"),
+        ];
+        for (github, pool, key, because) in cases {
+            let err = PoolsConfig::parse(&one_pool(github, &pool)).expect_err(&pool);
+            assert_eq!(keys(&err), vec![key], "{pool}");
+            let m = &err.0[0].message;
+            assert!(m.contains("pools[0].runner_group_id") && m.contains(because), "{pool}: {m}");
+            // Its own group (not the Default one) is the fix.
+            let own = format!("{}\nrunner_group_id = 9", pool.replace("runner_group_id = 1", ""));
+            let cfg = PoolsConfig::parse(&one_pool(github, &own)).expect(&own);
+            assert!(cfg.pools[0].own_runner_group);
+        }
+        // Without idle runners, or without a restriction, nothing changes.
+        PoolsConfig::parse(&one_pool("", "repositories = [\"octo-org/api\"]\nidle_runners = 0")).expect("no idle");
+        PoolsConfig::parse(&one_pool("", "idle_runners = 3")).expect("unrestricted");
+        PoolsConfig::parse(&one_pool(
+            "",
+            "idle_runners = \"auto\"\nidle_runners_max = 0\nrepositories = [\"octo-org/api\"]",
+        ))
+        .expect("auto capped at zero keeps none");
+    }
+
+    #[test]
+    fn at_repo_scope_a_restricted_pools_idle_targets_must_be_repositories_it_admits() {
+        let scope = "runner_scope = \"repo\"";
+        let pool = "repositories = [\"octo-org/api-*\"]\nidle_runners = 1\nidle_targets = [\"octo-org/api-gw\", \"octo-org/web\"]";
+        let err = PoolsConfig::parse(&one_pool(scope, pool)).expect_err("web is not admitted");
+        assert_eq!(keys(&err), vec!["pools[0].idle_targets[1]"]);
+        PoolsConfig::parse(&one_pool(scope, &pool.replace(", \"octo-org/web\"", ""))).expect("api-gw is");
+    }
+
+    #[test]
+    fn subscription_ids_and_resource_groups_that_leave_their_url_segment_are_refused() {
+        let text = |defaults: &str, pool: &str| {
+            format!(
+                "[github]\nallowed_owners = [\"o\"]\n[defaults]\n{defaults}\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"a\"]\nimage = \"i\"\n{pool}\n"
+            )
+        };
+        let placements = r#"placements = [
+  { location = "westeurope", resource_group = "rg/../../.." },
+  { location = "westeurope", subscription_id = "sub/../x" },
+  { location = "northeurope", subscription_id = "00000000-0000-0000-0000-00000000000A", resource_group = "RG-a" },
+  { location = "NorthEurope", subscription_id = "00000000-0000-0000-0000-00000000000a", resource_group = "rg-A" },
+  { location = "westeurope", resource_group = "rg." },
+]"#;
+        let err = PoolsConfig::parse(&text("", placements)).expect_err("refused");
+        assert_eq!(
+            keys(&err),
+            vec![
+                "pools[0].placements[0].resource_group",
+                "pools[0].placements[1].subscription_id",
+                "pools[0].placements[3]",
+                "pools[0].placements[4].resource_group",
+            ]
+        );
+        assert!(err.0[0].message.contains("\"rg/../../..\""), "{}", err.0[0].message);
+        let err = PoolsConfig::parse(&text("resource_group = \"a/b\"", "")).expect_err("defaults");
+        assert_eq!(keys(&err), vec!["defaults.resource_group"]);
+        let err = PoolsConfig::parse(&text("", "resource_group = \"../rg\"")).expect_err("pool");
+        assert_eq!(keys(&err), vec!["pools[0].resource_group"]);
+        PoolsConfig::parse(&text("resource_group = \"rg-runners_(prod).1\"", "")).expect("Azure's character set");
+    }
+
+    #[test]
+    fn idle_counts_have_a_ceiling_named_by_their_key() {
+        let text = |pool: &str| {
+            format!(
+                "[github]\nallowed_owners = [\"o\"]\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"a\"]\nimage = \"i\"\n{pool}\n"
+            )
+        };
+        for (pool, key) in [
+            ("idle_runners = 9223372036854775807", "pools[0].idle_runners"),
+            ("idle_runners = 1001", "pools[0].idle_runners"),
+            ("idle_runners = \"auto\"\nidle_runners_max = 4294967296", "pools[0].idle_runners_max"),
+            ("idle_runners = \"auto\"\nidle_runners_max = -1", "pools[0].idle_runners_max"),
+            (
+                "idle_schedule = [{ days = \"mon\", hours = \"07:00-08:00\", idle_runners = 5000 }]",
+                "pools[0].idle_schedule[0].idle_runners",
+            ),
+        ] {
+            let err = PoolsConfig::parse(&text(pool)).expect_err(pool);
+            assert_eq!(keys(&err), vec![key], "{pool}");
+        }
+        let err = PoolsConfig::parse(&text("idle_runners = 9223372036854775807")).expect_err("huge");
+        assert!(err.0[0].message.contains("1000"), "{}", err.0[0].message);
+        let cfg = PoolsConfig::parse(&text("idle_runners = 1000")).expect("the ceiling itself");
+        assert_eq!(cfg.pools[0].idle.base, crate::idle::IdleBase::Fixed(1000));
     }
 
     #[test]

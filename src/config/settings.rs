@@ -324,6 +324,13 @@ fn azure_settings(get: &impl Fn(&str) -> Option<String>, err: &mut impl FnMut(&s
             .or_else(|| get("AzureWebJobsStorage__accountName").map(|a| format!("https://{a}.blob.core.windows.net")))
             .map(|u| u.trim_end_matches('/').to_owned()),
     };
+    // Both are segments of every ARM URL: refuse anything that could leave its segment.
+    if let Some(Err(e)) = azure.subscription_id.as_deref().map(super::azure_names::check_subscription_id) {
+        err("AZURE_SUBSCRIPTION_ID", e);
+    }
+    if let Some(Err(e)) = azure.resource_group.as_deref().map(super::azure_names::check_resource_group) {
+        err("AZURE_RESOURCE_GROUP", e);
+    }
     if azure.batch_account_key.is_some() && azure.batch_account_name.is_none() {
         err(
             "AZURE_BATCH_ACCOUNT_NAME",
@@ -355,6 +362,21 @@ mod tests {
         let err = Settings::from_lookup(env).expect_err("broken");
         assert_eq!(keys(&err), vec!["GITHUB_WEBHOOK_SECRET", "GITHUB_APP_PRIVATE_KEY", "GITHUB_HOOK_ID"]);
         assert!(!err.to_string().contains("not a key"), "the key's value must not be echoed");
+    }
+
+    #[test]
+    fn the_subscription_and_resource_group_settings_must_stay_in_their_url_segment() {
+        let env = |sub: &'static str, rg: &'static str| {
+            move |k: &str| match k {
+                "GITHUB_WEBHOOK_SECRET" => Some("s".to_owned()),
+                "AZURE_SUBSCRIPTION_ID" => Some(sub.to_owned()),
+                "AZURE_RESOURCE_GROUP" => Some(rg.to_owned()),
+                _ => None,
+            }
+        };
+        let err = Settings::from_lookup(env("sub/../../x", "rg/../../..")).expect_err("refused");
+        assert_eq!(keys(&err), vec!["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP"]);
+        Settings::from_lookup(env("00000000-0000-0000-0000-000000000000", "rg-runners")).expect("valid");
     }
 
     #[test]
