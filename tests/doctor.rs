@@ -350,3 +350,23 @@ async fn doctor_checks_every_placement_of_a_pool_and_names_the_one_it_cannot_rea
     out.line("ok    Azure: pool secure (aci) placement westeurope (rg-runners, subscription", &["reachable"]);
     out.fails_once("FAIL  Azure: pool secure (aci) placement northeurope (rg-elsewhere", &[]);
 }
+
+#[tokio::test]
+async fn status_with_a_state_dir_shows_the_standalone_spool_depth_per_pool() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spool = runner_dispatch::spool::Spool::open(dir.path()).expect("spool");
+    for job in [1, 2] {
+        let message = runner_dispatch::testing::provision_message(job, "secure", &["secure"]);
+        assert!(spool.put_new(&runner_dispatch::spool::SpoolItem { message, attempts: 0 }).expect("put"));
+    }
+    let state_dir = dir.path().to_str().expect("utf8");
+    let extra = [("RUNNER_DISPATCH_SPOOL_MAX", "50")];
+    let text = run(&["status", "--state-dir", state_dir], Fault::None, &extra).await;
+    assert_eq!(text.code, Some(0), "{}", text.all());
+    text.line("spool         2 pending (secure 2) of at most 50 (RUNNER_DISPATCH_SPOOL_MAX), 0 given up", &[]);
+    let json = run(&["status", "--json", "--state-dir", state_dir], Fault::None, &extra).await;
+    let report: Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!((report[0]["pool"].as_str(), report[0]["spool_pending"].as_u64()), (Some("secure"), Some(2)));
+    assert_eq!((report[1]["pool"].as_str(), report[1]["spool_pending"].as_u64()), (Some("batch"), Some(0)));
+    assert_eq!(spool.pending().len(), 2, "status changed nothing");
+}
