@@ -325,53 +325,6 @@ impl PoolKeys<'_> {
     }
 }
 
-/// GitHub's Default runner group: every organisation has it, shared by default.
-pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
-
-/// What the idle-runner isolation rule needs to know about one pool (see
-/// [`Walker::idle_isolation`]).
-struct IdleIsolation {
-    /// The key that turns idle runners on (`idle_runners` or `idle_schedule`).
-    idle_key: String,
-    /// The keys that restrict who may use the pool; empty: nobody is kept out.
-    restricted_by: Vec<String>,
-    /// `runner_group_id` is set on the pool itself and is not the Default group.
-    own_group: bool,
-    targets_key: String,
-    targets: Vec<String>,
-}
-
-/// The keys that restrict who may use a pool: its `repositories`, `identity`, a private
-/// subnet, and the deployment's repository and installation allowlists.
-fn restrictions(
-    keys: &PoolKeys<'_>,
-    repositories: &[Glob],
-    identity: Option<&String>,
-    compute: Option<&Compute>,
-) -> Vec<String> {
-    let mut by = Vec::new();
-    if !repositories.is_empty() {
-        by.push(keys.key("repositories"));
-    }
-    if identity.is_some() {
-        by.push(keys.key("identity"));
-    }
-    if let Some(Compute::Aci(aci)) = compute {
-        if aci.subnet_id.is_some() {
-            by.push(keys.key("subnet_id"));
-        } else if aci.placements.iter().any(|p| p.subnet_id.is_some()) {
-            by.push(keys.key("placements"));
-        }
-    }
-    if !keys.github.allowed_repositories.is_empty() {
-        by.push("github.allowed_repositories".into());
-    }
-    if !keys.github.allowed_installation_ids.is_empty() {
-        by.push("github.allowed_installation_ids".into());
-    }
-    by
-}
-
 /// Collects problems while reading the TOML tree by hand, so one bad key does not hide the next.
 #[derive(Default)]
 struct Walker {
@@ -692,17 +645,6 @@ impl Walker {
         }
         let idle = crate::idle::parse_pool(&mut keys);
         let max_runners = keys.max_runners;
-        let idle_isolation = idle.is_on().then(|| IdleIsolation {
-            idle_key: if idle.base == crate::idle::IdleBase::Fixed(0) {
-                keys.key("idle_schedule")
-            } else {
-                keys.key("idle_runners")
-            },
-            restricted_by: restrictions(&keys, &repositories, identity.as_ref(), compute.as_ref()),
-            own_group: own_runner_group && runner_group_id != Some(DEFAULT_RUNNER_GROUP_ID),
-            targets_key: keys.key("idle_targets"),
-            targets: idle.targets.clone(),
-        });
         if identity.is_some()
             && !repositories.is_empty()
             && !own_runner_group
@@ -712,9 +654,6 @@ impl Walker {
                 join(path, "runner_group_id"),
                 "a pool with repositories and an identity needs its own runner_group_id (restricted to those repositories, public repositories off) or runner_scope = \"repo\": GitHub gives a runner any job its runner group admits, so without it jobs of other repositories could use this identity",
             );
-        }
-        if let Some(iso) = idle_isolation {
-            self.idle_isolation(&iso, path, github, &repositories);
         }
         let failed = self.problems.iter().filter(|p| !p.warning).count() > before;
         if failed {
@@ -755,33 +694,41 @@ impl Walker {
     /// admits. Org and enterprise scope need a runner group set on the pool itself (one in
     /// `[defaults]` is shared by every pool) and not the Default group; repo scope needs every
     /// idle target to be a repository the pool and the deployment admit.
-    fn idle_isolation(&mut self, iso: &IdleIsolation, path: &str, github: &GitHubConfig, repositories: &[Glob]) {
-        if iso.restricted_by.is_empty() {
+    fn idle_isolation(&mut self, pool: &Pool, github: &GitHubConfig) {
+        if !pool.keeps_restricted_idle_runners(github) {
             return;
         }
+        let at = |k: &str| format!("pools[{}].{k}", pool.index);
+        let by: Vec<String> = pool
+            .restrictions(github)
+            .iter()
+            .map(|r| if r.on_pool() { at(r.key()) } else { r.key().to_owned() })
+            .collect();
         if github.runner_scope == RunnerScope::Repo {
-            for (i, target) in iso.targets.iter().enumerate() {
+            for (i, target) in pool.idle.targets.iter().enumerate() {
                 let admitted = |globs: &[Glob]| globs.is_empty() || globs.iter().any(|g| g.matches(target));
-                if !admitted(repositories) || !admitted(&github.allowed_repositories) {
+                if !admitted(&pool.repositories) || !admitted(&github.allowed_repositories) {
                     self.error(
-                        format!("{}[{i}]", iso.targets_key),
-                        format!("{target:?} is not a repository this pool admits ({}): its idle runners would serve that repository's jobs", iso.restricted_by.join(", ")),
+                        format!("{}[{i}]", at("idle_targets")),
+                        format!("{target:?} is not a repository this pool admits ({}): its idle runners would serve that repository's jobs", by.join(", ")),
                     );
                 }
             }
             return;
         }
-        if !iso.own_group {
-            let group_key = join(path, "runner_group_id");
-            self.error(
-                iso.idle_key.clone(),
-                format!(
-                    "keeps idle runners, so it needs {group_key} (set on the pool itself, not the Default group {DEFAULT_RUNNER_GROUP_ID}) because {} restrict{} who may use it: an idle runner is online before any job exists and GitHub gives it to any repository its runner group admits. Use a runner group restricted to the pool's repositories with public repositories off (`doctor` checks it)",
-                    iso.restricted_by.join(", "),
-                    if iso.restricted_by.len() == 1 { "s" } else { "" }
-                ),
-            );
+        if pool.own_runner_group && pool.runner_group_id != Some(DEFAULT_RUNNER_GROUP_ID) {
+            return;
         }
+        let idle_key = if pool.idle.base == crate::idle::IdleBase::Fixed(0) { "idle_schedule" } else { "idle_runners" };
+        self.error(
+            at(idle_key),
+            format!(
+                "keeps idle runners, so it needs {} (set on the pool itself, not the Default group {DEFAULT_RUNNER_GROUP_ID}) because {} restrict{} who may use it: an idle runner is online before any job exists and GitHub gives it to any repository its runner group admits. Use a runner group restricted to the pool's repositories with public repositories off (`doctor` checks it)",
+                at("runner_group_id"),
+                by.join(", "),
+                if by.len() == 1 { "s" } else { "" }
+            ),
+        );
     }
 
     fn env_names(&mut self, (v, path): (Option<&Value>, String)) -> RunnerEnvNames {
@@ -807,7 +754,9 @@ impl Walker {
     }
 
     fn cross_checks(&mut self, pools: &[Pool], github: &GitHubConfig) {
-        let _ = github;
+        for p in pools {
+            self.idle_isolation(p, github);
+        }
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for p in pools {
             if let Some(first) = names.insert(p.name.as_str(), p.index) {
