@@ -122,6 +122,9 @@ pub fn assemble_state(
         if options.max_attempts == 0 {
             options.max_attempts = max_attempts;
         }
+        if options.max_pending == 0 {
+            options.max_pending = settings.spool_max.unwrap_or(crate::spool::DEFAULT_SPOOL_MAX);
+        }
         StandaloneQueue::start(spool, options, queue_handler(provisioner.clone()))
     });
     Arc::new(AppState {

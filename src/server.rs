@@ -22,7 +22,7 @@ use crate::message::{FailedMessage, MessageKind, RunnerMessage, decode_message};
 use crate::provision::{ProvisionError, ProvisionOutcome, Provisioner};
 use crate::reconcile::Reconciler;
 use crate::secret::Secret;
-use crate::spool::StandaloneQueue;
+use crate::spool::{EnqueueError, SPOOL_FULL_RETRY_AFTER, StandaloneQueue};
 use crate::webhook::{self, Headers, MAX_BODY_BYTES, WebhookVerdict};
 
 /// A provisioning attempt that runs longer than this is abandoned and retried.
@@ -237,13 +237,24 @@ async fn raw_webhook(State(state): State<Arc<AppState>>, headers: HeaderMap, bod
     };
     // The spool fsyncs: keep that off the async workers so other requests go on.
     let (queue, message) = (queue.clone(), RunnerMessage::clone(message));
-    let spooled = tokio::task::spawn_blocking(move || queue.enqueue(message))
+    let spooled = tokio::task::spawn_blocking(move || queue.enqueue_delivery(message))
         .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        .unwrap_or_else(|e| Err(std::io::Error::other(e).into()));
     match spooled {
         Ok(true) => json_response(verdict.status(), &verdict.body()),
         Ok(false) => json_response(202, &json!({"result":"accepted","detail":"already queued (duplicate delivery)"})),
-        Err(e) => {
+        Err(full @ EnqueueError::Full { .. }) => {
+            tracing::warn!(event = "spool_full", error = %full, "spool full; answering 503 so the delivery shows as failed and reconcile redelivers it");
+            let mut response = json_response(
+                503,
+                &json!({"result":"unavailable","detail":format!("{full}; try again later (it will be redelivered)")}),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(SPOOL_FULL_RETRY_AFTER.as_secs()));
+            response
+        }
+        Err(EnqueueError::Io(e)) => {
             tracing::error!(event = "spool_error", error = %e, "could not spool a request; answering 503 so the delivery shows as failed and reconcile redelivers it");
             json_response(
                 503,

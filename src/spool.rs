@@ -7,6 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -109,6 +110,13 @@ impl Spool {
         Ok(Self { pending, failed })
     }
 
+    /// The spool under `state_dir` as it is, for reading only: nothing is created (a
+    /// missing directory reads as empty).
+    #[must_use]
+    pub fn existing(state_dir: &Path) -> Self {
+        Self { pending: state_dir.join("pending"), failed: state_dir.join("failed") }
+    }
+
     /// The state directory the spool lives in.
     #[must_use]
     pub fn state_dir(&self) -> &Path {
@@ -182,6 +190,12 @@ impl Spool {
         items.into_iter().map(|(_, i)| i).collect()
     }
 
+    /// Whether an item with the message's key is pending.
+    #[must_use]
+    pub fn holds(&self, message: &RunnerMessage) -> bool {
+        self.pending.join(format!("{}.json", spool_key(message))).exists()
+    }
+
     /// Given-up items.
     #[must_use]
     pub fn failed(&self) -> Vec<FailedMessage> {
@@ -214,12 +228,36 @@ pub fn backoff(attempts: u32, base: Duration, max: Duration) -> Duration {
     base.saturating_mul(factor).min(max)
 }
 
+/// Default of `RUNNER_DISPATCH_SPOOL_MAX`: requests pending in the standalone spool beyond
+/// which a delivery is answered 503. Far above a burst (a matrix is at most 256 jobs; at
+/// ACI's default quota of 300 creates an hour, 10,000 requests take more than the day a
+/// job waits), and a bound on the spool's disk (a request is under 6 KiB) and memory.
+pub const DEFAULT_SPOOL_MAX: usize = 10_000;
+
+/// What a full spool tells the sender to wait before trying again (GitHub does not retry
+/// by itself: reconcile redelivers a delivery that failed with a 5xx).
+pub const SPOOL_FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Why a delivery was not spooled.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    /// `max` requests are pending already: the delivery must be refused (503), not dropped.
+    #[error("the spool holds {max} pending requests (RUNNER_DISPATCH_SPOOL_MAX)")]
+    Full { max: usize },
+    /// The write failed: the request must not be acknowledged.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Tuning of the in-process queue.
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
     pub concurrency: usize,
     /// 0: take `RUNNER_DISPATCH_MAX_ATTEMPTS` (default 60).
     pub max_attempts: u32,
+    /// Most requests pending at once for deliveries ([`StandaloneQueue::enqueue_delivery`]);
+    /// 0: [`DEFAULT_SPOOL_MAX`] (the server passes `RUNNER_DISPATCH_SPOOL_MAX`).
+    pub max_pending: usize,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
 }
@@ -229,6 +267,7 @@ impl Default for QueueOptions {
         Self {
             concurrency: 8,
             max_attempts: 0,
+            max_pending: 0,
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(60),
         }
@@ -239,6 +278,8 @@ impl Default for QueueOptions {
 #[derive(Clone)]
 pub struct StandaloneQueue {
     spool: Spool,
+    /// Requests pending in the spool: counted at start, then as they come and go.
+    depth: Arc<AtomicUsize>,
     tx: mpsc::UnboundedSender<SpoolItem>,
     inflight: Arc<Semaphore>,
     options: QueueOptions,
@@ -247,11 +288,21 @@ pub struct StandaloneQueue {
 impl StandaloneQueue {
     /// Starts the workers and replays what the spool holds.
     #[must_use]
-    pub fn start(spool: Spool, options: QueueOptions, handler: Handler) -> Self {
+    pub fn start(spool: Spool, mut options: QueueOptions, handler: Handler) -> Self {
+        if options.max_pending == 0 {
+            options.max_pending = DEFAULT_SPOOL_MAX;
+        }
         let (tx, mut rx) = mpsc::unbounded_channel::<SpoolItem>();
         let inflight = Arc::new(Semaphore::new(options.concurrency.max(1)));
-        let queue = Self { spool: spool.clone(), tx: tx.clone(), inflight: inflight.clone(), options: options.clone() };
         let replay = spool.pending();
+        let depth = Arc::new(AtomicUsize::new(replay.len()));
+        let queue = Self {
+            spool: spool.clone(),
+            depth: depth.clone(),
+            tx: tx.clone(),
+            inflight: inflight.clone(),
+            options: options.clone(),
+        };
         if !replay.is_empty() {
             tracing::info!(event = "spool_replay", count = replay.len(), "replaying spooled requests");
         }
@@ -265,20 +316,62 @@ impl StandaloneQueue {
                 let handler = handler.clone();
                 let tx = tx.clone();
                 let options = options.clone();
+                let depth = depth.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    run_one(item, &spool, &handler, &tx, &options).await;
+                    if run_one(item, &spool, &handler, &tx, &options).await {
+                        depth.fetch_sub(1, Ordering::Relaxed);
+                    }
                 });
             }
         });
         queue
     }
 
-    /// Spools the message durably, then schedules it. `Ok(false)`: already queued.
+    /// [`StandaloneQueue::enqueue`] for a delivery: refused while
+    /// [`QueueOptions::max_pending`] requests are pending (a duplicate of a pending one is
+    /// still `Ok(false)`). Nothing already spooled is ever dropped to make room.
+    ///
+    /// # Errors
+    /// The spool is full, or its write failed: the request must not be acknowledged.
+    pub fn enqueue_delivery(&self, message: RunnerMessage) -> Result<bool, EnqueueError> {
+        let max = self.options.max_pending;
+        // The slot is taken before the write, so concurrent deliveries never overshoot.
+        if self.depth.fetch_add(1, Ordering::Relaxed) >= max {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            if self.spool.holds(&message) {
+                return Ok(false);
+            }
+            return Err(EnqueueError::Full { max });
+        }
+        let spooled = self.spool_and_send(message);
+        if !matches!(spooled, Ok(true)) {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(spooled?)
+    }
+
+    /// Requests pending in the spool now.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Spools the message durably, then schedules it, whatever the depth: for reconcile's
+    /// re-requests (bounded by the runners it saw; refusing one would lose its job, whose
+    /// failed compute is already gone). `Ok(false)`: already queued.
     ///
     /// # Errors
     /// The spool write failed: the request must not be acknowledged.
-    pub fn enqueue(&self, mut message: RunnerMessage) -> std::io::Result<bool> {
+    pub fn enqueue(&self, message: RunnerMessage) -> std::io::Result<bool> {
+        let spooled = self.spool_and_send(message);
+        if matches!(spooled, Ok(true)) {
+            self.depth.fetch_add(1, Ordering::Relaxed);
+        }
+        spooled
+    }
+
+    fn spool_and_send(&self, mut message: RunnerMessage) -> std::io::Result<bool> {
         // A request that carries no job time gets the time it was queued, so the 24 h age
         // limit still ends it (deferrals are not attempts).
         if message.job_created_at.is_none() {
@@ -311,13 +404,14 @@ async fn on_disk(spool: &Spool, f: impl FnOnce(&Spool) -> std::io::Result<()> + 
     tokio::task::spawn_blocking(move || f(&spool)).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
+/// One attempt of `item`; `true` when the item left the spool (done or given up).
 async fn run_one(
     mut item: SpoolItem,
     spool: &Spool,
     handler: &Handler,
     tx: &mpsc::UnboundedSender<SpoolItem>,
     options: &QueueOptions,
-) {
+) -> bool {
     let key = spool_key(&item.message);
     item.attempts += 1;
     let attempt = item.attempts;
@@ -329,12 +423,14 @@ async fn run_one(
             if let Err(e) = on_disk(spool, move |s| s.remove(&k)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not remove a finished request from the spool");
             }
+            true
         }
         Disposition::Defer { reason, after } => {
             item.attempts -= 1;
             let delay = after.min(MAX_RETRY_DELAY);
             tracing::debug!(event = "attempt_deferred", job_id = item.message.job_id, runner_name = %item.message.runner_name, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %reason, "deferred by a client-side throttle; not counted as an attempt");
             send_later(tx, item, delay);
+            false
         }
         // The standalone spool keeps waiting requests itself: nothing is requeued.
         Disposition::GiveUp { reason } | Disposition::Requeue { reason } => {
@@ -344,6 +440,7 @@ async fn run_one(
             if let Err(e) = on_disk(spool, move |s| s.fail(&k, &failed)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not record a given-up request");
             }
+            true
         }
         Disposition::Retry { reason, after } => {
             let snapshot = item.clone();
@@ -355,6 +452,7 @@ async fn run_one(
                 .min(MAX_RETRY_DELAY);
             tracing::info!(event = "retry_scheduled", job_id = item.message.job_id, runner_name = %item.message.runner_name, attempt, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), reason = %reason, "attempt failed; will retry");
             send_later(tx, item, delay);
+            false
         }
     }
 }

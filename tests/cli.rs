@@ -64,6 +64,48 @@ colour = "blue"
 }
 
 #[test]
+fn check_config_refuses_a_restricted_pool_that_keeps_idle_runners_in_a_shared_runner_group() {
+    // Issue 22 item 9: check-config once printed plain `ok` for this file.
+    let text = r#"
+[github]
+allowed_owners = ["octo-org"]
+[defaults]
+runner_group_id = 3
+[[pools]]
+name = "open"
+backend = "aci"
+labels = ["linux"]
+image = "img"
+[[pools]]
+name = "open-idle"
+backend = "aci"
+labels = ["linux", "ready"]
+image = "img"
+idle_runners = 2
+[[pools]]
+name = "api"
+backend = "aci"
+labels = ["linux", "api"]
+image = "img"
+repositories = ["octo-org/api-*"]
+idle_runners = 2
+"#;
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = write(&dir, text);
+    let out = bin().args(["check-config", "--pools-only"]).env("RUNNER_DISPATCH_CONFIG", &path).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.starts_with("error: pools[2].idle_runners:")).unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("pools[2].runner_group_id") && line.contains("pools[2].repositories"), "{line}");
+    assert!(err.contains("1 problem(s) found"), "only the restricted pool is refused:\n{err}");
+    let fixed = text
+        .replace("repositories = [\"octo-org/api-*\"]\n", "repositories = [\"octo-org/api-*\"]\nrunner_group_id = 9\n");
+    let path = write(&dir, &fixed);
+    let out = bin().args(["check-config", "--pools-only"]).env("RUNNER_DISPATCH_CONFIG", &path).output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn check_config_accepts_the_example_file_and_names_missing_settings() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/runners.example.toml");
     let out =

@@ -57,6 +57,10 @@ enum Fault {
     None,
     /// Runner group 7 admits every repository of the organisation.
     GroupVisibleToAll,
+    /// Runner group 7 (selected) lists a repository the pool does not serve.
+    GroupListsAnotherRepository,
+    /// Runner group 7 (selected) lists the pool's repository, but it is public.
+    GroupListsAPublicRepository,
     /// GitHub refuses the credentials when listing runners.
     RunnersUnauthorized,
     /// ARM refuses to list the container groups.
@@ -147,6 +151,24 @@ async fn answer(State(fake): State<Fake>, req: Request) -> Response {
                 return (StatusCode::FORBIDDEN, axum::Json(error)).into_response();
             }
             axum::Json(json!({"value": []})).into_response()
+        }
+        // The group's repository list (`minimal-repository` items), one page of 100.
+        "/orgs/octo-org/actions/runner-groups/7/repositories" => {
+            if query.get("per_page").map(String::as_str) != Some("100")
+                || query.get("page").map(String::as_str) != Some("1")
+            {
+                return (StatusCode::BAD_REQUEST, "expected per_page=100&page=1").into_response();
+            }
+            let repo = |name: &str, public: bool| {
+                json!({"id": 1, "node_id": "R_1", "name": name, "full_name": format!("octo-org/{name}"),
+                       "private": !public, "visibility": if public { "public" } else { "private" },
+                       "owner": {"login": "octo-org"}})
+            };
+            let mut repositories = vec![repo("api", fake.fault == Fault::GroupListsAPublicRepository)];
+            if fake.fault == Fault::GroupListsAnotherRepository {
+                repositories.push(repo("web", false));
+            }
+            axum::Json(json!({"total_count": repositories.len(), "repositories": repositories})).into_response()
         }
         _ if path.starts_with("/jobs/") && path.ends_with("/tasks") && azure_auth_ok => {
             axum::Json(json!({"value": []})).into_response()
@@ -262,7 +284,10 @@ async fn doctor_passes_a_healthy_deployment_and_says_what_it_checked() {
     assert!(!run.stdout.contains("FAIL"), "{}", run.all());
     run.line("ok    GitHub: /orgs/octo-org lists 2 runner(s), 0 of them ours", &[]);
     run.line("ok    GitHub: hook deliveries readable", &[]);
-    run.line("ok    pool secure: runner group 7 (api-runners) in octo-org is restricted", &["selected"]);
+    run.line(
+        "ok    pool secure: runner group 7 (api-runners) in octo-org is restricted",
+        &["selected, 1 repositories"],
+    );
     run.line("ok    Azure: pool secure (aci) reachable", &[]);
     run.line("ok    Azure: pool batch (batch) reachable", &[]);
     // Each check really asked: GitHub with the PAT, ARM and Batch with the identity's token.
@@ -270,6 +295,7 @@ async fn doctor_passes_a_healthy_deployment_and_says_what_it_checked() {
         assert!(run.saw("GET", path), "doctor never asked {path}: {:?}", run.seen);
     }
     assert!(run.saw("GET", "/orgs/octo-org/actions/runner-groups/7"), "{:?}", run.seen);
+    assert!(run.saw("GET", "/orgs/octo-org/actions/runner-groups/7/repositories"), "{:?}", run.seen);
     assert!(run.seen.iter().any(|s| s.path.ends_with("/containerGroups")), "{:?}", run.seen);
     assert!(run.seen.iter().any(|s| s.path.ends_with("/tasks")), "{:?}", run.seen);
     for s in run.seen.iter().filter(|s| s.path.starts_with("/orgs/")) {
@@ -284,6 +310,52 @@ async fn doctor_fails_a_protected_pool_whose_runner_group_admits_all_repositorie
     run.fails_once(
         "FAIL  pool secure: runner group 7 (api-runners) in octo-org",
         &["visibility \"all\"", "restrict it"],
+    );
+}
+
+#[tokio::test]
+async fn doctor_fails_a_runner_group_that_lists_a_repository_the_pool_does_not_serve() {
+    let run = doctor(Fault::GroupListsAnotherRepository).await;
+    run.fails_once(
+        "FAIL  pool secure: runner group 7 (api-runners) in octo-org",
+        &["admits octo-org/web outside the pool's repositories", "restrict it"],
+    );
+}
+
+#[tokio::test]
+async fn doctor_fails_a_runner_group_that_lists_a_public_repository_unless_they_are_allowed() {
+    let refused = doctor(Fault::GroupListsAPublicRepository).await;
+    refused.fails_once(
+        "FAIL  pool secure: runner group 7 (api-runners) in octo-org",
+        &["admits public repositories octo-org/api"],
+    );
+    let allowed = POOLS.replace(
+        "allowed_owners = [\"octo-org\"]",
+        "allowed_owners = [\"octo-org\"]\nallow_public_repositories = true",
+    );
+    let passed =
+        run(&["doctor"], Fault::GroupListsAPublicRepository, &[("RUNNER_DISPATCH_CONFIG_TOML", &allowed)]).await;
+    assert_eq!(passed.code, Some(0), "{}", passed.all());
+}
+
+#[tokio::test]
+async fn doctor_checks_the_group_of_a_pool_that_keeps_idle_runners_on_a_private_subnet() {
+    // No repositories and no identity: the private subnet and the idle runners are why.
+    let subnet = "subnet_id = \"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/v/subnets/runners\"\nidle_runners = 1";
+    let pools = POOLS.replace("repositories = [\"octo-org/api\"]", subnet);
+    assert_ne!(pools, POOLS);
+    let checked =
+        run(&["doctor"], Fault::GroupListsAnotherRepository, &[("RUNNER_DISPATCH_CONFIG_TOML", &pools)]).await;
+    // The group lists api and web; the pool admits every repository of octo-org: no wider.
+    checked.line("ok    pool secure: runner group 7 (api-runners) in octo-org is restricted", &["2 repositories"]);
+    assert!(checked.saw("GET", "/orgs/octo-org/actions/runner-groups/7/repositories"), "{:?}", checked.seen);
+    // Without its own group the pools file itself is refused, naming both keys.
+    let shared = pools.replace("runner_group_id = 7\n", "");
+    let refused = run(&["doctor"], Fault::None, &[("RUNNER_DISPATCH_CONFIG_TOML", &shared)]).await;
+    assert_eq!(refused.code, Some(1), "{}", refused.all());
+    refused.line(
+        "FAIL  error: RUNNER_DISPATCH_CONFIG_TOML: pools[0].idle_runners",
+        &["pools[0].runner_group_id", "pools[0].subnet_id"],
     );
 }
 
@@ -349,4 +421,24 @@ async fn doctor_checks_every_placement_of_a_pool_and_names_the_one_it_cannot_rea
     let out = run(&["doctor"], Fault::None, &[("RUNNER_DISPATCH_CONFIG_TOML", &pools)]).await;
     out.line("ok    Azure: pool secure (aci) placement westeurope (rg-runners, subscription", &["reachable"]);
     out.fails_once("FAIL  Azure: pool secure (aci) placement northeurope (rg-elsewhere", &[]);
+}
+
+#[tokio::test]
+async fn status_with_a_state_dir_shows_the_standalone_spool_depth_per_pool() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let spool = runner_dispatch::spool::Spool::open(dir.path()).expect("spool");
+    for job in [1, 2] {
+        let message = runner_dispatch::testing::provision_message(job, "secure", &["secure"]);
+        assert!(spool.put_new(&runner_dispatch::spool::SpoolItem { message, attempts: 0 }).expect("put"));
+    }
+    let state_dir = dir.path().to_str().expect("utf8");
+    let extra = [("RUNNER_DISPATCH_SPOOL_MAX", "50")];
+    let text = run(&["status", "--state-dir", state_dir], Fault::None, &extra).await;
+    assert_eq!(text.code, Some(0), "{}", text.all());
+    text.line("spool         2 pending (secure 2) of at most 50 (RUNNER_DISPATCH_SPOOL_MAX), 0 given up", &[]);
+    let json = run(&["status", "--json", "--state-dir", state_dir], Fault::None, &extra).await;
+    let report: Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!((report[0]["pool"].as_str(), report[0]["spool_pending"].as_u64()), (Some("secure"), Some(2)));
+    assert_eq!((report[1]["pool"].as_str(), report[1]["spool_pending"].as_u64()), (Some("batch"), Some(0)));
+    assert_eq!(spool.pending().len(), 2, "status changed nothing");
 }

@@ -305,3 +305,79 @@ async fn a_request_waiting_on_max_runners_is_deferred_never_given_up() {
     assert_eq!(spool.pending().len(), 1, "the second request still waits");
     assert_eq!(backend.create_count(), 1);
 }
+
+/// A standalone server on `dir` whose spool takes at most `max` pending requests.
+async fn capped(
+    dir: &std::path::Path,
+    max: usize,
+    backend: Arc<dyn runner_dispatch::provision::ComputeBackend>,
+    options: QueueOptions,
+) -> TestApp {
+    let settings = runner_dispatch::config::Settings { spool_max: Some(max), ..settings() };
+    spawn_app_with_settings(
+        &settings,
+        pools(),
+        backend,
+        Some(dir),
+        options,
+        runner_dispatch::server::RAW_REQUEST_TIMEOUT,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_full_spool_answers_503_with_retry_after_and_drops_nothing_it_accepted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let signed = |job: u64| {
+        let body = fresh_queued(job);
+        let signature = sign(&body);
+        (body, signature)
+    };
+    {
+        // Every attempt fails retryably with an hour's backoff: what is accepted stays pending.
+        let stuck = ScriptedBackend::with((0..4).map(|_| Err(ProvisionError::retryable("down"))).collect());
+        let hour = std::time::Duration::from_secs(3600);
+        let options = QueueOptions { backoff_base: hour, backoff_max: hour, ..fast_queue() };
+        let app = capped(dir.path(), 2, stuck.clone(), options).await;
+        for job in [701, 702] {
+            let (body, signature) = signed(job);
+            assert_eq!(post_raw(&app, &body, "workflow_job", Some(signature), "a").await.0, 202);
+        }
+        assert!(eventually(|| stuck.create_count() == 2).await, "both tried once, both waiting");
+        let (body, signature) = signed(703);
+        let resp = app
+            .client
+            .post(app.url("/api/github-webhook"))
+            .header("Content-Type", "application/json")
+            .header("X-GitHub-Event", "workflow_job")
+            .header("X-GitHub-Delivery", "b")
+            .header("X-Hub-Signature-256", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("60"));
+        let reply: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(reply["result"], "unavailable");
+        assert!(reply["detail"].as_str().expect("detail").contains("RUNNER_DISPATCH_SPOOL_MAX"), "{reply}");
+        // A redelivery of a request already pending is still acknowledged, once.
+        let (body, signature) = signed(701);
+        let (status, reply) = post_raw(&app, &body, "workflow_job", Some(signature), "a").await;
+        assert_eq!((status, reply["detail"].as_str()), (202, Some("already queued (duplicate delivery)")));
+        let queue = app.state.queue.as_ref().expect("q");
+        let mut pending: Vec<u64> = queue.spool().pending().iter().map(|i| i.message.job_id).collect();
+        pending.sort_unstable();
+        assert_eq!(pending, [701, 702], "nothing accepted was dropped, nothing refused was kept");
+        assert_eq!(queue.depth(), 2);
+    }
+    // After a restart the accepted requests are replayed and provisioned; then there is room.
+    let backend = Arc::new(DryRunBackend::new(false));
+    let app = capped(dir.path(), 2, backend.clone(), fast_queue()).await;
+    assert!(eventually(|| backend.created().len() == 2).await, "the accepted requests were provisioned");
+    let queue = app.state.queue.as_ref().expect("q");
+    assert!(eventually(|| queue.depth() == 0 && queue.spool().pending().is_empty()).await);
+    let (body, signature) = signed(703);
+    assert_eq!(post_raw(&app, &body, "workflow_job", Some(signature), "b").await.0, 202);
+    assert!(eventually(|| backend.created().len() == 3).await);
+}

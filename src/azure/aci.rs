@@ -105,7 +105,7 @@ pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<AciPool>
         keys.error(keys.key("memory_gb"), "must be greater than zero");
     }
     let subnet_id = keys.resource_id("subnet_id");
-    let resource_group = keys.string("resource_group");
+    let resource_group = keys.resource_group("resource_group");
     let location = keys.string("location");
     let placements = parse_placements(keys, resource_group.as_deref());
     if !placements.is_empty() {
@@ -160,6 +160,16 @@ fn parse_placements(keys: &mut PoolKeys<'_>, pool_resource_group: Option<&str>) 
         let subscription_id = text("subscription_id");
         let resource_group = text("resource_group");
         let subnet_id = text("subnet_id");
+        let ids = [
+            ("subscription_id", &subscription_id, crate::config::azure_names::check_subscription_id as fn(&str) -> _),
+            ("resource_group", &resource_group, crate::config::azure_names::check_resource_group),
+        ];
+        for (k, value, check) in ids {
+            if let Some(Err(e)) = value.as_deref().map(check) {
+                keys.error(format!("{at}.{k}"), e);
+                ok = false;
+            }
+        }
         if location.is_none() && !t.contains_key("location") {
             keys.error(format!("{at}.location"), "required: the region of this placement");
             ok = false;
@@ -170,11 +180,18 @@ fn parse_placements(keys: &mut PoolKeys<'_>, pool_resource_group: Option<&str>) 
         }
         let (Some(location), true) = (location, ok) else { continue };
         let placement = Placement { location, subscription_id, resource_group, subnet_id };
+        // Azure compares all three without case.
+        let same_text = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
+            (a, b) => a == b,
+        };
         let same = |a: &Placement, b: &Placement| {
             a.location.eq_ignore_ascii_case(&b.location)
-                && a.subscription_id == b.subscription_id
-                && a.resource_group.as_deref().or(pool_resource_group)
-                    == b.resource_group.as_deref().or(pool_resource_group)
+                && same_text(a.subscription_id.as_deref(), b.subscription_id.as_deref())
+                && same_text(
+                    a.resource_group.as_deref().or(pool_resource_group),
+                    b.resource_group.as_deref().or(pool_resource_group),
+                )
         };
         if let Some(j) = out.iter().position(|p| same(p, &placement)) {
             keys.error(at, format!("duplicates {key}[{j}] (same subscription, resource group and location)"));
@@ -911,7 +928,7 @@ placements = [
 
     #[test]
     fn placements_override_a_location_from_defaults_and_keep_their_order() {
-        let keys = r#"placements = [{ location = "northeurope" }, { location = "westeurope", subscription_id = "x" }]"#;
+        let keys = r#"placements = [{ location = "northeurope" }, { location = "westeurope", subscription_id = "11111111-1111-1111-1111-111111111111" }]"#;
         assert!(placement_problems(keys, "location = \"westeurope\"\nresource_group = \"rg\"").is_empty());
         let text = format!(
             "[github]\nallowed_owners = [\"o\"]\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"a\"]\nimage = \"i\"\nresource_group = \"rg\"\n{keys}\n"

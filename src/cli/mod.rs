@@ -63,8 +63,8 @@ pub enum Command {
         /// JSON for scripts instead of text.
         #[arg(long)]
         json: bool,
-        /// The standalone server's --state-dir, where its demand log is (under the host the
-        /// Function App's storage account is read).
+        /// The standalone server's --state-dir, where its demand log and spool are (under
+        /// the host the Function App's storage account is read).
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },

@@ -37,12 +37,59 @@ pub async fn status(json: bool, state_dir: Option<&Path>) -> ExitCode {
         crate::app::demand_log(&settings, state_dir, state_dir.is_none() && settings.azure.state_blob_url.is_some());
     let provisioner = Arc::new(Provisioner::new(pools, github, backends).with_demand_log(demand));
     let report = Reconciler::new(provisioner, false).status().await;
+    // A standalone server's spool: what waits to be provisioned, per pool.
+    let spool = state_dir.map(|dir| (SpoolDepth::read(&crate::spool::Spool::existing(dir)), dir));
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        let mut value = serde_json::to_value(&report).unwrap_or_default();
+        if let (Some((depth, _)), Some(pools)) = (&spool, value.as_array_mut()) {
+            for pool in pools {
+                let name = pool["pool"].as_str().unwrap_or_default();
+                pool["spool_pending"] = depth.by_pool.get(name).copied().unwrap_or(0).into();
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
+        if let Some((depth, dir)) = &spool {
+            let max = settings.spool_max.unwrap_or(crate::spool::DEFAULT_SPOOL_MAX);
+            print!("{}", depth.render(max, dir));
+        }
         print!("{}", render(&report));
     }
     if report.iter().any(|p| !p.errors.is_empty()) { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// The requests a standalone spool holds.
+#[derive(Debug, Default, PartialEq)]
+pub struct SpoolDepth {
+    pub pending: usize,
+    pub failed: usize,
+    /// Pending requests by the pool they name.
+    pub by_pool: std::collections::BTreeMap<String, usize>,
+}
+
+impl SpoolDepth {
+    #[must_use]
+    pub fn read(spool: &crate::spool::Spool) -> Self {
+        let pending = spool.pending();
+        let mut by_pool = std::collections::BTreeMap::new();
+        for item in &pending {
+            *by_pool.entry(item.message.pool.clone()).or_insert(0) += 1;
+        }
+        Self { pending: pending.len(), failed: spool.failed().len(), by_pool }
+    }
+
+    /// One line: the depth against its cap, by pool, and the given-up requests.
+    #[must_use]
+    pub fn render(&self, max: usize, dir: &Path) -> String {
+        let by: Vec<String> = self.by_pool.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        let by = if by.is_empty() { String::new() } else { format!(" ({})", by.join(", ")) };
+        format!(
+            "spool         {} pending{by} of at most {max} (RUNNER_DISPATCH_SPOOL_MAX), {} given up, in {}\n",
+            self.pending,
+            self.failed,
+            dir.display()
+        )
+    }
 }
 
 /// Plain text, a few lines per pool.
@@ -102,6 +149,29 @@ mod tests {
     use super::*;
     use crate::idle::{Target, Why};
     use crate::reconcile::Census;
+
+    #[test]
+    fn the_spool_line_gives_the_depth_by_pool_and_the_cap() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let spool = crate::spool::Spool::existing(dir.path());
+        assert_eq!(SpoolDepth::read(&spool), SpoolDepth::default(), "a missing spool reads as empty");
+        assert!(!dir.path().join("pending").exists(), "reading created nothing");
+        let spool = crate::spool::Spool::open(dir.path()).expect("open");
+        for (job, pool) in [(1, "linux"), (2, "linux"), (3, "secure")] {
+            let message = serde_json::from_value(serde_json::json!({"v": 1, "kind": "provision", "job_id": job,
+                "run_id": 1, "repository": "o/r", "owner": "o", "labels": ["linux"], "pool": pool,
+                "runner_name": format!("ghr-{job}"), "delivery_id": "d"}))
+            .expect("message");
+            let item = crate::spool::SpoolItem { message, attempts: 0 };
+            assert!(spool.put_new(&item).expect("put"));
+        }
+        let depth = SpoolDepth::read(&spool);
+        let line = depth.render(10, Path::new("/state"));
+        assert_eq!(
+            line,
+            "spool         3 pending (linux 2, secure 1) of at most 10 (RUNNER_DISPATCH_SPOOL_MAX), 0 given up, in /state\n"
+        );
+    }
 
     #[test]
     fn the_text_names_the_target_and_why_and_every_count() {

@@ -208,12 +208,83 @@ impl Pool {
         format!("{}-i-{suffix:08x}", self.name_prefix)
     }
 
+    /// What restricts who may use this pool, in the order of [`Restriction`]; empty: nobody
+    /// is kept out. Its runners carry something a runner group must protect.
+    #[must_use]
+    pub fn restrictions(&self, github: &GitHubConfig) -> Vec<Restriction> {
+        let subnet = match &self.compute {
+            Compute::Aci(aci) if aci.subnet_id.is_some() => Some(Restriction::Subnet),
+            Compute::Aci(aci) if aci.placements.iter().any(|p| p.subnet_id.is_some()) => {
+                Some(Restriction::PlacementSubnet)
+            }
+            _ => None,
+        };
+        [
+            (!self.repositories.is_empty()).then_some(Restriction::Repositories),
+            self.identity.is_some().then_some(Restriction::Identity),
+            subnet,
+            (!github.allowed_repositories.is_empty()).then_some(Restriction::AllowedRepositories),
+            (!github.allowed_installation_ids.is_empty()).then_some(Restriction::AllowedInstallations),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    /// Whether the pool's runners may wait online before any job exists and carry
+    /// something to protect: then its runner group must admit no more than it does.
+    #[must_use]
+    pub fn keeps_restricted_idle_runners(&self, github: &GitHubConfig) -> bool {
+        self.idle.is_on() && !self.restrictions(github).is_empty()
+    }
+
     /// `<prefix>-<job id>`: compute and runner name for a job.
     #[must_use]
     pub fn runner_name(&self, job_id: u64) -> String {
         format!("{}-{job_id}", self.name_prefix)
     }
 }
+
+/// What restricts who may use a pool (see [`Pool::restrictions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restriction {
+    /// `repositories`: the pool serves only these repositories.
+    Repositories,
+    /// `identity`: its jobs get an Azure identity.
+    Identity,
+    /// `subnet_id`: its runners sit in a private network.
+    Subnet,
+    /// A placement's `subnet_id`.
+    PlacementSubnet,
+    /// `github.allowed_repositories`: the deployment serves only these repositories.
+    AllowedRepositories,
+    /// `github.allowed_installation_ids`: the deployment serves only these installations.
+    AllowedInstallations,
+}
+
+impl Restriction {
+    /// The key that sets it: a pool key (under `pools[i].`) or a `github.` one.
+    #[must_use]
+    pub fn key(self) -> &'static str {
+        match self {
+            Restriction::Repositories => "repositories",
+            Restriction::Identity => "identity",
+            Restriction::Subnet => "subnet_id",
+            Restriction::PlacementSubnet => "placements",
+            Restriction::AllowedRepositories => "github.allowed_repositories",
+            Restriction::AllowedInstallations => "github.allowed_installation_ids",
+        }
+    }
+
+    /// Whether it is set on the pool (else on the deployment, in `[github]`).
+    #[must_use]
+    pub fn on_pool(self) -> bool {
+        !matches!(self, Restriction::AllowedRepositories | Restriction::AllowedInstallations)
+    }
+}
+
+/// GitHub's Default runner group: every organisation has it, shared by default.
+pub const DEFAULT_RUNNER_GROUP_ID: u64 = 1;
 
 /// The hex digits after `<prefix>-i-`.
 pub const IDLE_SUFFIX_LEN: usize = 8;

@@ -215,6 +215,16 @@ impl<'a> PoolKeys<'a> {
         Some(id)
     }
 
+    /// A string that must be a resource group name: it is a segment of ARM URLs.
+    pub fn resource_group(&mut self, k: &str) -> Option<String> {
+        let name = self.string(k)?;
+        if let Err(e) = super::azure_names::check_resource_group(&name) {
+            self.error(self.key(k), e);
+            return None;
+        }
+        Some(name)
+    }
+
     pub fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.walker.error(key, message);
     }
@@ -615,10 +625,7 @@ impl Walker {
                 "must be lowercase letters, digits and hyphens, at most 40 characters, no hyphen at either end (it starts every compute name)",
             );
         }
-        let runner_group_id = {
-            let (v, p) = keys.get("runner_group_id");
-            keys.walker.unsigned(v, &p)
-        };
+        let runner_group_id = keys.unsigned("runner_group_id");
         let own_runner_group = t.contains_key("runner_group_id");
         let runner_group_name = keys.string("runner_group_name").unwrap_or_else(|| "Default".into());
         let runner_ttl = keys.duration("runner_ttl").unwrap_or(Duration::from_secs(6 * 3600));
@@ -682,6 +689,48 @@ impl Walker {
         })
     }
 
+    /// A pool that restricts who may use it and keeps idle runners: an idle runner is
+    /// online before any job exists, so GitHub gives it to any repository its runner group
+    /// admits. Org and enterprise scope need a runner group set on the pool itself (one in
+    /// `[defaults]` is shared by every pool) and not the Default group; repo scope needs every
+    /// idle target to be a repository the pool and the deployment admit.
+    fn idle_isolation(&mut self, pool: &Pool, github: &GitHubConfig) {
+        if !pool.keeps_restricted_idle_runners(github) {
+            return;
+        }
+        let at = |k: &str| format!("pools[{}].{k}", pool.index);
+        let by: Vec<String> = pool
+            .restrictions(github)
+            .iter()
+            .map(|r| if r.on_pool() { at(r.key()) } else { r.key().to_owned() })
+            .collect();
+        if github.runner_scope == RunnerScope::Repo {
+            for (i, target) in pool.idle.targets.iter().enumerate() {
+                let admitted = |globs: &[Glob]| globs.is_empty() || globs.iter().any(|g| g.matches(target));
+                if !admitted(&pool.repositories) || !admitted(&github.allowed_repositories) {
+                    self.error(
+                        format!("{}[{i}]", at("idle_targets")),
+                        format!("{target:?} is not a repository this pool admits ({}): its idle runners would serve that repository's jobs", by.join(", ")),
+                    );
+                }
+            }
+            return;
+        }
+        if pool.own_runner_group && pool.runner_group_id != Some(DEFAULT_RUNNER_GROUP_ID) {
+            return;
+        }
+        let idle_key = if pool.idle.base == crate::idle::IdleBase::Fixed(0) { "idle_schedule" } else { "idle_runners" };
+        self.error(
+            at(idle_key),
+            format!(
+                "keeps idle runners, so it needs {} (set on the pool itself, not the Default group {DEFAULT_RUNNER_GROUP_ID}) because {} restrict{} who may use it: an idle runner is online before any job exists and GitHub gives it to any repository its runner group admits. Use a runner group restricted to the pool's repositories with public repositories off (`doctor` checks it)",
+                at("runner_group_id"),
+                by.join(", "),
+                if by.len() == 1 { "s" } else { "" }
+            ),
+        );
+    }
+
     fn env_names(&mut self, (v, path): (Option<&Value>, String)) -> RunnerEnvNames {
         let mut names = RunnerEnvNames::default();
         let Some(map) = self.string_map(v, &path) else { return names };
@@ -705,7 +754,9 @@ impl Walker {
     }
 
     fn cross_checks(&mut self, pools: &[Pool], github: &GitHubConfig) {
-        let _ = github;
+        for p in pools {
+            self.idle_isolation(p, github);
+        }
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for p in pools {
             if let Some(first) = names.insert(p.name.as_str(), p.index) {
@@ -883,6 +934,122 @@ identity = "/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentit
         PoolsConfig::parse(&fixed).expect("own group accepted");
         let repo_scope = base.replace("[github]\n", "[github]\nrunner_scope = \"repo\"\n");
         PoolsConfig::parse(&repo_scope).expect("repo scope accepted");
+    }
+
+    /// A pool file with one ACI pool: `github` and `pool` lines added to the minimal one.
+    fn one_pool(github: &str, pool: &str) -> String {
+        format!(
+            "[github]\nallowed_owners = [\"octo-org\"]\n{github}\n[defaults]\nrunner_group_id = 3\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"linux\"]\nimage = \"img\"\n{pool}\n"
+        )
+    }
+
+    #[test]
+    fn a_restricted_pool_that_keeps_idle_runners_needs_its_own_runner_group() {
+        let identity = "identity = \"/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentity/userAssignedIdentities/api\"";
+        let subnet =
+            "subnet_id = \"/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/virtualNetworks/v/subnets/a\"";
+        let placements = "placements = [{ location = \"westeurope\", subnet_id = \"/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/virtualNetworks/v/subnets/a\" }]";
+        let cases: [(&str, String, &str, &str); 8] = [
+            ("", "repositories = [\"octo-org/api-*\"]\nidle_runners = 2".into(), "pools[0].idle_runners", "pools[0].repositories"),
+            ("", format!("{identity}\nidle_runners = \"auto\""), "pools[0].idle_runners", "pools[0].identity"),
+            ("", format!("{subnet}\nidle_runners = 1"), "pools[0].idle_runners", "pools[0].subnet_id"),
+            ("", format!("{placements}\nidle_runners = 1"), "pools[0].idle_runners", "pools[0].placements"),
+            (
+                "",
+                "repositories = [\"octo-org/api\"]\nidle_schedule = [{ days = \"mon-fri\", hours = \"07:00-19:00\", idle_runners = 4 }]".into(),
+                "pools[0].idle_schedule",
+                "pools[0].repositories",
+            ),
+            ("allowed_repositories = [\"octo-org/api\"]", "idle_runners = 1".into(), "pools[0].idle_runners", "github.allowed_repositories"),
+            ("allowed_installation_ids = [42]", "idle_runners = 1".into(), "pools[0].idle_runners", "github.allowed_installation_ids"),
+            // Set on the pool, but the Default group: shared with every repository it admits.
+            ("", "repositories = [\"octo-org/api\"]\nidle_runners = 1\nrunner_group_id = 1".into(), "pools[0].idle_runners", "pools[0].repositories"),
+        ];
+        for (github, pool, key, because) in cases {
+            let err = PoolsConfig::parse(&one_pool(github, &pool)).expect_err(&pool);
+            assert_eq!(keys(&err), vec![key], "{pool}");
+            let m = &err.0[0].message;
+            assert!(m.contains("pools[0].runner_group_id") && m.contains(because), "{pool}: {m}");
+            // Its own group (not the Default one) is the fix.
+            let own = format!("{}\nrunner_group_id = 9", pool.replace("runner_group_id = 1", ""));
+            let cfg = PoolsConfig::parse(&one_pool(github, &own)).expect(&own);
+            assert!(cfg.pools[0].own_runner_group);
+        }
+        // Without idle runners, or without a restriction, nothing changes.
+        PoolsConfig::parse(&one_pool("", "repositories = [\"octo-org/api\"]\nidle_runners = 0")).expect("no idle");
+        PoolsConfig::parse(&one_pool("", "idle_runners = 3")).expect("unrestricted");
+        PoolsConfig::parse(&one_pool(
+            "",
+            "idle_runners = \"auto\"\nidle_runners_max = 0\nrepositories = [\"octo-org/api\"]",
+        ))
+        .expect("auto capped at zero keeps none");
+    }
+
+    #[test]
+    fn at_repo_scope_a_restricted_pools_idle_targets_must_be_repositories_it_admits() {
+        let scope = "runner_scope = \"repo\"";
+        let pool = "repositories = [\"octo-org/api-*\"]\nidle_runners = 1\nidle_targets = [\"octo-org/api-gw\", \"octo-org/web\"]";
+        let err = PoolsConfig::parse(&one_pool(scope, pool)).expect_err("web is not admitted");
+        assert_eq!(keys(&err), vec!["pools[0].idle_targets[1]"]);
+        PoolsConfig::parse(&one_pool(scope, &pool.replace(", \"octo-org/web\"", ""))).expect("api-gw is");
+    }
+
+    #[test]
+    fn subscription_ids_and_resource_groups_that_leave_their_url_segment_are_refused() {
+        let text = |defaults: &str, pool: &str| {
+            format!(
+                "[github]\nallowed_owners = [\"o\"]\n[defaults]\n{defaults}\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"a\"]\nimage = \"i\"\n{pool}\n"
+            )
+        };
+        let placements = r#"placements = [
+  { location = "westeurope", resource_group = "rg/../../.." },
+  { location = "westeurope", subscription_id = "sub/../x" },
+  { location = "northeurope", subscription_id = "00000000-0000-0000-0000-00000000000A", resource_group = "RG-a" },
+  { location = "NorthEurope", subscription_id = "00000000-0000-0000-0000-00000000000a", resource_group = "rg-A" },
+  { location = "westeurope", resource_group = "rg." },
+]"#;
+        let err = PoolsConfig::parse(&text("", placements)).expect_err("refused");
+        assert_eq!(
+            keys(&err),
+            vec![
+                "pools[0].placements[0].resource_group",
+                "pools[0].placements[1].subscription_id",
+                "pools[0].placements[3]",
+                "pools[0].placements[4].resource_group",
+            ]
+        );
+        assert!(err.0[0].message.contains("\"rg/../../..\""), "{}", err.0[0].message);
+        let err = PoolsConfig::parse(&text("resource_group = \"a/b\"", "")).expect_err("defaults");
+        assert_eq!(keys(&err), vec!["defaults.resource_group"]);
+        let err = PoolsConfig::parse(&text("", "resource_group = \"../rg\"")).expect_err("pool");
+        assert_eq!(keys(&err), vec!["pools[0].resource_group"]);
+        PoolsConfig::parse(&text("resource_group = \"rg-runners_(prod).1\"", "")).expect("Azure's character set");
+    }
+
+    #[test]
+    fn idle_counts_have_a_ceiling_named_by_their_key() {
+        let text = |pool: &str| {
+            format!(
+                "[github]\nallowed_owners = [\"o\"]\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"a\"]\nimage = \"i\"\n{pool}\n"
+            )
+        };
+        for (pool, key) in [
+            ("idle_runners = 9223372036854775807", "pools[0].idle_runners"),
+            ("idle_runners = 1001", "pools[0].idle_runners"),
+            ("idle_runners = \"auto\"\nidle_runners_max = 4294967296", "pools[0].idle_runners_max"),
+            ("idle_runners = \"auto\"\nidle_runners_max = -1", "pools[0].idle_runners_max"),
+            (
+                "idle_schedule = [{ days = \"mon\", hours = \"07:00-08:00\", idle_runners = 5000 }]",
+                "pools[0].idle_schedule[0].idle_runners",
+            ),
+        ] {
+            let err = PoolsConfig::parse(&text(pool)).expect_err(pool);
+            assert_eq!(keys(&err), vec![key], "{pool}");
+        }
+        let err = PoolsConfig::parse(&text("idle_runners = 9223372036854775807")).expect_err("huge");
+        assert!(err.0[0].message.contains("1000"), "{}", err.0[0].message);
+        let cfg = PoolsConfig::parse(&text("idle_runners = 1000")).expect("the ceiling itself");
+        assert_eq!(cfg.pools[0].idle.base, crate::idle::IdleBase::Fixed(1000));
     }
 
     #[test]

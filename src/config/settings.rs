@@ -69,6 +69,9 @@ pub struct Settings {
     /// `None`: the default (`server::DEFAULT_MAX_ATTEMPTS`, equal to host.json's
     /// `maxDequeueCount`).
     pub max_attempts: Option<u32>,
+    /// `RUNNER_DISPATCH_SPOOL_MAX`: standalone, the most requests pending in the spool
+    /// before deliveries get 503; `None`: `spool::DEFAULT_SPOOL_MAX`.
+    pub spool_max: Option<usize>,
     /// `FUNCTIONS_CUSTOMHANDLER_PORT`: set by the Functions host, which then owns the
     /// envelope routes; `None` standalone.
     pub host_port: Option<u16>,
@@ -142,16 +145,16 @@ impl Settings {
 
         let azure = azure_settings(&get, &mut err);
 
-        let max_attempts = match get("RUNNER_DISPATCH_MAX_ATTEMPTS") {
-            None => None,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    err("RUNNER_DISPATCH_MAX_ATTEMPTS", format!("{v:?} is not a whole number of at least 1"));
-                    None
-                }
-            },
+        let mut at_least_one = |key: &str| -> Option<u64> {
+            let v = get(key)?;
+            let n = v.parse::<u64>().ok().filter(|n| *n > 0);
+            if n.is_none() {
+                err(key, format!("{v:?} is not a whole number of at least 1"));
+            }
+            n
         };
+        let max_attempts = at_least_one("RUNNER_DISPATCH_MAX_ATTEMPTS").map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let spool_max = at_least_one("RUNNER_DISPATCH_SPOOL_MAX").map(|n| usize::try_from(n).unwrap_or(usize::MAX));
         let log_format = get("RUNNER_DISPATCH_LOG_FORMAT").and_then(|v| {
             let format = crate::telemetry::LogFormat::parse(&v.to_ascii_lowercase());
             if format.is_none() {
@@ -185,6 +188,7 @@ impl Settings {
             config_inline: get("RUNNER_DISPATCH_CONFIG_TOML").map(Secret::new),
             admin_token: get("RUNNER_DISPATCH_ADMIN_TOKEN").map(Secret::new),
             max_attempts,
+            spool_max,
             host_port,
             log_format,
         })
@@ -221,6 +225,7 @@ impl Settings {
             config_inline: config_inline.map(Secret::new),
             admin_token: None,
             max_attempts: None,
+            spool_max: None,
             host_port: None,
             log_format: None,
         }
@@ -324,6 +329,13 @@ fn azure_settings(get: &impl Fn(&str) -> Option<String>, err: &mut impl FnMut(&s
             .or_else(|| get("AzureWebJobsStorage__accountName").map(|a| format!("https://{a}.blob.core.windows.net")))
             .map(|u| u.trim_end_matches('/').to_owned()),
     };
+    // Both are segments of every ARM URL: refuse anything that could leave its segment.
+    if let Some(Err(e)) = azure.subscription_id.as_deref().map(super::azure_names::check_subscription_id) {
+        err("AZURE_SUBSCRIPTION_ID", e);
+    }
+    if let Some(Err(e)) = azure.resource_group.as_deref().map(super::azure_names::check_resource_group) {
+        err("AZURE_RESOURCE_GROUP", e);
+    }
     if azure.batch_account_key.is_some() && azure.batch_account_name.is_none() {
         err(
             "AZURE_BATCH_ACCOUNT_NAME",
@@ -355,6 +367,21 @@ mod tests {
         let err = Settings::from_lookup(env).expect_err("broken");
         assert_eq!(keys(&err), vec!["GITHUB_WEBHOOK_SECRET", "GITHUB_APP_PRIVATE_KEY", "GITHUB_HOOK_ID"]);
         assert!(!err.to_string().contains("not a key"), "the key's value must not be echoed");
+    }
+
+    #[test]
+    fn the_subscription_and_resource_group_settings_must_stay_in_their_url_segment() {
+        let env = |sub: &'static str, rg: &'static str| {
+            move |k: &str| match k {
+                "GITHUB_WEBHOOK_SECRET" => Some("s".to_owned()),
+                "AZURE_SUBSCRIPTION_ID" => Some(sub.to_owned()),
+                "AZURE_RESOURCE_GROUP" => Some(rg.to_owned()),
+                _ => None,
+            }
+        };
+        let err = Settings::from_lookup(env("sub/../../x", "rg/../../..")).expect_err("refused");
+        assert_eq!(keys(&err), vec!["AZURE_SUBSCRIPTION_ID", "AZURE_RESOURCE_GROUP"]);
+        Settings::from_lookup(env("00000000-0000-0000-0000-000000000000", "rg-runners")).expect("valid");
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod client;
 pub mod dry_run;
 mod hooks;
 mod runners;
+
+pub use runners::{GroupRepositories, GroupRepository, RunnerGroup};
 mod transport;
 
 use std::time::Duration;

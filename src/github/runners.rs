@@ -30,7 +30,67 @@ pub struct RunnerGroup {
     pub allows_public_repositories: bool,
 }
 
+/// A repository a runner group admits (`minimal-repository`, the fields `doctor` reads).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct GroupRepository {
+    pub full_name: String,
+    #[serde(default)]
+    pub private: bool,
+    #[serde(default)]
+    pub visibility: Option<String>,
+}
+
+impl GroupRepository {
+    /// Public unless GitHub says private or internal.
+    #[must_use]
+    pub fn is_public(&self) -> bool {
+        self.visibility.as_deref().map_or(!self.private, |v| v.eq_ignore_ascii_case("public"))
+    }
+}
+
+/// The repositories a runner group with `visibility = "selected"` admits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRepositories {
+    pub repositories: Vec<GroupRepository>,
+    /// GitHub's `total_count`: more than `repositories` holds when the pages ran out.
+    pub total_count: u64,
+}
+
 impl GitHubClient {
+    /// `GET /orgs/{org}/actions/runner-groups/{id}/repositories`, page by page: the
+    /// repositories a `selected` group admits, for `doctor`'s isolation check.
+    ///
+    /// # Errors
+    /// As every call: not found, permission, rate limit, transport.
+    pub async fn runner_group_repositories(
+        &self,
+        job: &JobContext,
+        org: &str,
+        id: u64,
+    ) -> Result<GroupRepositories, GitHubError> {
+        #[derive(Deserialize)]
+        struct Page {
+            total_count: u64,
+            repositories: Vec<GroupRepository>,
+        }
+        let bearer = self.runner_bearer(job).await?;
+        let path = format!("orgs/{}/actions/runner-groups/{id}/repositories", segment(org)?);
+        let mut all = GroupRepositories { repositories: Vec::new(), total_count: 0 };
+        for page in 1..=MAX_PAGES {
+            let mut url = self.url(&path)?;
+            url.query_pairs_mut().append_pair("per_page", &PER_PAGE.to_string()).append_pair("page", &page.to_string());
+            let reply = self.send(Method::GET, url, None, &bearer, &[]).await?;
+            let page: Page = reply.json(&Method::GET, &path)?;
+            let n = page.repositories.len();
+            all.total_count = page.total_count;
+            all.repositories.extend(page.repositories);
+            if n < PER_PAGE {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     /// `GET /orgs/{org}/actions/runner-groups/{id}`: who may use the group, for `doctor`'s
     /// isolation check.
     ///

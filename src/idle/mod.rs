@@ -164,19 +164,41 @@ pub fn auto_count(arrivals_per_minute: f64, cold_start: Duration) -> u32 {
     if want >= f64::from(u32::MAX) { u32::MAX } else { want as u32 }
 }
 
+/// The most idle runners any count (`idle_runners`, `idle_runners_max`, a window's) may
+/// ask for, per target. Far above what a region gives by default (ACI: 100 container
+/// groups per subscription and region) and what GitHub's JIT pace creates in a reconcile
+/// period (about 180 a minute): a larger figure is a typo, and it drives spending.
+pub const MAX_IDLE_RUNNERS: u32 = 1000;
+
+/// An idle count as written: a whole number from 0 to [`MAX_IDLE_RUNNERS`], else the
+/// problem in words.
+fn idle_count(v: &toml::Value) -> Result<u32, String> {
+    match v {
+        toml::Value::Integer(n) if *n >= 0 => u32::try_from(*n)
+            .ok()
+            .filter(|n| *n <= MAX_IDLE_RUNNERS)
+            .ok_or_else(|| format!("{n} is more than {MAX_IDLE_RUNNERS}, the most idle runners a count may ask for")),
+        _ => Err("must be a whole number of runners (0 or more)".into()),
+    }
+}
+
 /// Reads and checks the `idle_*` keys of one pool: every problem with its key.
 pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>) -> IdlePolicy {
     let mut policy = IdlePolicy::default();
     let (v, key) = keys.raw("idle_runners");
-    let max = keys.unsigned("idle_runners_max").map(|m| u32::try_from(m).unwrap_or(u32::MAX));
+    let max = match keys.raw("idle_runners_max") {
+        (Some(m), max_key) => idle_count(m).map_err(|e| keys.error(max_key, e)).ok(),
+        (None, _) => None,
+    };
     match v {
         None => {}
-        Some(toml::Value::Integer(n)) if *n >= 0 => {
-            policy.base = IdleBase::Fixed(u32::try_from(*n).unwrap_or(u32::MAX))
-        }
         Some(toml::Value::String(s)) if s == "auto" => {
             policy.base = IdleBase::Auto { max: max.unwrap_or(DEFAULT_AUTO_MAX) };
         }
+        Some(n @ toml::Value::Integer(_)) => match idle_count(n) {
+            Ok(n) => policy.base = IdleBase::Fixed(n),
+            Err(e) => keys.error(key, e),
+        },
         Some(_) => keys.error(key, "must be a whole number of runners (0 or more) or \"auto\""),
     }
     if max.is_some() && !policy.is_auto() {
@@ -240,11 +262,7 @@ fn parse_schedule(keys: &mut PoolKeys<'_>) -> Vec<Window> {
             }
         }
         let idle = match t.get("idle_runners") {
-            Some(toml::Value::Integer(n)) if *n >= 0 => Some(u32::try_from(*n).unwrap_or(u32::MAX)),
-            Some(_) => {
-                keys.error(format!("{at}.idle_runners"), "must be a whole number of runners (0 or more)");
-                None
-            }
+            Some(n) => idle_count(n).map_err(|e| keys.error(format!("{at}.idle_runners"), e)).ok(),
             None => {
                 keys.error(format!("{at}.idle_runners"), "required");
                 None

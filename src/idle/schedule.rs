@@ -114,18 +114,35 @@ impl Window {
         spans
     }
 
-    /// Whether two windows hold at some same moment: compared in UTC at the offsets their
-    /// zones have in January and in July, so windows in different zones are compared on
-    /// both sides of daylight saving.
+    /// Whether two windows hold at some same moment. Each is laid on the week in UTC at
+    /// the offset its zone has; the offsets of both zones are constant between two of
+    /// their transitions, so the windows are compared once per span between consecutive
+    /// transitions of either zone over the coming year (a span shorter than a week may
+    /// report an overlap that its days never reach: the cautious side).
     #[must_use]
     pub fn overlaps(&self, other: &Window) -> bool {
-        ["2026-01-15T12:00:00Z", "2026-07-15T12:00:00Z"].iter().any(|at| {
-            let at: Timestamp = at.parse().unwrap_or(Timestamp::UNIX_EPOCH);
-            let (a, b) = (self.utc_minutes(at), other.utc_minutes(at));
+        self.overlaps_during(other, Timestamp::now())
+    }
+
+    /// [`Window::overlaps`] over the year from `from`.
+    #[must_use]
+    pub fn overlaps_during(&self, other: &Window, from: Timestamp) -> bool {
+        let until = from.checked_add(jiff::SignedDuration::from_hours(YEAR_HOURS)).unwrap_or(Timestamp::MAX);
+        let mut instants = vec![from];
+        for tz in [&self.tz, &other.tz] {
+            instants.extend(tz.following(from).map(|t| t.timestamp()).take_while(|t| *t < until));
+        }
+        instants.sort();
+        instants.dedup();
+        instants.iter().any(|at| {
+            let (a, b) = (self.utc_minutes(*at), other.utc_minutes(*at));
             a.iter().any(|x| b.iter().any(|y| x.0 < y.1 && y.0 < x.1))
         })
     }
 }
+
+/// A year and a day, in hours: every offset of a zone's yearly cycle, leap years too.
+const YEAR_HOURS: i64 = 366 * 24;
 
 fn weekday_index(w: Weekday) -> usize {
     usize::try_from(w.to_monday_zero_offset()).unwrap_or(0)
@@ -290,5 +307,22 @@ mod tests {
         assert!(office.overlaps(&w("mon", "17:30-17:45", "UTC")));
         // Sunday night into Monday morning reaches Monday's office hours.
         assert!(office.overlaps(&w("sun", "22:00-08:00", "Europe/Amsterdam")));
+    }
+
+    #[test]
+    fn windows_that_overlap_only_while_us_and_eu_daylight_saving_differ_are_found() {
+        // New York 13:00-14:00 is 17:00-18:00 UTC in summer and 18:00-19:00 in winter;
+        // London 17:00-18:00 is 16:00-17:00 UTC in summer and 17:00-18:00 in winter. They
+        // meet only in the weeks between the two continents' changes (March and
+        // October/November), which mid-January and mid-July never see.
+        let new_york = w("mon-fri", "13:00-14:00", "America/New_York");
+        let london = w("mon-fri", "17:00-18:00", "Europe/London");
+        for from in ["2026-01-01T00:00:00Z", "2026-12-06T00:00:00Z", "2031-06-15T12:00:00Z"] {
+            assert!(new_york.overlaps_during(&london, at(from)), "from {from}");
+            assert!(london.overlaps_during(&new_york, at(from)), "from {from}");
+        }
+        assert!(new_york.overlaps(&london));
+        // London 20:00-21:00 (19:00-21:00 UTC over the year) never meets New York's hour.
+        assert!(!new_york.overlaps_during(&w("mon-fri", "20:00-21:00", "Europe/London"), at("2026-01-01T00:00:00Z")));
     }
 }

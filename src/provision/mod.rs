@@ -372,6 +372,40 @@ impl Provisioner {
             .or_else(|| choose_pool(&self.pools, &msg.labels, Some(&msg.repository)))
     }
 
+    /// The pool a provision request may use: the one it names, if that pool is enabled and
+    /// fits the job's labels and repository by the routing rule ([`crate::pools::fits`]);
+    /// the pool the job's labels choose now if the named one was removed or disabled since.
+    /// A message can come by a route other than the signed webhook (an envelope, a spool
+    /// file), so a pool it names is never taken on its word: a runner with a pool's
+    /// identity or subnet goes only to jobs that pool admits.
+    ///
+    /// # Errors
+    /// Permanent: the named pool does not fit the job, or no pool does.
+    fn pool_that_fits(&self, msg: &RunnerMessage) -> Result<Arc<Pool>, ProvisionError> {
+        let Some(named) = self.pools.pool(&msg.pool).filter(|p| p.enabled) else {
+            return choose_pool(&self.pools, &msg.labels, Some(&msg.repository)).ok_or_else(|| {
+                ProvisionError::permanent(format!(
+                    "pool {:?} no longer exists or is disabled, and no other pool fits the job",
+                    msg.pool
+                ))
+            });
+        };
+        let labels = crate::pools::normalize_labels(&msg.labels);
+        let verdict = if labels.is_empty() {
+            Err("the job has no labels".to_owned())
+        } else {
+            crate::pools::fits(named, &labels, Some(&msg.repository)).map_err(|m| m.to_string())
+        };
+        verdict.map(|()| named.clone()).map_err(|why| {
+            ProvisionError::permanent(format!(
+                "message refused: pool {} does not fit job {} of {}: {why}",
+                named.name,
+                msg.job_id,
+                crate::telemetry::loggable(&msg.repository)
+            ))
+        })
+    }
+
     /// Where the job's runner registers, from `runner_scope`.
     #[must_use]
     pub fn job_context(&self, msg: &RunnerMessage) -> JobContext {
@@ -399,9 +433,7 @@ impl Provisioner {
     /// Retryable (the queue brings the message back) or permanent (report it as failed).
     pub async fn provision(&self, msg: &RunnerMessage, attempt: u32) -> Result<ProvisionOutcome, ProvisionError> {
         self.check_message(msg)?;
-        let pool = self.pool_for(msg).ok_or_else(|| {
-            ProvisionError::permanent(format!("pool {:?} no longer exists and no other pool fits the job", msg.pool))
-        })?;
+        let pool = self.pool_that_fits(msg)?;
         let age = job_age(msg, self.now());
         if age.is_some_and(|a| a > MAX_JOB_AGE) {
             return Err(ProvisionError::permanent("job is older than 24 h; GitHub has cancelled it".to_owned()));

@@ -131,6 +131,7 @@ pub fn fast_queue() -> QueueOptions {
     QueueOptions {
         concurrency: 4,
         max_attempts: 3,
+        max_pending: 0,
         backoff_base: std::time::Duration::from_millis(10),
         backoff_max: std::time::Duration::from_millis(50),
     }

@@ -25,8 +25,10 @@ struct RawJob {
     status: Option<String>,
     #[serde(default)]
     conclusion: Option<String>,
+    /// Any JSON value: one that is not a string is garbage the webhook replaces with the
+    /// receive time, not a reason to refuse the delivery.
     #[serde(default)]
-    created_at: Option<String>,
+    created_at: Option<serde_json::Value>,
     #[serde(default)]
     started_at: Option<String>,
     #[serde(default)]
@@ -154,7 +156,7 @@ pub fn parse_workflow_job(body: &[u8]) -> Result<WorkflowJobEvent, EventError> {
         labels,
         status: job.status,
         conclusion: job.conclusion,
-        created_at: job.created_at,
+        created_at: job.created_at.and_then(|v| v.as_str().map(str::to_owned)),
         started_at: job.started_at,
         completed_at: job.completed_at,
         runner_id: job.runner_id,

@@ -131,10 +131,13 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
         "" => return refuse(400, "bad_request", "missing X-GitHub-Event header", &delivery),
         other => return WebhookOutcome::reply(200, "ignored", format!("event {other} is not handled")),
     }
-    let job = match parse_workflow_job(body) {
+    let mut job = match parse_workflow_job(body) {
         Ok(j) => j,
         Err(e) => return refuse(400, "bad_request", e.to_string(), &delivery),
     };
+    // It drives the 24 h give-up and lands in an ARM tag and the demand log: a time GitHub
+    // cannot have sent is replaced by the receive time before anything reads it.
+    job.created_at = Some(job_created_at(job.created_at.as_deref(), time::OffsetDateTime::now_utc()));
     let kind = match job.action.as_str() {
         "queued" => MessageKind::Provision,
         "completed" => MessageKind::Cleanup,
@@ -169,9 +172,9 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
         pool: pool.name.clone(),
         runner_name: pool.runner_name(job.job_id),
         delivery_id: delivery.clone(),
-        // Without GitHub's own time, the receive time: a request must be able to age out
-        // (24 h) even while it waits on a throttle that never counts as an attempt.
-        job_created_at: job.created_at.clone().or_else(crate::events::now_rfc3339),
+        // Checked above (never absent): a request must be able to age out (24 h) even
+        // while it waits on a throttle that never counts as an attempt.
+        job_created_at: job.created_at.clone(),
         ran_on: if kind == MessageKind::Cleanup { job.runner_name.clone() } else { None },
         ran_on_id: if kind == MessageKind::Cleanup { job.runner_id } else { None },
         job_started_at: if kind == MessageKind::Cleanup { job.started_at.clone() } else { None },
@@ -183,6 +186,26 @@ pub fn accept(secrets: &[Secret], pools: &PoolsConfig, headers: &Headers, body: 
         MessageKind::Cleanup => format!("cleanup of job {} queued", job.job_id),
     };
     WebhookVerdict::Accepted { message: Box::new(message), detail }
+}
+
+/// How far ahead of our clock a job's `created_at` may be (clock skew) before it is
+/// taken for a time GitHub cannot have sent.
+pub const MAX_CREATED_AT_SKEW: time::Duration = time::Duration::minutes(5);
+
+/// The job's `created_at` as queued, RFC 3339 in UTC: the payload's when it is an RFC 3339
+/// time no later than `received` + [`MAX_CREATED_AT_SKEW`], else `received` (absent,
+/// garbage, or in the future: a job cannot be queued after it is delivered). A time long
+/// past is kept: the 24 h give-up ends such a request.
+#[must_use]
+pub fn job_created_at(sent: Option<&str>, received: time::OffsetDateTime) -> String {
+    use time::format_description::well_known::Rfc3339;
+    // Compared before the move to UTC, which could leave the year range for a date at
+    // its far end (9999-12-31T23:59:59-01:00).
+    let at = crate::events::parse_time(sent)
+        .filter(|t| *t <= received + MAX_CREATED_AT_SKEW)
+        .map_or(received, |t| t.to_offset(time::UtcOffset::UTC));
+    // A year before 0 in UTC does not format: then the receive time.
+    at.format(&Rfc3339).or_else(|_| received.format(&Rfc3339)).unwrap_or_default()
 }
 
 /// The delivery id as logged and queued: `-` when absent, `invalid` unless it is 1 to
@@ -232,4 +255,32 @@ pub fn check_allowed(pools: &PoolsConfig, job: &WorkflowJobEvent) -> Result<(), 
         return Err(format!("repository {} is public and github.allow_public_repositories is false", job.repository));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_at_in_the_future_or_unreadable_becomes_the_receive_time() {
+        let now = "2026-12-06T03:00:00Z";
+        let received = crate::events::parse_time(Some(now)).expect("time");
+        for sent in [
+            Some("2099-01-01T00:00:00Z"),
+            Some("2026-12-06T03:05:01Z"),
+            Some("9999-12-31T23:59:59-01:00"),
+            Some("yesterday"),
+            Some(""),
+            Some("2026-12-06 02:00:00"),
+            None,
+        ] {
+            assert_eq!(job_created_at(sent, received), now, "{sent:?}");
+        }
+        // Within the skew, and in the past, GitHub's own time is kept (in UTC).
+        assert_eq!(job_created_at(Some("2026-12-06T03:04:00Z"), received), "2026-12-06T03:04:00Z");
+        assert_eq!(job_created_at(Some("2026-12-06T03:30:00+01:00"), received), "2026-12-06T02:30:00Z");
+        assert_eq!(job_created_at(Some("2000-01-01T00:00:00Z"), received), "2000-01-01T00:00:00Z");
+        // The far end of the range: a year before 0 in UTC.
+        assert_eq!(job_created_at(Some("0000-01-01T00:00:00+01:00"), received), now);
+    }
 }
