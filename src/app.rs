@@ -66,7 +66,7 @@ pub fn live_clients(settings: &Settings, pools: &PoolsConfig) -> anyhow::Result<
             problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
         );
     }
-    let backends = crate::azure::live_backends(settings).map_err(|e| anyhow::anyhow!("Azure credentials: {e}"))?;
+    let backends = crate::backends::live(settings).map_err(|e| anyhow::anyhow!("Azure credentials: {e}"))?;
     let github = GitHubClient::new(settings).map_err(|e| anyhow::anyhow!("GitHub client: {e}"))?;
     Ok(LiveClients { github: Arc::new(github), backends })
 }

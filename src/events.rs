@@ -53,15 +53,10 @@ pub fn runner_requested(msg: &RunnerMessage, pool: &Pool, backend: &str, attempt
 }
 
 /// Reconcile made an idle runner to keep the pool's level.
-pub fn idle_runner_requested(
-    pool: &Pool,
-    runner_name: &str,
-    request: &crate::provision::ComputeRequest,
-    backend: &str,
-) {
+pub fn idle_runner_requested(pool: &Pool, runner_name: &str, request: &crate::compute::ComputeRequest, backend: &str) {
     let target = match &request.purpose {
-        crate::provision::Purpose::Idle { target } => target.as_str(),
-        crate::provision::Purpose::Job(_) => "",
+        crate::compute::Purpose::Idle { target } => target.as_str(),
+        crate::compute::Purpose::Job(_) => "",
     };
     tracing::info!(
         event = "idle_runner_requested",

@@ -10,6 +10,7 @@ pub mod app;
 pub mod azure;
 pub mod backends;
 pub mod cli;
+pub mod compute;
 pub mod config;
 pub mod demo;
 pub mod disposition;
