@@ -11,8 +11,9 @@ use crate::idle::demand::{BlobDemandLog, DemandLog, FileDemandLog, MemoryDemandL
 use crate::provision::dry_run::DryRunBackend;
 use crate::provision::{Backends, Provisioner};
 use crate::reconcile::Reconciler;
-use crate::server::{AppState, DEFAULT_MAX_ATTEMPTS, queue_handler};
+use crate::server::AppState;
 use crate::spool::{QueueOptions, Spool, StandaloneQueue};
+use crate::worker::{DEFAULT_MAX_ATTEMPTS, queue_handler};
 
 /// Where and how the server runs.
 pub struct Runtime {

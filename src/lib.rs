@@ -35,6 +35,7 @@ pub mod testing;
 pub mod timestamps;
 pub mod tls;
 pub mod webhook;
+pub mod worker;
 
 /// The old name of [`routing`], kept while branches that use it are merged.
 pub use routing as pools;
