@@ -11,8 +11,9 @@ use crate::idle::demand::{BlobDemandLog, DemandLog, FileDemandLog, MemoryDemandL
 use crate::provision::dry_run::DryRunBackend;
 use crate::provision::{Backends, Provisioner};
 use crate::reconcile::Reconciler;
-use crate::server::{AppState, DEFAULT_MAX_ATTEMPTS, queue_handler};
+use crate::server::AppState;
 use crate::spool::{QueueOptions, Spool, StandaloneQueue};
+use crate::worker::{DEFAULT_MAX_ATTEMPTS, queue_handler};
 
 /// Where and how the server runs.
 pub struct Runtime {
@@ -66,7 +67,7 @@ pub fn live_clients(settings: &Settings, pools: &PoolsConfig) -> anyhow::Result<
             problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
         );
     }
-    let backends = crate::azure::live_backends(settings).map_err(|e| anyhow::anyhow!("Azure credentials: {e}"))?;
+    let backends = crate::backends::live(settings).map_err(|e| anyhow::anyhow!("Azure credentials: {e}"))?;
     let github = GitHubClient::new(settings).map_err(|e| anyhow::anyhow!("GitHub client: {e}"))?;
     Ok(LiveClients { github: Arc::new(github), backends })
 }

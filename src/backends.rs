@@ -14,8 +14,8 @@ use serde_json::Value;
 use crate::azure::aci::{self, AciPool};
 use crate::azure::batch::{self, BatchPool};
 use crate::azure::{AzureCredential, CredentialError};
+use crate::compute::{ComputeBackend, ComputeRequest};
 use crate::config::{ConfigProblem, Pool, PoolKeys, PoolsConfig, Role, Settings};
-use crate::provision::{ComputeBackend, ComputeRequest};
 
 /// A kind of compute, as a pool's `backend` key names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -175,6 +175,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn live_backends_are_built_from_settings() {
+        let s = Settings::from_lookup(|k| match k {
+            "GITHUB_WEBHOOK_SECRET" => Some("w".into()),
+            "AZURE_BATCH_ACCOUNT_URL" => Some("https://acct.westeurope.batch.azure.com".into()),
+            "AZURE_BATCH_ACCOUNT_NAME" => Some("acct".into()),
+            "AZURE_BATCH_ACCOUNT_KEY" => Some("a2V5".into()),
+            _ => None,
+        })
+        .expect("settings");
+        let b = live(&s).expect("backends");
+        for kind in Backend::ALL {
+            assert_eq!(b.get(kind).kind(), kind.as_str());
+        }
+    }
+
+    #[test]
     fn every_backend_is_listed_once_at_its_index() {
         for (i, b) in Backend::ALL.iter().enumerate() {
             assert_eq!(b.index(), i, "{b:?}");
@@ -207,5 +223,50 @@ mod tests {
         let no_location = crate::config::EMBEDDED_DEMO_CONFIG.replace("location = \"westeurope\"\n", "");
         let pools = crate::config::PoolsConfig::parse(&no_location).expect("example");
         assert_eq!(keys(&pools), vec!["AZURE_SUBSCRIPTION_ID", "AZURE_LOCATION", "AZURE_BATCH_ACCOUNT_URL"]);
+    }
+}
+
+/// The live backends of every registered kind, sharing one credential chosen from the settings and
+/// environment (see [`crate::azure::CredentialKind::choose`]).
+///
+/// # Errors
+/// The credential cannot be built, or the Batch account key is not base64.
+pub fn live(settings: &Settings) -> Result<Backends, CredentialError> {
+    let credential = AzureCredential::from_settings(&settings.azure)?;
+    Backends::try_build(|kind| kind.build(settings, &credential))
+}
+
+/// The backends, one per registered kind (complete by construction: see
+/// [`Backend::ALL`]); a pool uses the one its `backend` names.
+#[derive(Clone)]
+pub struct Backends {
+    /// Indexed by [`Backend::index`].
+    by_kind: Vec<Arc<dyn ComputeBackend>>,
+}
+
+impl Backends {
+    /// Every kind served by one backend (the dry-run).
+    #[must_use]
+    pub fn single(backend: Arc<dyn ComputeBackend>) -> Self {
+        Self { by_kind: Backend::ALL.iter().map(|_| backend.clone()).collect() }
+    }
+
+    /// One backend per kind, built by `build`.
+    ///
+    /// # Errors
+    /// The first kind `build` fails for.
+    pub fn try_build<E>(build: impl FnMut(Backend) -> Result<Arc<dyn ComputeBackend>, E>) -> Result<Self, E> {
+        Ok(Self { by_kind: Backend::ALL.into_iter().map(build).collect::<Result<_, E>>()? })
+    }
+
+    /// The backend of one kind.
+    #[must_use]
+    pub fn get(&self, kind: Backend) -> &Arc<dyn ComputeBackend> {
+        &self.by_kind[kind.index()]
+    }
+
+    #[must_use]
+    pub fn for_pool(&self, pool: &Pool) -> &Arc<dyn ComputeBackend> {
+        self.get(pool.backend())
     }
 }

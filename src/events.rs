@@ -1,35 +1,10 @@
 //! One structured log event per step of a job's life, with the durations GitHub's own
 //! timestamps give. Field names are documented in docs/operations.md.
 
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
-
 use crate::config::Pool;
 use crate::message::RunnerMessage;
 use crate::telemetry::loggable;
-
-/// Parses an RFC 3339 timestamp from GitHub.
-#[must_use]
-pub fn parse_time(s: Option<&str>) -> Option<OffsetDateTime> {
-    s.and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
-}
-
-/// Now, as RFC 3339 (`None` only if the clock cannot be formatted).
-#[must_use]
-pub fn now_rfc3339() -> Option<String> {
-    OffsetDateTime::now_utc().format(&Rfc3339).ok()
-}
-
-/// Seconds from `from` to `to` (or now), when both are known.
-#[must_use]
-pub fn seconds_between(from: Option<&str>, to: Option<&str>) -> Option<i64> {
-    let from = parse_time(from)?;
-    let to = match to {
-        Some(t) => parse_time(Some(t))?,
-        None => OffsetDateTime::now_utc(),
-    };
-    Some((to - from).whole_seconds())
-}
+pub use crate::timestamps::{now_rfc3339, parse_time, seconds_between};
 
 /// The pool's tags as one JSON text field (cost attribution in queries).
 pub(crate) fn tags_json(pool: &Pool) -> String {
@@ -53,15 +28,10 @@ pub fn runner_requested(msg: &RunnerMessage, pool: &Pool, backend: &str, attempt
 }
 
 /// Reconcile made an idle runner to keep the pool's level.
-pub fn idle_runner_requested(
-    pool: &Pool,
-    runner_name: &str,
-    request: &crate::provision::ComputeRequest,
-    backend: &str,
-) {
+pub fn idle_runner_requested(pool: &Pool, runner_name: &str, request: &crate::compute::ComputeRequest, backend: &str) {
     let target = match &request.purpose {
-        crate::provision::Purpose::Idle { target } => target.as_str(),
-        crate::provision::Purpose::Job(_) => "",
+        crate::compute::Purpose::Idle { target } => target.as_str(),
+        crate::compute::Purpose::Job(_) => "",
     };
     tracing::info!(
         event = "idle_runner_requested",

@@ -1,7 +1,8 @@
 //! The HTTP server: one router serving both transports over the same handlers.
 //! Standalone: `POST /api/github-webhook` (raw GitHub request) into a durable in-process
 //! queue. Azure Functions custom handler: the envelope routes `/github-webhook`,
-//! `/provision-runner`, `/cleanup-runner` and `/reconcile`.
+//! `/provision-runner`, `/cleanup-runner` and `/reconcile`. The work behind a queued
+//! message is [`crate::worker`]'s; this module serves routes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,24 +17,20 @@ use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::PoolsConfig;
-use crate::disposition::{AttemptResult, Disposition, Transport, decide};
+use crate::disposition::{Disposition, Transport, decide};
 use crate::functions_host::{InvocationReply, bindings, parse_http_invocation, parse_queue_invocation};
 use crate::message::{FailedMessage, MessageKind, RunnerMessage, decode_message};
-use crate::provision::{ProvisionError, ProvisionOutcome, Provisioner};
+use crate::provision::Provisioner;
 use crate::reconcile::Reconciler;
 use crate::secret::Secret;
 use crate::spool::{EnqueueError, SPOOL_FULL_RETRY_AFTER, StandaloneQueue};
 use crate::webhook::{self, Headers, MAX_BODY_BYTES, WebhookVerdict};
-
-/// A provisioning attempt that runs longer than this is abandoned and retried.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(240);
+use crate::worker::process_message;
+pub use crate::worker::{ATTEMPT_TIMEOUT, DEFAULT_MAX_ATTEMPTS, queue_handler};
 
 /// `origin` of a provision request queued again because the host's retries ran out while
 /// creates were throttled.
 pub const REQUEUED_WHILE_THROTTLED: &str = "requeued:throttled";
-
-/// Default for `RUNNER_DISPATCH_MAX_ATTEMPTS`; keep equal to host.json `maxDequeueCount`.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 60;
 
 /// Longest a raw webhook request may take, body upload included; slower clients get a bare
 /// 408. GitHub itself gives up after 10 s, so nothing legitimate is cut short. Header size is
@@ -312,44 +309,6 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-/// Runs one attempt of a queued message through the shared handlers.
-pub async fn process_message(provisioner: &Provisioner, message: RunnerMessage, attempt: u32) -> AttemptResult {
-    let work = async {
-        match message.kind {
-            MessageKind::Provision => provisioner.provision(&message, attempt).await.map(|o| {
-                match &o {
-                    ProvisionOutcome::Created { .. } => {}
-                    ProvisionOutcome::AlreadyExists => tracing::info!(event = "runner_exists", job_id = message.job_id, runner_name = %message.runner_name, "runner already exists; nothing to do"),
-                    ProvisionOutcome::Skipped { reason } => tracing::info!(event = "runner_skipped", job_id = message.job_id, runner_name = %message.runner_name, reason = %reason, "job needs no runner"),
-                }
-            }),
-            MessageKind::Cleanup => provisioner.cleanup(&message).await.map(|deleted| {
-                if !deleted.is_empty() {
-                    tracing::info!(event = "runner_cleaned", job_id = message.job_id, deleted = %deleted.join(","), "compute of a finished job deleted");
-                }
-            }),
-        }
-    };
-    // Every line logged while handling the message carries the job's identity.
-    let span = tracing::info_span!(
-        "job",
-        delivery_id = %message.delivery_id,
-        job_id = message.job_id,
-        repository = %message.repository,
-        pool = %message.pool,
-        attempt
-    );
-    let result = tokio::time::timeout(ATTEMPT_TIMEOUT, tracing::Instrument::instrument(work, span))
-        .await
-        .unwrap_or_else(|_| Err(ProvisionError::retryable("attempt timed out")));
-    match result {
-        Ok(()) => AttemptResult::Done,
-        Err(ProvisionError::Retryable { reason, retry_after }) => AttemptResult::Retry { reason, after: retry_after },
-        Err(ProvisionError::Deferred { reason, retry_after }) => AttemptResult::Defer { reason, after: retry_after },
-        Err(ProvisionError::Permanent { reason }) => AttemptResult::GiveUp { reason },
-    }
-}
-
 async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Response {
     let mut reply = InvocationReply::new();
     let invocation = match parse_queue_invocation(body) {
@@ -450,14 +409,4 @@ async fn host_reconcile(State(state): State<Arc<AppState>>, _body: Bytes) -> Res
         reply.queue(bindings::RUNNER_REQUEST, requeue);
     }
     reply_response(200, &reply)
-}
-
-/// Builds the standalone queue handler: it needs only the provisioner, so the queue can be
-/// started before the state that holds it (no cycle between the two).
-#[must_use]
-pub fn queue_handler(provisioner: Arc<Provisioner>) -> crate::spool::Handler {
-    Arc::new(move |message, attempt| {
-        let provisioner = provisioner.clone();
-        Box::pin(async move { process_message(&provisioner, message, attempt).await })
-    })
 }

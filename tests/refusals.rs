@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use runner_dispatch::compute::ProvisionError;
 use runner_dispatch::config::PoolsConfig;
-use runner_dispatch::provision::backend::ProvisionError;
 use runner_dispatch::provision::dry_run::DryRunBackend;
 use runner_dispatch::server::RAW_REQUEST_TIMEOUT;
 use serde_json::{Value, json};

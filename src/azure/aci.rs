@@ -12,11 +12,11 @@ use time::format_description::well_known::Rfc3339;
 
 use super::credential::{AzureCredential, TokenSource, arm_scope};
 use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
-use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings};
-use crate::provision::placement::{Pauses, Place, Refusal, create_in_order};
-use crate::provision::{
+use crate::compute::placement::{Pauses, Place, Refusal, create_in_order};
+use crate::compute::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose,
 };
+use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings};
 
 /// The api-version we call. Bodies keep to the fields of 2023-05-01, which every newer
 /// version accepts.
@@ -26,7 +26,7 @@ pub const ACI_API_VERSION: &str = "2025-09-01";
 pub const ACTIVE_COUNT_TTL: Duration = Duration::from_secs(5);
 
 /// Tags runner-dispatch sets on every container group.
-pub use crate::provision::backend::{TAG_IDLE_TARGET, TAG_POOL};
+pub use crate::compute::{TAG_IDLE_TARGET, TAG_POOL};
 pub const TAG_JOB_ID: &str = "runner-dispatch-job-id";
 pub const TAG_RUN_ID: &str = "runner-dispatch-run-id";
 pub const TAG_REPOSITORY: &str = "runner-dispatch-repository";

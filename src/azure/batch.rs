@@ -15,12 +15,12 @@ use time::format_description::well_known::Rfc3339;
 
 use super::credential::{AzureCredential, CredentialError, SharedKey, TokenSource, batch_scope};
 use super::http::{AzureError, http_client, http_date, registry_host, same_origin, transport_error};
-use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings, TokenMode};
-use crate::duration::to_iso8601;
-use crate::provision::{
+use crate::compute::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose,
     TAG_IDLE_TARGET, TAG_POOL,
 };
+use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings, TokenMode};
+use crate::duration::to_iso8601;
 
 pub const BATCH_API_VERSION: &str = "2025-06-01.21.0";
 pub const BATCH_CONTENT_TYPE: &str = "application/json; odata=minimalmetadata";

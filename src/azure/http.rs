@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 
-use crate::provision::ProvisionError;
+use crate::compute::ProvisionError;
 
 /// Whole-request timeout: ARM answers a container group PUT in a few seconds; a Batch
 /// add-task in well under one.

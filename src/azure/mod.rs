@@ -1,5 +1,5 @@
 //! The Azure side: credentials (azure_identity), and thin REST clients for Azure Batch
-//! and Azure Container Instances implementing [`crate::provision::ComputeBackend`].
+//! and Azure Container Instances implementing [`crate::compute::ComputeBackend`].
 
 pub mod aci;
 pub mod batch;
@@ -12,18 +12,7 @@ pub use credential::{AzureCredential, CredentialError, CredentialKind, SharedKey
 
 use serde_json::Value;
 
-use crate::config::Settings;
-use crate::provision::{Backends, ComputeRequest};
-
-/// The live backends of every registered kind, sharing one credential chosen from the settings and
-/// environment (see [`CredentialKind::choose`]).
-///
-/// # Errors
-/// The credential cannot be built, or the Batch account key is not base64.
-pub fn live_backends(settings: &Settings) -> Result<Backends, CredentialError> {
-    let credential = AzureCredential::from_settings(&settings.azure)?;
-    Backends::try_build(|kind| kind.build(settings, &credential))
-}
+use crate::compute::ComputeRequest;
 
 /// A request body with the request's secret values replaced by `[redacted]` wherever
 /// they occur: what the demo and dry-run may print.
@@ -44,24 +33,8 @@ fn redact_value(v: &Value, secrets: &[&str]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provision::{EnvValue, JobInfo, Purpose};
+    use crate::compute::{EnvValue, JobInfo, Purpose};
     use crate::secret::Secret;
-
-    #[test]
-    fn live_backends_are_built_from_settings() {
-        let s = Settings::from_lookup(|k| match k {
-            "GITHUB_WEBHOOK_SECRET" => Some("w".into()),
-            "AZURE_BATCH_ACCOUNT_URL" => Some("https://acct.westeurope.batch.azure.com".into()),
-            "AZURE_BATCH_ACCOUNT_NAME" => Some("acct".into()),
-            "AZURE_BATCH_ACCOUNT_KEY" => Some("a2V5".into()),
-            _ => None,
-        })
-        .expect("settings");
-        let b = live_backends(&s).expect("backends");
-        for kind in crate::backends::Backend::ALL {
-            assert_eq!(b.get(kind).kind(), kind.as_str());
-        }
-    }
 
     #[test]
     fn redacted_bodies_keep_their_shape_and_lose_their_secrets() {

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Mutex;
 
-use super::client::{ClientSetupError, GitHubClient};
+use super::transport::{ClientSetupError, Transport};
 use super::{GitHubError, JobContext};
 use crate::config::GitHubAuth;
 use crate::secret::Secret;
@@ -81,9 +81,9 @@ impl Auth {
     }
 }
 
-impl GitHubClient {
+impl Auth {
     fn app(&self) -> Result<&AppAuth, GitHubError> {
-        match &self.auth {
+        match self {
             Auth::App(a) => Ok(a),
             Auth::Token(_) => Err(GitHubError::Permanent(
                 "this call needs GitHub App credentials (GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY), not a token".into(),
@@ -93,27 +93,41 @@ impl GitHubClient {
 
     /// A fresh App JWT (cheap: one RSA signature).
     pub(super) fn app_jwt(&self) -> Result<Secret, GitHubError> {
-        let app = self.app()?;
-        mint_jwt(&app.app_id, &app.key, OffsetDateTime::now_utc())
-            .map_err(|_| GitHubError::Permanent("cannot sign the GitHub App JWT with the configured key".into()))
+        self.app()?.jwt()
     }
 
     /// The bearer for calls about `job`: the PAT, or the installation token for the job's
     /// installation (from the payload, the settings, or looked up at `lookup()`).
     pub(super) async fn bearer_for_job(
         &self,
+        transport: &Transport,
         job: &JobContext,
         lookup: impl FnOnce() -> Result<String, GitHubError> + Send,
     ) -> Result<Secret, GitHubError> {
-        let app = match &self.auth {
+        let app = match self {
             Auth::Token(t) => return Ok(t.clone()),
             Auth::App(a) => a,
         };
         if let Some(id) = job.installation_id.or(app.default_installation) {
-            return self.installation_token(app, id).await;
+            return app.installation_token(transport, id).await;
         }
         let owner_path = lookup()?;
-        self.looked_up_installation_token(app, &owner_path).await
+        app.looked_up_installation_token(transport, &owner_path).await
+    }
+
+    /// Forgets a cached installation token that GitHub refused (revoked, or the App was reinstalled).
+    pub(super) async fn forget_token(&self, token: &Secret) {
+        if let Auth::App(app) = self {
+            app.tokens.lock().await.retain(|_, c| c.token != *token);
+        }
+    }
+}
+
+impl AppAuth {
+    /// A fresh App JWT (cheap: one RSA signature).
+    fn jwt(&self) -> Result<Secret, GitHubError> {
+        mint_jwt(&self.app_id, &self.key, OffsetDateTime::now_utc())
+            .map_err(|_| GitHubError::Permanent("cannot sign the GitHub App JWT with the configured key".into()))
     }
 
     /// The installation token of the installation at `owner_path` (`orgs/{org}` or
@@ -121,20 +135,20 @@ impl GitHubClient {
     /// from the lookup cache so the next call looks again.
     pub(super) async fn looked_up_installation_token(
         &self,
-        app: &AppAuth,
+        transport: &Transport,
         owner_path: &str,
     ) -> Result<Secret, GitHubError> {
-        let installation_id = self.lookup_installation(app, owner_path).await?;
-        let result = self.installation_token(app, installation_id).await;
+        let installation_id = self.lookup_installation(transport, owner_path).await?;
+        let result = self.installation_token(transport, installation_id).await;
         if matches!(result, Err(GitHubError::NotFound(_))) {
-            app.installations.lock().await.remove(owner_path);
+            self.installations.lock().await.remove(owner_path);
         }
         result
     }
 
     /// `GET /orgs/{org}/installation` or `GET /repos/{o}/{r}/installation` with the App JWT, cached.
-    async fn lookup_installation(&self, app: &AppAuth, owner_path: &str) -> Result<u64, GitHubError> {
-        let mut cache = app.installations.lock().await;
+    async fn lookup_installation(&self, transport: &Transport, owner_path: &str) -> Result<u64, GitHubError> {
+        let mut cache = self.installations.lock().await;
         if let Some(id) = cache.get(owner_path) {
             return Ok(*id);
         }
@@ -142,9 +156,9 @@ impl GitHubClient {
         struct Installation {
             id: u64,
         }
-        let jwt = self.app_jwt()?;
+        let jwt = self.jwt()?;
         let path = format!("{owner_path}/installation");
-        let reply = self.send_app(Method::GET, self.url(&path)?, None, &jwt).await?;
+        let reply = transport.send_app(Method::GET, transport.url(&path)?, None, &jwt).await?;
         let installation: Installation = reply.json(&Method::GET, &path)?;
         tracing::debug!(lookup = owner_path, installation_id = installation.id, "found the GitHub App installation");
         cache.insert(owner_path.to_owned(), installation.id);
@@ -152,8 +166,12 @@ impl GitHubClient {
     }
 
     /// The installation token, minted with the App JWT when missing or about to expire.
-    pub(super) async fn installation_token(&self, app: &AppAuth, installation_id: u64) -> Result<Secret, GitHubError> {
-        let mut cache = app.tokens.lock().await;
+    pub(super) async fn installation_token(
+        &self,
+        transport: &Transport,
+        installation_id: u64,
+    ) -> Result<Secret, GitHubError> {
+        let mut cache = self.tokens.lock().await;
         let now = OffsetDateTime::now_utc();
         if let Some(cached) = cache.get(&installation_id).filter(|c| c.renew_at > now) {
             return Ok(cached.token.clone());
@@ -163,9 +181,9 @@ impl GitHubClient {
             token: String,
             expires_at: Option<String>,
         }
-        let jwt = self.app_jwt()?;
+        let jwt = self.jwt()?;
         let path = format!("app/installations/{installation_id}/access_tokens");
-        let reply = self.send_app(Method::POST, self.url(&path)?, Some(&json!({})), &jwt).await?;
+        let reply = transport.send_app(Method::POST, transport.url(&path)?, Some(&json!({})), &jwt).await?;
         let minted: AccessToken = reply.json(&Method::POST, &path)?;
         let token = Secret::new(minted.token);
         // Unknown expiry: assume GitHub's documented hour, minus the margin.
@@ -178,13 +196,6 @@ impl GitHubClient {
         tracing::debug!(installation_id, %expires_at, "minted a GitHub App installation token");
         cache.insert(installation_id, CachedToken { token: token.clone(), renew_at });
         Ok(token)
-    }
-
-    /// Forgets a cached installation token that GitHub refused (revoked, or the App was reinstalled).
-    pub(super) async fn forget_token(&self, token: &Secret) {
-        if let Auth::App(app) = &self.auth {
-            app.tokens.lock().await.retain(|_, c| c.token != *token);
-        }
     }
 }
 

@@ -9,39 +9,24 @@ use std::collections::HashMap;
 use reqwest::Url;
 use tokio::sync::Mutex;
 
-use super::RegistrationToken;
+use reqwest::{Method, StatusCode};
+
 use super::auth::Auth;
-use super::hooks::{HookPath, hook_path};
-use super::transport::build_http;
+use super::hook_path::{HookPath, hook_path};
+use super::transport::{Reply, Transport};
+use super::{GitHubError, JobContext, RegistrationToken};
 use crate::config::Settings;
+use crate::secret::Secret;
 
 // The public paths of the client's types stay `github::client::*`.
-pub use super::runners::RunnerGroup;
-pub use super::transport::{RetryPolicy, USER_AGENT_VALUE};
-
-/// Why a [`GitHubClient`] could not be built. Never contains a credential.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientSetupError {
-    #[error(
-        "no GitHub credentials: set GITHUB_APP_ID (or GITHUB_APP_CLIENT_ID) with GITHUB_APP_PRIVATE_KEY, or GITHUB_TOKEN"
-    )]
-    NoCredentials,
-    #[error("GITHUB_APP_PRIVATE_KEY {0}")]
-    InvalidPrivateKey(&'static str),
-    #[error("GITHUB_API_URL {0:?} is not a usable http(s) URL")]
-    InvalidApiUrl(String),
-    #[error("could not build the HTTP client: {0}")]
-    Http(String),
-}
+pub use super::transport::{ClientSetupError, RetryPolicy, USER_AGENT_VALUE};
 
 /// The live GitHub client: one per process, shared by every invocation.
 pub struct GitHubClient {
-    pub(super) http: reqwest::Client,
-    pub(super) api: Url,
+    pub(super) transport: Transport,
     pub(super) web: String,
     pub(super) auth: Auth,
     pub(super) hook: Option<HookPath>,
-    pub(super) policy: RetryPolicy,
     /// `api_prefix()` → registration token.
     pub(super) registration_tokens: Mutex<HashMap<String, RegistrationToken>>,
 }
@@ -49,7 +34,7 @@ pub struct GitHubClient {
 impl std::fmt::Debug for GitHubClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GitHubClient")
-            .field("api", &self.api.as_str())
+            .field("api", &self.transport.api().as_str())
             .field("auth", &self.auth.describe())
             .finish_non_exhaustive()
     }
@@ -71,14 +56,11 @@ impl GitHubClient {
             .ok_or_else(|| ClientSetupError::InvalidApiUrl(settings.github_api_url.clone()))?;
         let web = web_base_url(&api);
         let hook = settings.hook_scope.map(|scope| hook_path(scope, settings.hook_id, settings.hook_target.as_deref()));
-        let policy = RetryPolicy::default();
         Ok(Self {
-            http: build_http(&policy)?,
-            api,
+            transport: Transport::new(api, RetryPolicy::default())?,
             web,
             auth,
             hook,
-            policy,
             registration_tokens: Mutex::new(HashMap::new()),
         })
     }
@@ -88,15 +70,60 @@ impl GitHubClient {
     /// # Errors
     /// The HTTP client cannot be rebuilt with the new connect timeout.
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Result<Self, ClientSetupError> {
-        self.http = build_http(&policy)?;
-        self.policy = policy;
+        self.transport = Transport::new(self.transport.api().clone(), policy)?;
         Ok(self)
     }
 
     /// The retry policy in use.
     #[must_use]
     pub fn retry_policy(&self) -> &RetryPolicy {
-        &self.policy
+        self.transport.policy()
+    }
+
+    /// Sends one request with the policy's timeouts and retries. 2xx and the statuses in
+    /// `accept` come back as a [`Reply`]; anything else as a classified [`GitHubError`].
+    /// A 401 drops the bearer from the installation token cache, so the next call mints anew.
+    pub(super) async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        bearer: &Secret,
+        accept: &[u16],
+    ) -> Result<Reply, GitHubError> {
+        match self.transport.send_raw(method, url, body, bearer, accept).await {
+            Ok(reply) => Ok(reply),
+            Err((error, status)) => {
+                if status == Some(StatusCode::UNAUTHORIZED) {
+                    self.auth.forget_token(bearer).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// [`Transport::url`].
+    pub(super) fn url(&self, path: &str) -> Result<Url, GitHubError> {
+        self.transport.url(path)
+    }
+
+    /// [`Transport::is_api_origin`].
+    pub(super) fn is_api_origin(&self, url: &Url) -> bool {
+        self.transport.is_api_origin(url)
+    }
+
+    /// A fresh App JWT.
+    pub(super) fn app_jwt(&self) -> Result<Secret, GitHubError> {
+        self.auth.app_jwt()
+    }
+
+    /// The bearer for calls about `job` (see [`Auth::bearer_for_job`]).
+    pub(super) async fn bearer_for_job(
+        &self,
+        job: &JobContext,
+        lookup: impl FnOnce() -> Result<String, GitHubError> + Send,
+    ) -> Result<Secret, GitHubError> {
+        self.auth.bearer_for_job(&self.transport, job, lookup).await
     }
 
     /// The web URL GitHub serves pages from (`https://github.com`, `https://ghes.example.com`).

@@ -4,17 +4,21 @@
 //! The live client's calls are split by concept: `auth` (App JWT, installation tokens,
 //! PAT, token caches), `transport` (URLs, the retry helper, error mapping, pagination),
 //! `runners` (JIT, registration tokens, runners, runner groups, jobs) and `hooks` (hook
-//! deliveries and redelivery). Each adds an `impl GitHubClient` block; the public paths
-//! stay `github::client::*`.
+//! deliveries and redelivery), layered so no file needs one above it: `transport` at the
+//! bottom, `auth` on it, `client` (the struct, `send`) on both, `runners` and `hooks` on
+//! the client. The public paths stay `github::client::*`.
 
 mod auth;
 pub mod client;
 pub mod dry_run;
+mod hook_path;
 mod hooks;
 mod runners;
 
 pub use runners::{GroupRepositories, GroupRepository, RunnerGroup};
 mod transport;
+
+pub use runners::RunnerGroup;
 
 use std::time::Duration;
 

@@ -11,7 +11,6 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::GitHubError;
-use super::client::{ClientSetupError, GitHubClient};
 use crate::secret::Secret;
 
 /// Sent on every request; GitHub refuses requests without a `User-Agent`.
@@ -24,6 +23,21 @@ pub(super) const MAX_PAGES: usize = 100;
 const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 /// GitHub's `message` is quoted in errors up to this many characters.
 const MAX_MESSAGE_CHARS: usize = 300;
+
+/// Why a [`super::client::GitHubClient`] could not be built. Never contains a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientSetupError {
+    #[error(
+        "no GitHub credentials: set GITHUB_APP_ID (or GITHUB_APP_CLIENT_ID) with GITHUB_APP_PRIVATE_KEY, or GITHUB_TOKEN"
+    )]
+    NoCredentials,
+    #[error("GITHUB_APP_PRIVATE_KEY {0}")]
+    InvalidPrivateKey(&'static str),
+    #[error("GITHUB_API_URL {0:?} is not a usable http(s) URL")]
+    InvalidApiUrl(String),
+    #[error("could not build the HTTP client: {0}")]
+    Http(String),
+}
 
 /// Timeouts and retry behaviour of every call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +104,7 @@ impl Reply {
 }
 
 /// The HTTP client every call goes through: GitHub's headers, the policy's timeouts, no redirects.
-pub(super) fn build_http(policy: &RetryPolicy) -> Result<reqwest::Client, ClientSetupError> {
+fn build_http(policy: &RetryPolicy) -> Result<reqwest::Client, ClientSetupError> {
     let mut headers = HeaderMap::new();
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     headers.insert(ACCEPT, HeaderValue::from_static("application/vnd.github+json"));
@@ -105,7 +119,26 @@ pub(super) fn build_http(policy: &RetryPolicy) -> Result<reqwest::Client, Client
         .map_err(|e| ClientSetupError::Http(e.to_string()))
 }
 
-impl GitHubClient {
+/// The HTTP side of the client: the API base, the HTTP client and the retry policy.
+pub(super) struct Transport {
+    http: reqwest::Client,
+    api: Url,
+    policy: RetryPolicy,
+}
+
+impl Transport {
+    pub(super) fn new(api: Url, policy: RetryPolicy) -> Result<Self, ClientSetupError> {
+        Ok(Self { http: build_http(&policy)?, api, policy })
+    }
+
+    pub(super) fn api(&self) -> &Url {
+        &self.api
+    }
+
+    pub(super) fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
     /// The API URL of `path`, built segment by segment: each `/`-separated part is
     /// percent-encoded on its own (`?`, `#`, `%` included), so no part can add a query, a
     /// fragment or a path step. Names from payloads go through [`segment`] first, which
@@ -128,29 +161,7 @@ impl GitHubClient {
             && url.port_or_known_default() == api.port_or_known_default()
     }
 
-    /// Sends one request with the policy's timeouts and retries. 2xx and the statuses in
-    /// `accept` come back as a [`Reply`]; anything else as a classified [`GitHubError`].
-    /// A 401 drops the bearer from the installation token cache, so the next call mints anew.
-    pub(super) async fn send(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<&serde_json::Value>,
-        bearer: &Secret,
-        accept: &[u16],
-    ) -> Result<Reply, GitHubError> {
-        match self.send_raw(method, url, body, bearer, accept).await {
-            Ok(reply) => Ok(reply),
-            Err((error, status)) => {
-                if status == Some(StatusCode::UNAUTHORIZED) {
-                    self.forget_token(bearer).await;
-                }
-                Err(error)
-            }
-        }
-    }
-
-    /// [`Self::send`] for App JWT calls, which run while a cache lock is held (so they must
+    /// [`super::client::GitHubClient::send`] for App JWT calls, which run while a cache lock is held (so they must
     /// not touch the token cache).
     pub(super) async fn send_app(
         &self,
@@ -163,7 +174,7 @@ impl GitHubClient {
     }
 
     /// The retry loop. Errors carry the final HTTP status, when there was one.
-    async fn send_raw(
+    pub(super) async fn send_raw(
         &self,
         method: Method,
         url: Url,

@@ -2,9 +2,7 @@
 //! The compute name `<prefix>-<job id>` is the idempotency key; the JIT runner name (the
 //! same string) is the lock between workers.
 
-pub mod backend;
 pub mod dry_run;
-pub mod placement;
 pub mod throttle;
 
 use std::collections::BTreeMap;
@@ -13,14 +11,16 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::config::{Backend, CheckJobQueued, Pool, PoolsConfig, RunnerKind, RunnerScope, TokenMode};
+use crate::config::{CheckJobQueued, Pool, PoolsConfig, RunnerKind, RunnerScope, TokenMode};
 use crate::events;
 use crate::github::{GitHubError, JobContext, JobState, RunnerDeletion, RunnerRegistry, RunnerTarget};
 use crate::idle::demand::{self, DemandLog, MemoryDemandLog, Record};
 use crate::message::RunnerMessage;
 use crate::pools::choose_pool;
 
-pub use backend::{
+pub use crate::backends::Backends;
+pub use crate::compute::placement;
+pub use crate::compute::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError,
     Purpose, TAG_IDLE_TARGET, TAG_POOL,
 };
@@ -100,41 +100,6 @@ pub enum ProvisionOutcome {
     AlreadyExists,
     /// GitHub says no runner is needed any more.
     Skipped { reason: String },
-}
-
-/// The backends, one per registered kind (complete by construction: see
-/// [`Backend::ALL`]); a pool uses the one its `backend` names.
-#[derive(Clone)]
-pub struct Backends {
-    /// Indexed by [`Backend::index`].
-    by_kind: Vec<Arc<dyn ComputeBackend>>,
-}
-
-impl Backends {
-    /// Every kind served by one backend (the dry-run).
-    #[must_use]
-    pub fn single(backend: Arc<dyn ComputeBackend>) -> Self {
-        Self { by_kind: Backend::ALL.iter().map(|_| backend.clone()).collect() }
-    }
-
-    /// One backend per kind, built by `build`.
-    ///
-    /// # Errors
-    /// The first kind `build` fails for.
-    pub fn try_build<E>(build: impl FnMut(Backend) -> Result<Arc<dyn ComputeBackend>, E>) -> Result<Self, E> {
-        Ok(Self { by_kind: Backend::ALL.into_iter().map(build).collect::<Result<_, E>>()? })
-    }
-
-    /// The backend of one kind.
-    #[must_use]
-    pub fn get(&self, kind: Backend) -> &Arc<dyn ComputeBackend> {
-        &self.by_kind[kind.index()]
-    }
-
-    #[must_use]
-    pub fn for_pool(&self, pool: &Pool) -> &Arc<dyn ComputeBackend> {
-        self.get(pool.backend())
-    }
 }
 
 /// Runs the provisioning algorithm and cleanup against GitHub and the backends.
@@ -882,4 +847,16 @@ pub fn job_age(msg: &RunnerMessage, now: OffsetDateTime) -> Option<Duration> {
     let created = events::parse_time(msg.job_created_at.as_deref())?;
     let age = now - created;
     age.try_into().ok()
+}
+
+impl From<GitHubError> for ProvisionError {
+    fn from(e: GitHubError) -> Self {
+        match e {
+            GitHubError::RateLimited { retry_after } => {
+                ProvisionError::Retryable { reason: e.to_string(), retry_after: Some(retry_after) }
+            }
+            ref other if other.is_retryable() => ProvisionError::retryable(other.to_string()),
+            other => ProvisionError::permanent(other.to_string()),
+        }
+    }
 }

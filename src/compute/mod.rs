@@ -1,4 +1,9 @@
-//! The compute seam: one trait that the Batch, ACI and dry-run backends implement.
+//! The compute seam, at the bottom of the crate: the trait every backend implements (ACI,
+//! Batch, the dry-run), what crosses it (the request, a runner's compute as each backend
+//! reads it back, the error), and the placement failover any backend with placements uses.
+//! It depends on nothing above it but the pool it is given.
+
+pub mod placement;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -158,20 +163,8 @@ impl ProvisionError {
     }
 }
 
-impl From<crate::github::GitHubError> for ProvisionError {
-    fn from(e: crate::github::GitHubError) -> Self {
-        match e {
-            crate::github::GitHubError::RateLimited { retry_after } => {
-                ProvisionError::Retryable { reason: e.to_string(), retry_after: Some(retry_after) }
-            }
-            ref other if other.is_retryable() => ProvisionError::retryable(other.to_string()),
-            other => ProvisionError::permanent(other.to_string()),
-        }
-    }
-}
-
 /// One kind of compute. Implementations are thin REST clients; the algorithm lives in
-/// [`super::Provisioner`].
+/// [`crate::provision::Provisioner`].
 #[async_trait]
 pub trait ComputeBackend: Send + Sync {
     /// `aci`, `batch` or `dry-run`.
