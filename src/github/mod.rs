@@ -14,11 +14,9 @@ pub mod dry_run;
 mod hook_path;
 mod hooks;
 mod runners;
-
-pub use runners::{GroupRepositories, GroupRepository, RunnerGroup};
 mod transport;
 
-pub use runners::RunnerGroup;
+pub use runners::{GroupRepositories, GroupRepository, RunnerGroup};
 
 use std::time::Duration;
 
