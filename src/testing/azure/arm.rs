@@ -41,9 +41,19 @@ impl Arm {
         self.groups.insert((subscription.into(), rg.into(), name), group);
     }
 
-    fn create(&mut self, key: GroupKey, mut group: Value) -> Canned {
-        // ACI would update a running group, or redeploy a finished one: never wanted.
-        assert!(!self.groups.contains_key(&key), "a PUT on existing container group {}", key.2);
+    fn create(&mut self, key: GroupKey, req: &Seen) -> Canned {
+        if self.groups.contains_key(&key) {
+            // Without If-None-Match, ACI would update a running group or redeploy a finished
+            // one: never wanted, so the test fails loudly.
+            let create_only = req.headers.get("if-none-match").is_some_and(|v| v == "*");
+            assert!(create_only, "a PUT that would update or redeploy container group {}", key.2);
+            return Self::error(
+                412,
+                "PreconditionFailed",
+                "The condition specified using HTTP conditional header(s) is not met.",
+            );
+        }
+        let mut group = req.body.clone().expect("a PUT body");
         for container in group["properties"]["containers"].as_array_mut().into_iter().flatten() {
             for var in container["properties"]["environmentVariables"].as_array_mut().into_iter().flatten() {
                 // A GET never returns secure values.
@@ -117,7 +127,7 @@ impl Service for Arm {
     fn answer(&mut self, base: &str, req: &Seen) -> Canned {
         let key = scope_of(&req.path).expect("admitted");
         match (&req.method, key.2.is_empty()) {
-            (&Method::PUT, false) => self.create(key, req.body.clone().expect("a PUT body")),
+            (&Method::PUT, false) => self.create(key, req),
             (&Method::GET, false) => match self.groups.get(&key) {
                 Some(g) => Canned::new(200, g.clone()),
                 None => Self::error(404, "ResourceNotFound", "not found"),

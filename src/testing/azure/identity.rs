@@ -78,7 +78,8 @@ pub fn run_isolated<F: Future<Output = ()>>(module: &str, name: &str, body: impl
         Err(_) => {
             let server = token_server();
             let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-                .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+                // The parent decided to run it: an `#[ignore]`d test run with `--ignored` too.
+                .args([name.as_str(), "--exact", "--include-ignored", "--nocapture", "--test-threads=1"])
                 .env(CHILD_ENV, &name)
                 .env("IDENTITY_ENDPOINT", format!("{server}/msi/{name}"))
                 .env("IDENTITY_HEADER", IDENTITY_HEADER_VALUE)
