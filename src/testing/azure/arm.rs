@@ -68,7 +68,8 @@ impl Arm {
         Canned::new(201, group)
     }
 
-    /// Like ARM's list: no instance views, only the provisioning state.
+    /// Like ARM's list: no instance views (the group's nor its containers'), only the
+    /// provisioning state.
     fn list(&self, base: &str, req: &Seen, subscription: &str, rg: &str) -> Canned {
         let all: Vec<Value> = self
             .groups
@@ -77,6 +78,9 @@ impl Arm {
             .map(|(_, g)| {
                 let mut g = g.clone();
                 g["properties"].as_object_mut().map(|p| p.remove("instanceView"));
+                for c in g["properties"]["containers"].as_array_mut().into_iter().flatten() {
+                    c["properties"].as_object_mut().map(|p| p.remove("instanceView"));
+                }
                 g
             })
             .collect();
