@@ -5,9 +5,10 @@
 //! (`azure_test!`). A create the fake accepts has passed Microsoft's model of the body.
 //!
 //! Adding a backend (the VM lane, say) takes one adapter and one line:
-//! 1. a struct holding its fake and the backend over it, with `impl Adapter` below: which
-//!    pools of `tests/fixtures/pools/azure.toml` it serves (add them there), and how its fake
-//!    refuses creates for quota, ends a runner, backdates one, and shows what a create sent;
+//! 1. a struct holding its fake (a `testing::azure::core::Service`, like ARM's and Batch's)
+//!    and the backend over it, with `impl Adapter` below: which pools of
+//!    `tests/fixtures/pools/azure.toml` it serves (add them there), and how its fake refuses
+//!    creates for quota, ends a runner, backdates one, and shows what a create sent;
 //! 2. an entry `vm: VmOverCompute { <the scenarios listed per backend> },` in `contract!`
 //!    at the bottom.
 //!
@@ -36,11 +37,13 @@ use runner_dispatch::testing::FakeGitHub;
 use runner_dispatch::testing::azure::arm::{Arm, ArmFake};
 use runner_dispatch::testing::azure::batch::{Batch, BatchFake};
 use runner_dispatch::testing::azure::core::Service;
-use runner_dispatch::testing::azure::{self, JIT_SECRET, jit_request, pools, start_arm, start_batch};
+use runner_dispatch::testing::azure::{self, FakeServer, JIT_SECRET, jit_request, pools, start_arm, start_batch};
 use runner_dispatch::testing::provision_message;
 
-/// One backend over its fake, as the scenarios drive it.
+/// One backend over its fake (built on the fakes' shared core), as the scenarios drive it.
 trait Adapter: Sized {
+    /// The fake's service.
+    type Service: Service;
     /// The pool the scenarios use, and another pool of the same backend.
     const POOL: &'static str;
     const NEIGHBOUR: &'static str;
@@ -48,18 +51,24 @@ trait Adapter: Sized {
     /// Starts the fake and builds the backend over it (managed identity).
     async fn start() -> Self;
 
+    fn fake(&self) -> &FakeServer<Self::Service>;
+
     fn backend(&self) -> Arc<dyn ComputeBackend>;
 
     /// Whether the fake holds compute named `name`.
     fn holds(&self, name: &str) -> bool;
 
-    /// How many requests reached the fake.
-    fn requests(&self) -> usize;
-
     /// Every create is refused for quota, the refusal echoing `echo`, until [`Self::accept_creates`].
     fn refuse_creates_for_quota(&self, echo: &str);
 
-    fn accept_creates(&self);
+    /// How many requests reached the fake.
+    fn requests(&self) -> usize {
+        self.fake().lock().seen.len()
+    }
+
+    fn accept_creates(&self) {
+        self.fake().accept();
+    }
 
     /// The runner `name` exits, with success or not.
     fn end(&self, name: &str, success: bool);
@@ -339,6 +348,7 @@ impl AciOverArm {
 }
 
 impl Adapter for AciOverArm {
+    type Service = Arm;
     const POOL: &'static str = "linux-aci";
     const NEIGHBOUR: &'static str = "windows-aci";
 
@@ -349,6 +359,10 @@ impl Adapter for AciOverArm {
         Self { fake, backend }
     }
 
+    fn fake(&self) -> &FakeServer<Self::Service> {
+        &self.fake
+    }
+
     fn backend(&self) -> Arc<dyn ComputeBackend> {
         self.backend.clone()
     }
@@ -357,19 +371,11 @@ impl Adapter for AciOverArm {
         self.fake.lock().groups.keys().any(|(_, _, n)| n == name)
     }
 
-    fn requests(&self) -> usize {
-        self.fake.lock().seen.len()
-    }
-
     fn refuse_creates_for_quota(&self, echo: &str) {
         let message = format!(
             "Resource type 'Microsoft.ContainerInstance/containerGroups' container group quota 'StandardCores' exceeded in region 'westeurope' ({echo})."
         );
         self.fake.refuse(Method::PUT, "/containerGroups/", Arm::error(400, "ContainerGroupQuotaReached", &message));
-    }
-
-    fn accept_creates(&self) {
-        self.fake.accept();
     }
 
     fn end(&self, name: &str, success: bool) {
@@ -407,6 +413,7 @@ impl BatchOverAccount {
 }
 
 impl Adapter for BatchOverAccount {
+    type Service = Batch;
     const POOL: &'static str = "linux-batch";
     const NEIGHBOUR: &'static str = "windows-batch";
 
@@ -414,6 +421,10 @@ impl Adapter for BatchOverAccount {
         let fake = start_batch(None).await;
         let backend = Arc::new(azure::batch(&fake.url, &[]));
         Self { fake, backend }
+    }
+
+    fn fake(&self) -> &FakeServer<Self::Service> {
+        &self.fake
     }
 
     fn backend(&self) -> Arc<dyn ComputeBackend> {
@@ -424,17 +435,9 @@ impl Adapter for BatchOverAccount {
         self.fake.lock().tasks.keys().any(|(_, t)| t == name)
     }
 
-    fn requests(&self) -> usize {
-        self.fake.lock().seen.len()
-    }
-
     fn refuse_creates_for_quota(&self, echo: &str) {
         let message = format!("The job and job schedule quota of the account was reached ({echo}).");
         self.fake.refuse(Method::POST, "/tasks", Batch::error(409, "ActiveJobAndScheduleQuotaReached", &message));
-    }
-
-    fn accept_creates(&self) {
-        self.fake.accept();
     }
 
     fn end(&self, name: &str, success: bool) {
