@@ -5,8 +5,8 @@
 //! (`azure_test!`). A create the fake accepts has passed Microsoft's model of the body.
 //!
 //! Adding a backend (the VM lane, say) takes one adapter and one line:
-//! 1. a struct holding its fake (a `testing::azure::core::Service`, like ARM's and Batch's)
-//!    and the backend over it, with `impl Adapter` below: which pools of
+//! 1. `impl Adapter` below for a unit struct: its fake (a `testing::azure::core::Service`,
+//!    like ARM's and Batch's) and the backend over it, which pools of
 //!    `tests/fixtures/pools/azure.toml` it serves (add them there), and how its fake refuses
 //!    creates for quota, ends a runner, backdates one, and shows what a create sent;
 //! 2. an entry `vm: VmOverCompute { <the scenarios listed per backend> },` in `contract!`
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -36,48 +36,87 @@ use runner_dispatch::reconcile::Reconciler;
 use runner_dispatch::testing::FakeGitHub;
 use runner_dispatch::testing::azure::arm::{Arm, ArmFake};
 use runner_dispatch::testing::azure::batch::{Batch, BatchFake};
-use runner_dispatch::testing::azure::core::Service;
-use runner_dispatch::testing::azure::{self, FakeServer, JIT_SECRET, jit_request, pools, start_arm, start_batch};
+use runner_dispatch::testing::azure::core::{Fake, Service};
+use runner_dispatch::testing::azure::{
+    self, Canned, FakeServer, JIT_SECRET, Seen, jit_request, pools, start_arm, start_batch,
+};
 use runner_dispatch::testing::provision_message;
 
-/// One backend over its fake (built on the fakes' shared core), as the scenarios drive it.
-trait Adapter: Sized {
-    /// The fake's service.
+/// What the scenarios need to know about one backend and its fake (a service on the fakes'
+/// shared core): plain functions over the fake's state.
+trait Adapter {
     type Service: Service;
+    type Backend: ComputeBackend + 'static;
     /// The pool the scenarios use, and another pool of the same backend.
     const POOL: &'static str;
     const NEIGHBOUR: &'static str;
 
     /// Starts the fake and builds the backend over it (managed identity).
-    async fn start() -> Self;
-
-    fn fake(&self) -> &FakeServer<Self::Service>;
-
-    fn backend(&self) -> Arc<dyn ComputeBackend>;
+    async fn start() -> (FakeServer<Self::Service>, Self::Backend);
 
     /// Whether the fake holds compute named `name`.
-    fn holds(&self, name: &str) -> bool;
+    fn holds(fake: &Fake<Self::Service>, name: &str) -> bool;
 
-    /// Every create is refused for quota, the refusal echoing `echo`, until [`Self::accept_creates`].
-    fn refuse_creates_for_quota(&self, echo: &str);
+    /// Which requests are creates (method, a part of the path), and the fake's refusal of
+    /// one for quota, echoing `echo`.
+    fn quota_refusal(echo: &str) -> (Method, &'static str, Canned);
+
+    /// The runner `name` exits, with success or not.
+    fn end(fake: &mut Fake<Self::Service>, name: &str, success: bool);
+
+    /// The compute `name` was created `ago`.
+    fn backdate(fake: &mut Fake<Self::Service>, name: &str, ago: Duration);
+
+    /// The value the last create of `name` among `seen` gave runner variable `var`.
+    fn sent(seen: &[Seen], name: &str, var: &str) -> Option<String>;
+}
+
+/// A backend over its fake, as the scenarios drive it.
+struct Subject<A: Adapter> {
+    fake: FakeServer<A::Service>,
+    backend: Arc<A::Backend>,
+}
+
+impl<A: Adapter> Subject<A> {
+    async fn start() -> Self {
+        let (fake, backend) = A::start().await;
+        Self { fake, backend: Arc::new(backend) }
+    }
+
+    fn backend(&self) -> Arc<dyn ComputeBackend> {
+        self.backend.clone()
+    }
+
+    fn holds(&self, name: &str) -> bool {
+        A::holds(&self.fake.lock(), name)
+    }
 
     /// How many requests reached the fake.
     fn requests(&self) -> usize {
-        self.fake().lock().seen.len()
+        self.fake.lock().seen.len()
+    }
+
+    /// Every create is refused for quota until [`Self::accept_creates`].
+    fn refuse_creates_for_quota(&self, echo: &str) {
+        let (method, path, answer) = A::quota_refusal(echo);
+        self.fake.refuse(method, path, answer);
     }
 
     fn accept_creates(&self) {
-        self.fake().accept();
+        self.fake.accept();
     }
 
-    /// The runner `name` exits, with success or not.
-    fn end(&self, name: &str, success: bool);
+    fn end(&self, name: &str, success: bool) {
+        A::end(&mut self.fake.lock(), name, success);
+    }
 
-    /// The compute `name` was created `ago`.
-    fn backdate(&self, name: &str, ago: Duration);
+    fn backdate(&self, name: &str, ago: Duration) {
+        A::backdate(&mut self.fake.lock(), name, ago);
+    }
 
-    /// The value the last create of `name` gave runner variable `var` (secret or plain).
-    fn sent(&self, name: &str, var: &str) -> Option<String>;
+    fn sent(&self, name: &str, var: &str) -> Option<String> {
+        A::sent(&self.fake.seen(), name, var)
+    }
 }
 
 /// [`Adapter::POOL`] and [`Adapter::NEIGHBOUR`] only, so reconcile passes see this backend's pools.
@@ -92,7 +131,7 @@ fn pool_of<A: Adapter>(name: &str) -> Pool {
 }
 
 /// The provisioner over the adapter's backend and a scriptable GitHub.
-fn provisioner<A: Adapter>(a: &A) -> (Provisioner, Arc<FakeGitHub>) {
+fn provisioner<A: Adapter>(a: &Subject<A>) -> (Provisioner, Arc<FakeGitHub>) {
     let github = Arc::new(FakeGitHub::default());
     (Provisioner::new(pools_of::<A>(), github.clone(), Backends::single(a.backend())), github)
 }
@@ -113,7 +152,7 @@ fn rfc3339(at: OffsetDateTime) -> String {
 
 /// A created runner is found with what it was made for: job, repository, the JIT runner id
 /// (cleanup matches it), its pool, and when it was created (reconcile ages it).
-async fn a_created_runner_is_found_with_what_it_was_made_for<A: Adapter>(a: A) {
+async fn a_created_runner_is_found_with_what_it_was_made_for<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     assert_eq!(backend.kind(), p.backend().as_str());
@@ -134,7 +173,7 @@ async fn a_created_runner_is_found_with_what_it_was_made_for<A: Adapter>(a: A) {
 }
 
 /// The compute name is the idempotency key: a second create of it changes nothing.
-async fn a_second_create_of_the_same_name_is_already_exists<A: Adapter>(a: A) {
+async fn a_second_create_of_the_same_name_is_already_exists<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     assert_eq!(backend.create(&p, &jit_request(&p, 102)).await.expect("first"), CreateOutcome::Created);
@@ -142,7 +181,7 @@ async fn a_second_create_of_the_same_name_is_already_exists<A: Adapter>(a: A) {
     assert_eq!(names(backend.list(&p).await.expect("list")), ["ghr-102"]);
 }
 
-async fn a_missing_runner_is_none_and_deleting_it_is_fine<A: Adapter>(a: A) {
+async fn a_missing_runner_is_none_and_deleting_it_is_fine<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     assert_eq!(backend.find(&p, "ghr-404").await.expect("find"), None);
@@ -151,7 +190,7 @@ async fn a_missing_runner_is_none_and_deleting_it_is_fine<A: Adapter>(a: A) {
 }
 
 /// A pool lists its own runners, never another pool's.
-async fn list_shows_the_pools_runners_and_no_other_pools<A: Adapter>(a: A) {
+async fn list_shows_the_pools_runners_and_no_other_pools<A: Adapter>(a: Subject<A>) {
     let (p, neighbour) = (pool_of::<A>(A::POOL), pool_of::<A>(A::NEIGHBOUR));
     let backend = a.backend();
     for job in [201, 202, 203] {
@@ -166,7 +205,7 @@ async fn list_shows_the_pools_runners_and_no_other_pools<A: Adapter>(a: A) {
 
 /// An idle runner carries no job: where it registered and its pool read back from the
 /// backend's own metadata.
-async fn an_idle_runner_is_found_as_idle_capacity_for_its_target<A: Adapter>(a: A) {
+async fn an_idle_runner_is_found_as_idle_capacity_for_its_target<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let name = create_idle_runner(&a, &p).await;
     let found = a.backend().find(&p, &name).await.expect("find").expect("found");
@@ -174,7 +213,7 @@ async fn an_idle_runner_is_found_as_idle_capacity_for_its_target<A: Adapter>(a: 
 }
 
 /// ... and the listing reconcile counts a pool's idle level from shows it as such.
-async fn an_idle_runner_is_listed_as_idle_capacity_for_its_target<A: Adapter>(a: A) {
+async fn an_idle_runner_is_listed_as_idle_capacity_for_its_target<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let name = create_idle_runner(&a, &p).await;
     let listed = a.backend().list(&p).await.expect("list");
@@ -182,7 +221,7 @@ async fn an_idle_runner_is_listed_as_idle_capacity_for_its_target<A: Adapter>(a:
     assert_idle_capacity(&p, &listed[0], &name);
 }
 
-async fn create_idle_runner<A: Adapter>(a: &A, p: &Pool) -> String {
+async fn create_idle_runner<A: Adapter>(a: &Subject<A>, p: &Pool) -> String {
     let request = ComputeRequest {
         name: p.idle_runner_name(0xabc),
         purpose: Purpose::Idle { target: "octo-org".into() },
@@ -200,7 +239,7 @@ fn assert_idle_capacity(p: &Pool, info: &ComputeInfo, name: &str) {
 }
 
 /// A runner that ended reads as finished, succeeded or failed, in find and list.
-async fn a_runner_that_ended_reads_as_succeeded_or_failed<A: Adapter>(a: A) {
+async fn a_runner_that_ended_reads_as_succeeded_or_failed<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     for job in [301, 302] {
@@ -218,7 +257,7 @@ async fn a_runner_that_ended_reads_as_succeeded_or_failed<A: Adapter>(a: A) {
 
 /// Quota is a wait, not a failure: retryable, nothing created, and the refusal's echo of
 /// the runner's secret never reaches the error.
-async fn a_quota_refusal_is_retryable_creates_nothing_and_never_shows_the_secret<A: Adapter>(a: A) {
+async fn a_quota_refusal_is_retryable_creates_nothing_and_never_shows_the_secret<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     a.refuse_creates_for_quota(JIT_SECRET);
@@ -232,7 +271,7 @@ async fn a_quota_refusal_is_retryable_creates_nothing_and_never_shows_the_secret
 
 /// After a quota refusal the provisioner holds the JIT registration, and the next attempt
 /// creates with that same configuration: no second JIT call, no registration deleted.
-async fn the_retry_after_a_quota_refusal_uses_the_held_registration<A: Adapter>(a: A) {
+async fn the_retry_after_a_quota_refusal_uses_the_held_registration<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let (provisioner, github) = provisioner(&a);
     let labels: Vec<&str> = p.labels.iter().map(String::as_str).collect();
@@ -253,7 +292,7 @@ async fn the_retry_after_a_quota_refusal_uses_the_held_registration<A: Adapter>(
     assert_eq!(provisioner.held_registrations(), 0);
 }
 
-async fn a_deleted_runner_is_gone_from_find_and_list<A: Adapter>(a: A) {
+async fn a_deleted_runner_is_gone_from_find_and_list<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     backend.create(&p, &jit_request(&p, 601)).await.expect("create");
@@ -267,7 +306,7 @@ async fn a_deleted_runner_is_gone_from_find_and_list<A: Adapter>(a: A) {
 
 /// `runner_ttl` is a hard limit: reconcile deletes compute older than it even while its
 /// runner is busy (the busy registration is left for GitHub to end); younger compute stays.
-async fn reconcile_deletes_a_runner_past_its_ttl_even_when_busy<A: Adapter>(a: A) {
+async fn reconcile_deletes_a_runner_past_its_ttl_even_when_busy<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     backend.create(&p, &jit_request(&p, 701)).await.expect("create");
@@ -284,7 +323,7 @@ async fn reconcile_deletes_a_runner_past_its_ttl_even_when_busy<A: Adapter>(a: A
 
 /// A runner that never came online within `runner_boot_timeout` is a failed start:
 /// reconcile removes its registration and compute, and asks again for the job's runner.
-async fn reconcile_replaces_a_runner_that_never_came_online<A: Adapter>(a: A) {
+async fn reconcile_replaces_a_runner_that_never_came_online<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     backend.create(&p, &jit_request(&p, 801)).await.expect("create");
@@ -302,7 +341,7 @@ async fn reconcile_replaces_a_runner_that_never_came_online<A: Adapter>(a: A) {
 
 /// `max_runners` counts what `active_count` says: this backend's own creates and deletes
 /// show at once, or the backend caps itself (`None`).
-async fn active_count_follows_creates_and_deletes_or_is_none<A: Adapter>(a: A) {
+async fn active_count_follows_creates_and_deletes_or_is_none<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     let first = backend.active_count(&p).await.expect("count");
@@ -319,7 +358,7 @@ async fn active_count_follows_creates_and_deletes_or_is_none<A: Adapter>(a: A) {
 }
 
 /// A name the service would refuse is refused here, permanently, before any request.
-async fn an_invalid_name_is_refused_before_any_request<A: Adapter>(a: A) {
+async fn an_invalid_name_is_refused_before_any_request<A: Adapter>(a: Subject<A>) {
     let p = pool_of::<A>(A::POOL);
     let backend = a.backend();
     let bad = "Bad Name/../x";
@@ -336,62 +375,45 @@ async fn an_invalid_name_is_refused_before_any_request<A: Adapter>(a: A) {
 // ---------------------------------------------------------------------------------------
 
 /// ACI over the ARM fake.
-struct AciOverArm {
-    fake: ArmFake,
-    backend: Arc<AciBackend>,
-}
-
-impl AciOverArm {
-    fn with_group<T>(&self, name: &str, f: impl FnOnce(&mut Value) -> T) -> T {
-        f(self.fake.lock().group_mut(name).expect("a container group"))
-    }
-}
+struct AciOverArm;
 
 impl Adapter for AciOverArm {
     type Service = Arm;
+    type Backend = AciBackend;
     const POOL: &'static str = "linux-aci";
     const NEIGHBOUR: &'static str = "windows-aci";
 
-    async fn start() -> Self {
+    async fn start() -> (ArmFake, AciBackend) {
         let fake = start_arm().await;
         // Counts straight from ARM: the cache is tests/aci_backend.rs's business.
-        let backend = Arc::new(azure::aci(&fake.url, &[]).with_active_count_ttl(Duration::ZERO));
-        Self { fake, backend }
+        let backend = azure::aci(&fake.url, &[]).with_active_count_ttl(Duration::ZERO);
+        (fake, backend)
     }
 
-    fn fake(&self) -> &FakeServer<Self::Service> {
-        &self.fake
+    fn holds(fake: &Fake<Arm>, name: &str) -> bool {
+        fake.groups.keys().any(|(_, _, n)| n == name)
     }
 
-    fn backend(&self) -> Arc<dyn ComputeBackend> {
-        self.backend.clone()
-    }
-
-    fn holds(&self, name: &str) -> bool {
-        self.fake.lock().groups.keys().any(|(_, _, n)| n == name)
-    }
-
-    fn refuse_creates_for_quota(&self, echo: &str) {
+    fn quota_refusal(echo: &str) -> (Method, &'static str, Canned) {
         let message = format!(
             "Resource type 'Microsoft.ContainerInstance/containerGroups' container group quota 'StandardCores' exceeded in region 'westeurope' ({echo})."
         );
-        self.fake.refuse(Method::PUT, "/containerGroups/", Arm::error(400, "ContainerGroupQuotaReached", &message));
+        (Method::PUT, "/containerGroups/", Arm::error(400, "ContainerGroupQuotaReached", &message))
     }
 
-    fn end(&self, name: &str, success: bool) {
-        self.with_group(name, |g| {
-            g["properties"]["instanceView"] = json!({"state": if success { "Succeeded" } else { "Failed" }});
-            g["properties"]["containers"][0]["properties"]["instanceView"] =
-                json!({"currentState": {"state": "Terminated", "exitCode": i32::from(!success)}});
-        });
+    fn end(fake: &mut Fake<Arm>, name: &str, success: bool) {
+        let g = fake.group_mut(name).expect("a container group");
+        g["properties"]["instanceView"] = json!({"state": if success { "Succeeded" } else { "Failed" }});
+        g["properties"]["containers"][0]["properties"]["instanceView"] =
+            json!({"currentState": {"state": "Terminated", "exitCode": i32::from(!success)}});
     }
 
-    fn backdate(&self, name: &str, ago: Duration) {
-        self.with_group(name, |g| g["systemData"]["createdAt"] = json!(rfc3339(OffsetDateTime::now_utc() - ago)));
+    fn backdate(fake: &mut Fake<Arm>, name: &str, ago: Duration) {
+        let g = fake.group_mut(name).expect("a container group");
+        g["systemData"]["createdAt"] = json!(rfc3339(OffsetDateTime::now_utc() - ago));
     }
 
-    fn sent(&self, name: &str, var: &str) -> Option<String> {
-        let seen = self.fake.seen();
+    fn sent(seen: &[Seen], name: &str, var: &str) -> Option<String> {
         let put = seen.iter().rev().find(|s| s.method == Method::PUT && s.path.ends_with(&format!("/{name}")))?;
         let vars =
             put.body.as_ref()?["properties"]["containers"][0]["properties"]["environmentVariables"].as_array()?;
@@ -401,59 +423,41 @@ impl Adapter for AciOverArm {
 }
 
 /// Batch over the Batch fake (Entra ID).
-struct BatchOverAccount {
-    fake: BatchFake,
-    backend: Arc<BatchBackend>,
-}
-
-impl BatchOverAccount {
-    fn with_task<T>(&self, name: &str, f: impl FnOnce(&mut Value) -> T) -> T {
-        f(self.fake.lock().task_mut(name).expect("a task"))
-    }
-}
+struct BatchOverAccount;
 
 impl Adapter for BatchOverAccount {
     type Service = Batch;
+    type Backend = BatchBackend;
     const POOL: &'static str = "linux-batch";
     const NEIGHBOUR: &'static str = "windows-batch";
 
-    async fn start() -> Self {
+    async fn start() -> (BatchFake, BatchBackend) {
         let fake = start_batch(None).await;
-        let backend = Arc::new(azure::batch(&fake.url, &[]));
-        Self { fake, backend }
+        let backend = azure::batch(&fake.url, &[]);
+        (fake, backend)
     }
 
-    fn fake(&self) -> &FakeServer<Self::Service> {
-        &self.fake
+    fn holds(fake: &Fake<Batch>, name: &str) -> bool {
+        fake.tasks.keys().any(|(_, t)| t == name)
     }
 
-    fn backend(&self) -> Arc<dyn ComputeBackend> {
-        self.backend.clone()
-    }
-
-    fn holds(&self, name: &str) -> bool {
-        self.fake.lock().tasks.keys().any(|(_, t)| t == name)
-    }
-
-    fn refuse_creates_for_quota(&self, echo: &str) {
+    fn quota_refusal(echo: &str) -> (Method, &'static str, Canned) {
         let message = format!("The job and job schedule quota of the account was reached ({echo}).");
-        self.fake.refuse(Method::POST, "/tasks", Batch::error(409, "ActiveJobAndScheduleQuotaReached", &message));
+        (Method::POST, "/tasks", Batch::error(409, "ActiveJobAndScheduleQuotaReached", &message))
     }
 
-    fn end(&self, name: &str, success: bool) {
-        self.with_task(name, |t| {
-            t["state"] = json!("completed");
-            t["executionInfo"] =
-                json!({"result": if success { "success" } else { "failure" }, "exitCode": i32::from(!success)});
-        });
+    fn end(fake: &mut Fake<Batch>, name: &str, success: bool) {
+        let t = fake.task_mut(name).expect("a task");
+        t["state"] = json!("completed");
+        t["executionInfo"] =
+            json!({"result": if success { "success" } else { "failure" }, "exitCode": i32::from(!success)});
     }
 
-    fn backdate(&self, name: &str, ago: Duration) {
-        self.with_task(name, |t| t["creationTime"] = json!(rfc3339(OffsetDateTime::now_utc() - ago)));
+    fn backdate(fake: &mut Fake<Batch>, name: &str, ago: Duration) {
+        fake.task_mut(name).expect("a task")["creationTime"] = json!(rfc3339(OffsetDateTime::now_utc() - ago));
     }
 
-    fn sent(&self, name: &str, var: &str) -> Option<String> {
-        let seen = self.fake.seen();
+    fn sent(seen: &[Seen], name: &str, var: &str) -> Option<String> {
         let post =
             seen.iter().rev().find(|s| s.method == Method::POST && s.body.as_ref().is_some_and(|b| b["id"] == name))?;
         let vars = post.body.as_ref()?["environmentSettings"].as_array()?;
@@ -494,7 +498,7 @@ macro_rules! contract {
 
 macro_rules! scenarios {
     ($adapter:ty; $($(#[$attr:meta])* $scenario:ident),+ $(,)?) => {$(
-        azure_test!($(#[$attr])* $scenario, async { super::$scenario(<$adapter as Adapter>::start().await).await });
+        azure_test!($(#[$attr])* $scenario, async { super::$scenario(Subject::<$adapter>::start().await).await });
     )+};
 }
 
