@@ -7,10 +7,14 @@
 //!   [`ComputeBackend`](crate::provision::ComputeBackend));
 //! - seam fakes with latency and limits in (tokio) simulated time, for benchmarks:
 //!   [`sim::SimGitHub`] and [`sim::SimCompute`];
-//! - the real router on 127.0.0.1:0 over those seams: [`spawn_app`] and friends.
+//! - the real router on 127.0.0.1:0 over those seams: [`spawn_app`] and friends;
+//! - local fakes of ARM, Batch, Blob storage and the managed identity endpoint, which
+//!   check what they receive against Microsoft's models: [`azure`] (feature `azure-fakes`).
 //!
 //! Tests reach all of it as `common::*` (tests/common re-exports this module).
 
+#[cfg(feature = "azure-fakes")]
+pub mod azure;
 mod compute;
 mod registry;
 mod server;
