@@ -603,7 +603,6 @@ impl ComputeBackend for BatchBackend {
             &[("$select", "id,displayName,state,creationTime,executionInfo"), ("maxresults", "1000")],
         )?;
         let base = self.base()?.to_owned();
-        let prefix = format!("{}-", pool.name_prefix);
         let mut out = Vec::new();
         for _page in 0..1000 {
             let response = self.send(&what, Method::GET, url.clone(), None).await?;
@@ -618,11 +617,8 @@ impl ComputeBackend for BatchBackend {
                 .await
                 .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
             for task in page["value"].as_array().into_iter().flatten() {
-                let ours = task["id"]
-                    .as_str()
-                    .and_then(|id| id.strip_prefix(&prefix))
-                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
-                if ours {
+                // A job's runner `<prefix>-<job id>` or an idle one `<prefix>-i-<8 hex>`.
+                if task["id"].as_str().is_some_and(|id| pool.runner_kind(id).is_some()) {
                     out.push(batch_task_info(pool, task));
                 }
             }
