@@ -33,7 +33,6 @@ use runner_dispatch::idle::demand::MemoryDemandLog;
 use runner_dispatch::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
 use runner_dispatch::provision::{
     Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Provisioner,
-    Purpose, TAG_IDLE_TARGET, TAG_POOL,
 };
 use runner_dispatch::reconcile::{PERIOD, Reconciler};
 use time::OffsetDateTime;
@@ -319,22 +318,9 @@ impl ComputeBackend for FakeAci {
         if w.in_window() {
             w.creates += 1;
         }
-        let mut tags = BTreeMap::from([(TAG_POOL.to_owned(), pool.name.clone())]);
-        let (job_id, repository) = match &request.purpose {
-            Purpose::Job(job) => (Some(job.job_id), Some(job.repository.clone())),
-            Purpose::Idle { target } => {
-                tags.insert(TAG_IDLE_TARGET.to_owned(), target.clone());
-                (None, None)
-            }
-        };
         let info = ComputeInfo {
-            name: request.name.clone(),
-            state: ComputeState::Pending,
             created_at: Some(sim_time(&w)),
-            job_id,
-            repository,
-            runner_id: request.runner_id,
-            tags,
+            ..ComputeInfo::requested(pool, request, ComputeState::Pending)
         };
         w.computes.insert(request.name.clone(), info);
         let at = w.now() + ms(w.boot_time());

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::azure::aci::{TAG_JOB_CREATED_AT, TAG_RUN_ID};
 use crate::config::{Backend, Pool, RunnerKind};
 use crate::github::{Delivery, JobContext, JobState, RunnerDeletion, RunnerInfo, RunnerTarget};
 use crate::idle::Demand;
@@ -120,7 +119,7 @@ pub struct Census {
 
 /// The ACI placement a runner was created in (empty for pools without placements).
 fn placement_of(info: &ComputeInfo) -> &str {
-    info.tags.get(crate::azure::aci::TAG_PLACEMENT).map_or("", String::as_str)
+    info.placement()
 }
 
 fn age_of(info: &ComputeInfo, now: OffsetDateTime) -> Duration {
@@ -567,7 +566,7 @@ impl Reconciler {
             v: MESSAGE_VERSION,
             kind: MessageKind::Provision,
             job_id,
-            run_id: info.tags.get(TAG_RUN_ID).and_then(|r| r.parse().ok()).unwrap_or_default(),
+            run_id: info.run_id.unwrap_or_default(),
             repository: job.repository.clone(),
             owner: job.owner.clone(),
             installation_id: job.installation_id,
@@ -575,7 +574,7 @@ impl Reconciler {
             pool: pool.name.clone(),
             runner_name: pool.runner_name(job_id),
             delivery_id: format!("reconcile-{job_id}"),
-            job_created_at: info.tags.get(TAG_JOB_CREATED_AT).cloned(),
+            job_created_at: info.job_created_at.clone(),
             ran_on: None,
             ran_on_id: None,
             job_started_at: None,

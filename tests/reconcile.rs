@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::*;
@@ -11,21 +10,18 @@ use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::github::{Delivery, JobState};
 use runner_dispatch::idle::demand::{MemoryDemandLog, Record, record};
 use runner_dispatch::message::{MessageKind, RunnerMessage};
-use runner_dispatch::provision::{
-    Backends, ComputeInfo, ComputeState, ProvisionOutcome, Provisioner, TAG_IDLE_TARGET, TAG_POOL,
-};
+use runner_dispatch::provision::{Backends, ComputeInfo, ComputeState, ProvisionOutcome, Provisioner};
 use runner_dispatch::reconcile::Reconciler;
 
 fn compute(name: &str, job_id: u64, state: ComputeState, minutes_old: i64) -> ComputeInfo {
     ComputeInfo {
-        name: name.into(),
-        state,
         created_at: Some(time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes_old)),
         job_id: Some(job_id),
         repository: Some("octo-org/api".into()),
+        job_created_at: Some("2026-11-23T00:00:00Z".into()),
         // The JIT registration made for it: tests register runner `100 + job id` for it.
         runner_id: Some(100 + job_id),
-        tags: BTreeMap::from([("runner-dispatch-job-created-at".to_owned(), "2026-11-23T00:00:00Z".to_owned())]),
+        ..ComputeInfo::new(name, state)
     }
 }
 
@@ -197,10 +193,8 @@ fn idle_runner(backend: &ScriptedBackend, gh: &FakeGitHub, name: &str, id: u64, 
     c.job_id = None;
     c.repository = None;
     c.runner_id = Some(id);
-    c.tags = BTreeMap::from([
-        (TAG_POOL.to_owned(), "ready".to_owned()),
-        (TAG_IDLE_TARGET.to_owned(), "octo-org".to_owned()),
-    ]);
+    c.pool = Some("ready".into());
+    c.idle_target = Some("octo-org".into());
     put(backend, c);
     gh.add_runner(id, name, true, busy);
 }
@@ -309,10 +303,8 @@ async fn the_auto_target_follows_the_recorded_arrivals_and_falls_to_the_floor_wi
         let mut c = compute(&name, 0, ComputeState::Running, 5);
         c.job_id = None;
         c.runner_id = Some(700 + i);
-        c.tags = BTreeMap::from([
-            (TAG_POOL.to_owned(), "auto".to_owned()),
-            (TAG_IDLE_TARGET.to_owned(), "octo-org".to_owned()),
-        ]);
+        c.pool = Some("auto".into());
+        c.idle_target = Some("octo-org".into());
         put(&backend2, c);
         gh2.add_runner(700 + i, &name, true, false);
     }

@@ -26,7 +26,10 @@ pub const ACI_API_VERSION: &str = "2025-09-01";
 pub const ACTIVE_COUNT_TTL: Duration = Duration::from_secs(5);
 
 /// Tags runner-dispatch sets on every container group.
-pub use crate::compute::{TAG_IDLE_TARGET, TAG_POOL};
+/// Tag naming the pool.
+pub const TAG_POOL: &str = "runner-dispatch-pool";
+/// Tag marking idle capacity, with the registration target as its value.
+pub const TAG_IDLE_TARGET: &str = "runner-dispatch-idle-target";
 pub const TAG_JOB_ID: &str = "runner-dispatch-job-id";
 pub const TAG_RUN_ID: &str = "runner-dispatch-run-id";
 pub const TAG_REPOSITORY: &str = "runner-dispatch-repository";
@@ -383,14 +386,18 @@ pub fn container_group_info(group: &Value) -> ComputeInfo {
             .as_str()
             .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
     });
+    let number = |key: &str| tags.get(key).and_then(|v| v.parse().ok());
     ComputeInfo {
-        name: group["name"].as_str().unwrap_or_default().to_owned(),
-        state: container_group_state(group),
         created_at,
-        job_id: tags.get(TAG_JOB_ID).and_then(|v| v.parse().ok()),
+        pool: tags.get(TAG_POOL).cloned(),
+        job_id: number(TAG_JOB_ID),
+        run_id: number(TAG_RUN_ID),
         repository: tags.get(TAG_REPOSITORY).cloned(),
-        runner_id: tags.get(TAG_RUNNER_ID).and_then(|v| v.parse().ok()),
-        tags,
+        job_created_at: tags.get(TAG_JOB_CREATED_AT).cloned(),
+        idle_target: tags.get(TAG_IDLE_TARGET).cloned(),
+        runner_id: number(TAG_RUNNER_ID),
+        placement: tags.get(TAG_PLACEMENT).cloned(),
+        ..ComputeInfo::new(group["name"].as_str().unwrap_or_default(), container_group_state(group))
     }
 }
 
@@ -772,9 +779,12 @@ impl ComputeBackend for AciBackend {
                     continue;
                 }
                 // Deleted between the list and the read: gone, leave it out.
-                if let Some(mut full) = self.find_in(site, &info.name).await? {
-                    full.tags = info.tags;
-                    out.push(full);
+                if let Some(full) = self.find_in(site, &info.name).await? {
+                    out.push(ComputeInfo {
+                        state: full.state,
+                        created_at: full.created_at.or(info.created_at),
+                        ..info
+                    });
                 }
             }
         }

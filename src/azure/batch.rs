@@ -17,7 +17,6 @@ use super::credential::{AzureCredential, CredentialError, SharedKey, TokenSource
 use super::http::{AzureError, http_client, http_date, registry_host, same_origin, transport_error};
 use crate::compute::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose,
-    TAG_IDLE_TARGET, TAG_POOL,
 };
 use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings, TokenMode};
 use crate::duration::to_iso8601;
@@ -267,11 +266,22 @@ pub fn batch_task_body(pool: &Pool, batch: &BatchPool, request: &ComputeRequest)
 }
 
 /// Tasks have no metadata: what ACI keeps in tags rides in the display name,
-/// `<owner/repo> job <id> (pool <name>) runner <id>` or `idle for <target> (pool <name>)
-/// runner <id>`, and is read back by [`batch_task_info`].
+/// `<owner/repo> job <id> run <id> [created <time>] (pool <name>) runner <id>` or
+/// `idle for <target> (pool <name>) runner <id>`, and is read back by [`batch_task_info`]
+/// (names, times and numbers hold no spaces; tasks made before `run` was recorded read back
+/// without it).
 fn display_name(pool: &Pool, request: &ComputeRequest) -> String {
     let what = match &request.purpose {
-        Purpose::Job(job) => format!("{} job {}", job.repository, job.job_id),
+        Purpose::Job(job) => {
+            let mut what = format!("{} job {} run {}", job.repository, job.job_id, job.run_id);
+            if let Some(created) =
+                job.job_created_at.as_deref().filter(|c| !c.is_empty() && !c.contains(char::is_whitespace))
+            {
+                what.push_str(" created ");
+                what.push_str(created);
+            }
+            what
+        }
         Purpose::Idle { target } => format!("{IDLE_DISPLAY_PREFIX}{target}"),
     };
     match request.runner_id {
@@ -300,24 +310,25 @@ pub fn batch_task_info(pool: &Pool, task: &Value) -> ComputeInfo {
         }
         other => ComputeState::Unknown(other.to_owned()),
     };
-    let created_at = task["creationTime"].as_str().and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok());
-    let job_id = pool.job_id_of(&name);
-    let repository = task["displayName"]
-        .as_str()
-        .and_then(|d| d.split_whitespace().next())
-        .filter(|r| r.contains('/'))
-        .map(str::to_owned);
     let display = task["displayName"].as_str().unwrap_or_default();
-    let runner_id = display.rsplit_once(") runner ").and_then(|(_, id)| id.parse().ok());
-    let mut tags = std::collections::BTreeMap::new();
-    if let Some((_, rest)) = display.rsplit_once(" (pool ") {
-        let pool_name = rest.split_once(')').map_or(rest, |(p, _)| p);
-        tags.insert(TAG_POOL.to_owned(), pool_name.to_owned());
+    let (what, rest) = display.rsplit_once(" (pool ").unwrap_or((display, ""));
+    let words: Vec<&str> = what.split_whitespace().collect();
+    let after = |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1)).copied();
+    let mut info = ComputeInfo::new(name, state);
+    info.created_at = task["creationTime"].as_str().and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok());
+    info.job_id = pool.job_id_of(&info.name);
+    if let Some(target) = what.strip_prefix(IDLE_DISPLAY_PREFIX) {
+        info.idle_target = Some(target.trim().to_owned()).filter(|t| !t.is_empty());
+    } else {
+        info.repository = words.first().filter(|r| r.contains('/')).map(|r| (*r).to_owned());
+        info.run_id = after("run").and_then(|r| r.parse().ok());
+        info.job_created_at = after("created").map(str::to_owned);
     }
-    if let Some(target) = display.strip_prefix(IDLE_DISPLAY_PREFIX).and_then(|r| r.split_whitespace().next()) {
-        tags.insert(TAG_IDLE_TARGET.to_owned(), target.to_owned());
+    if !rest.is_empty() {
+        info.pool = Some(rest.split_once(')').map_or(rest, |(p, _)| p).to_owned());
+        info.runner_id = rest.split_once(") runner ").and_then(|(_, id)| id.parse().ok());
     }
-    ComputeInfo { name, state, created_at, job_id, repository, runner_id, tags }
+    info
 }
 
 fn classify(e: &AzureError, what: &str, secrets: &[&str]) -> ProvisionError {
@@ -676,6 +687,46 @@ mod tests {
         assert!(!classify(&e(400, "InvalidPropertyValue"), "x", &[]).is_retryable());
         let completed = classify(&e(409, "JobCompleted"), "x", &[]);
         assert!(!completed.is_retryable() && completed.to_string().contains("delete it"));
+    }
+
+    #[test]
+    fn a_job_task_reads_back_its_job_run_and_created_time_from_the_display_name() {
+        let text = "[github]\nallowed_owners = [\"octo-org\"]\n[[pools]]\nname = \"win\"\nbackend = \"batch\"\nlabels = [\"w\"]\nimage = \"i\"\nbatch_pool_id = \"p\"\n";
+        let cfg = crate::config::PoolsConfig::parse(text).expect("pools");
+        let pool = &cfg.pools[0];
+        let Compute::Batch(b) = &pool.compute else { panic!() };
+        let request = ComputeRequest {
+            name: pool.runner_name(42),
+            purpose: Purpose::Job(crate::compute::JobInfo {
+                job_id: 42,
+                run_id: 9001,
+                repository: "octo-org/api".into(),
+                job_created_at: Some("2026-12-06T03:00:00Z".into()),
+            }),
+            runner_id: Some(77),
+            env: vec![],
+        };
+        let mut task = batch_task_body(pool, b, &request);
+        assert_eq!(
+            task["displayName"],
+            "octo-org/api job 42 run 9001 created 2026-12-06T03:00:00Z (pool win) runner 77"
+        );
+        task["state"] = serde_json::json!("running");
+        // What reconcile needs to ask for the job again: the same as an ACI tag map gives.
+        assert_eq!(
+            batch_task_info(pool, &task),
+            ComputeInfo {
+                state: ComputeState::Running,
+                ..ComputeInfo::requested(pool, &request, ComputeState::Running)
+            }
+        );
+        // A task made before `run` was recorded still reads back, without it.
+        task["displayName"] = serde_json::json!("octo-org/api job 42 (pool win) runner 77");
+        let old = batch_task_info(pool, &task);
+        assert_eq!(
+            (old.job_id, old.run_id, old.repository.as_deref(), old.pool_name(), old.runner_id),
+            (Some(42), None, Some("octo-org/api"), Some("win"), Some(77))
+        );
     }
 
     #[test]

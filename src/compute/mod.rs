@@ -5,7 +5,6 @@
 
 pub mod placement;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,12 +41,6 @@ pub enum Purpose {
     /// enterprise): `<prefix>-i-<8 hex>`.
     Idle { target: String },
 }
-
-/// Tag (ACI; Batch keeps it in the display name) marking idle capacity, with the
-/// registration target as its value.
-pub const TAG_IDLE_TARGET: &str = "runner-dispatch-idle-target";
-/// Tag naming the pool (ACI; Batch: in the display name).
-pub const TAG_POOL: &str = "runner-dispatch-pool";
 
 /// Everything a backend needs to create one runner.
 #[derive(Debug, Clone)]
@@ -97,31 +90,84 @@ impl ComputeState {
     }
 }
 
-/// One existing container group or task.
+/// One existing runner's compute (a container group, a task, a VM), as its backend reads it
+/// back: what it was made for is typed here, and each backend maps it to and from its own
+/// metadata (ACI tags, a Batch task's display name). Nothing above the backends reads a
+/// backend's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComputeInfo {
     pub name: String,
     pub state: ComputeState,
     pub created_at: Option<OffsetDateTime>,
-    /// From tags (ACI) or the task id.
+    /// The pool recorded at create (a Batch pool's listing holds several).
+    pub pool: Option<String>,
+    /// A job's runner: the job it was made for.
     pub job_id: Option<u64>,
+    pub run_id: Option<u64>,
     pub repository: Option<String>,
-    /// The JIT runner id recorded at create (see [`JobInfo::runner_id`]).
+    /// The job's own `created_at`, as recorded at create.
+    pub job_created_at: Option<String>,
+    /// Idle capacity: where its runner registered (see [`Purpose::Idle`]).
+    pub idle_target: Option<String>,
+    /// The JIT runner id recorded at create (see [`ComputeRequest::runner_id`]).
     pub runner_id: Option<u64>,
-    pub tags: BTreeMap<String, String>,
+    /// The placement it was created in, for pools that have placements.
+    pub placement: Option<String>,
 }
 
 impl ComputeInfo {
+    /// A compute of which only the name and state are known yet.
+    #[must_use]
+    pub fn new(name: impl Into<String>, state: ComputeState) -> Self {
+        Self {
+            name: name.into(),
+            state,
+            created_at: None,
+            pool: None,
+            job_id: None,
+            run_id: None,
+            repository: None,
+            job_created_at: None,
+            idle_target: None,
+            runner_id: None,
+            placement: None,
+        }
+    }
+
+    /// What `request` records on the compute it creates in `pool` (what a backend reads back).
+    #[must_use]
+    pub fn requested(pool: &Pool, request: &ComputeRequest, state: ComputeState) -> Self {
+        let mut info = Self::new(request.name.clone(), state);
+        info.pool = Some(pool.name.clone());
+        info.runner_id = request.runner_id;
+        match &request.purpose {
+            Purpose::Job(job) => {
+                info.job_id = Some(job.job_id);
+                info.run_id = Some(job.run_id);
+                info.repository = Some(job.repository.clone());
+                info.job_created_at.clone_from(&job.job_created_at);
+            }
+            Purpose::Idle { target } => info.idle_target = Some(target.clone()),
+        }
+        info
+    }
+
     /// Where an idle runner registered, when this compute is idle capacity.
     #[must_use]
     pub fn idle_target(&self) -> Option<&str> {
-        self.tags.get(TAG_IDLE_TARGET).map(String::as_str)
+        self.idle_target.as_deref()
     }
 
-    /// The pool recorded on the compute (ACI tag, Batch display name).
+    /// The pool recorded on the compute.
     #[must_use]
     pub fn pool_name(&self) -> Option<&str> {
-        self.tags.get(TAG_POOL).map(String::as_str)
+        self.pool.as_deref()
+    }
+
+    /// The placement it was created in (empty for pools without placements).
+    #[must_use]
+    pub fn placement(&self) -> &str {
+        self.placement.as_deref().unwrap_or_default()
     }
 }
 

@@ -7,8 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::compute::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Purpose, TAG_IDLE_TARGET,
-    TAG_POOL,
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Purpose,
 };
 use crate::config::Pool;
 
@@ -33,18 +32,13 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// As a listing shows it.
     fn info(&self) -> ComputeInfo {
-        let mut tags = BTreeMap::from([(TAG_POOL.to_owned(), self.pool.clone())]);
-        if let Some(t) = &self.idle_target {
-            tags.insert(TAG_IDLE_TARGET.to_owned(), t.clone());
-        }
         ComputeInfo {
-            name: self.name.clone(),
-            state: ComputeState::Pending,
-            created_at: None,
+            pool: Some(self.pool.clone()),
             job_id: self.idle_target.is_none().then_some(self.job_id),
             repository: self.idle_target.is_none().then(|| self.repository.clone()),
+            idle_target: self.idle_target.clone(),
             runner_id: self.runner_id,
-            tags,
+            ..ComputeInfo::new(self.name.clone(), ComputeState::Pending)
         }
     }
 }

@@ -22,7 +22,7 @@ pub use crate::backends::Backends;
 pub use crate::compute::placement;
 pub use crate::compute::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError,
-    Purpose, TAG_IDLE_TARGET, TAG_POOL,
+    Purpose,
 };
 
 /// Jobs older than this are given up: GitHub cancels a job no runner took in 24 h.

@@ -6,10 +6,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::config::{Backend, Pool};
-use crate::provision::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Purpose, TAG_IDLE_TARGET,
-    TAG_POOL,
-};
+use crate::provision::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
 
 /// A backend whose `create` answers from a script (then `Created`), recording every call.
 #[derive(Default)]
@@ -43,30 +40,10 @@ impl ComputeBackend for ScriptedBackend {
         self.creates.lock().expect("lock").push(request.clone());
         let next = self.script.lock().expect("lock").pop_front().unwrap_or(Ok(CreateOutcome::Created));
         if matches!(next, Ok(CreateOutcome::Created)) {
-            self.existing.lock().expect("lock").insert(
-                request.name.clone(),
-                ComputeInfo {
-                    name: request.name.clone(),
-                    state: ComputeState::Pending,
-                    created_at: None,
-                    job_id: match &request.purpose {
-                        Purpose::Job(job) => Some(job.job_id),
-                        Purpose::Idle { .. } => None,
-                    },
-                    repository: match &request.purpose {
-                        Purpose::Job(job) => Some(job.repository.clone()),
-                        Purpose::Idle { .. } => None,
-                    },
-                    runner_id: request.runner_id,
-                    tags: match &request.purpose {
-                        Purpose::Job(_) => BTreeMap::from([(TAG_POOL.to_owned(), pool.name.clone())]),
-                        Purpose::Idle { target } => BTreeMap::from([
-                            (TAG_POOL.to_owned(), pool.name.clone()),
-                            (TAG_IDLE_TARGET.to_owned(), target.clone()),
-                        ]),
-                    },
-                },
-            );
+            self.existing
+                .lock()
+                .expect("lock")
+                .insert(request.name.clone(), ComputeInfo::requested(pool, request, ComputeState::Pending));
         }
         next
     }

@@ -344,13 +344,8 @@ impl ComputeBackend for SimCompute {
         *log.counters.created.entry(request.name.clone()).or_default() += 1;
         log.counters.last_created = Some(now);
         let info = ComputeInfo {
-            name: request.name.clone(),
-            state: ComputeState::Pending,
-            created_at: None,
-            job_id: None,
-            runner_id: None,
-            repository: None,
-            tags: BTreeMap::from([("pool".to_owned(), pool.name.clone())]),
+            pool: Some(pool.name.clone()),
+            ..ComputeInfo::new(request.name.clone(), ComputeState::Pending)
         };
         log.live.insert(request.name.clone(), info);
         Ok(CreateOutcome::Created)
@@ -365,7 +360,7 @@ impl ComputeBackend for SimCompute {
 
     async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
         let log = self.log.lock().expect("lock");
-        Ok(log.live.values().filter(|c| c.tags.get("pool") == Some(&pool.name)).cloned().collect())
+        Ok(log.live.values().filter(|c| c.pool_name() == Some(pool.name.as_str())).cloned().collect())
     }
 
     /// `None`: this fake leaves `max_runners` uncounted.
