@@ -61,6 +61,17 @@ impl Backend {
         }
     }
 
+    /// What is wrong with `prefix` as the start of this backend's compute names
+    /// (`<prefix>-<job id>`, `<prefix>-i-<8 hex>`, also the runner's name), if anything: each
+    /// backend knows its own name rules, and every prefix leaves room for a 20-digit job id.
+    #[must_use]
+    pub fn name_prefix_problem(self, prefix: &str) -> Option<&'static str> {
+        match self {
+            Backend::Aci => aci::name_prefix_problem(prefix),
+            Backend::Batch => batch::name_prefix_problem(prefix),
+        }
+    }
+
     /// The live client.
     ///
     /// # Errors
@@ -188,6 +199,26 @@ mod tests {
         for kind in Backend::ALL {
             assert_eq!(b.get(kind).kind(), kind.as_str());
         }
+    }
+
+    #[test]
+    fn each_backend_checks_name_prefixes_by_its_own_name_rules() {
+        // A Batch task id may hold capitals and underscores; a container group name may not.
+        assert!(Backend::Batch.name_prefix_problem("Build_Runners").is_none());
+        assert!(Backend::Aci.name_prefix_problem("Build_Runners").is_some());
+        for kind in Backend::ALL {
+            assert!(kind.name_prefix_problem("ghr").is_none(), "{kind:?}");
+            assert!(kind.name_prefix_problem("").is_some(), "{kind:?}");
+            assert!(kind.name_prefix_problem(&"a".repeat(41)).is_some(), "{kind:?}: no room for a job id");
+            assert!(kind.name_prefix_problem("-x").is_some(), "{kind:?}");
+        }
+        let batch = "[github]\nallowed_owners = [\"o\"]\n[[pools]]\nname = \"b\"\nbackend = \"batch\"\nlabels = [\"x\"]\nimage = \"i\"\nbatch_pool_id = \"p\"\nname_prefix = \"Build_Runners\"\n";
+        assert!(crate::config::PoolsConfig::parse(batch).is_ok());
+        let aci = batch
+            .replace("backend = \"batch\"", "backend = \"aci\"\nlocation = \"westeurope\"")
+            .replace("batch_pool_id = \"p\"\n", "");
+        let errors = crate::config::PoolsConfig::parse(&aci).expect_err("ACI refuses it").to_string();
+        assert!(errors.contains("pools[0].name_prefix"), "{errors}");
     }
 
     #[test]

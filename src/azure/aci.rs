@@ -262,6 +262,14 @@ pub fn is_valid_aci_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// A container group name is at most 63 characters: a prefix of at most 40 leaves room for
+/// `-<20-digit job id>`.
+pub(crate) fn name_prefix_problem(prefix: &str) -> Option<&'static str> {
+    (!is_valid_aci_name(prefix) || prefix.len() > 40).then_some(
+        "must be lowercase letters, digits and hyphens, at most 40 characters, no hyphen at either end (it starts every container group name)",
+    )
+}
+
 /// The container group PUT body. Deterministic: the same pool and request give the same
 /// JSON (no timestamps; tags carry the job's own `created_at`).
 #[must_use]

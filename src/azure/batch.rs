@@ -265,6 +265,18 @@ pub fn batch_task_body(pool: &Pool, batch: &BatchPool, request: &ComputeRequest)
     task
 }
 
+/// Task ids are at most 64 letters, digits, hyphens and underscores (unique ignoring case);
+/// runner names take the same: a prefix of at most 40 leaves room for `-<20-digit job id>`.
+pub(crate) fn name_prefix_problem(prefix: &str) -> Option<&'static str> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 40
+        && !prefix.starts_with(['-', '_'])
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    (!ok).then_some(
+        "must be letters, digits, hyphens and underscores, at most 40 characters, not starting with a hyphen or underscore (it starts every Batch task id)",
+    )
+}
+
 /// Tasks have no metadata: what ACI keeps in tags rides in the display name,
 /// `<owner/repo> job <id> run <id> [created <time>] (pool <name>) runner <id>` or
 /// `idle for <target> (pool <name>) runner <id>`, and is read back by [`batch_task_info`]

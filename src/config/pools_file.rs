@@ -9,7 +9,6 @@ use toml::{Table, Value};
 
 use super::model::*;
 use super::{ConfigErrors, ConfigProblem};
-use crate::azure::aci::is_valid_aci_name;
 use crate::duration::parse_duration;
 use crate::glob::Glob;
 
@@ -619,11 +618,9 @@ impl Walker {
         let (tags, env, env_names) = keys.tags_and_env();
         let enabled = keys.boolean("enabled").unwrap_or(true);
         let name_prefix = keys.string("name_prefix").unwrap_or_else(|| "ghr".into());
-        if !is_valid_aci_name(&name_prefix) || name_prefix.len() > 40 {
-            keys.error(
-                keys.key("name_prefix"),
-                "must be lowercase letters, digits and hyphens, at most 40 characters, no hyphen at either end (it starts every compute name)",
-            );
+        // Every compute name starts with it: the pool's backend says what its names allow.
+        if let Some(problem) = backend.and_then(|b| b.name_prefix_problem(&name_prefix)) {
+            keys.error(keys.key("name_prefix"), problem);
         }
         let runner_group_id = keys.unsigned("runner_group_id");
         let own_runner_group = t.contains_key("runner_group_id");
