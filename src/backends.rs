@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::azure::aci::{self, AciPool};
+use crate::azure::aci::{self, AciPool, Placement};
 use crate::azure::batch::{self, BatchPool};
+use crate::azure::vm::{self, VmPool};
 use crate::azure::{AzureCredential, CredentialError};
 use crate::config::{ConfigProblem, Pool, PoolKeys, PoolsConfig, Role, Settings};
 use crate::provision::{ComputeBackend, ComputeRequest};
@@ -22,11 +23,13 @@ use crate::provision::{ComputeBackend, ComputeRequest};
 pub enum Backend {
     Aci,
     Batch,
+    /// A fresh virtual machine per job (Docker jobs).
+    Vm,
 }
 
 impl Backend {
     /// Every backend, in the order of [`Backend::index`]: the registration.
-    pub const ALL: [Backend; 2] = [Backend::Aci, Backend::Batch];
+    pub const ALL: [Backend; 3] = [Backend::Aci, Backend::Batch, Backend::Vm];
 
     /// The name `backend = "..."` takes, and logs and dry-run records show.
     #[must_use]
@@ -34,6 +37,7 @@ impl Backend {
         match self {
             Backend::Aci => "aci",
             Backend::Batch => "batch",
+            Backend::Vm => "vm",
         }
     }
 
@@ -49,6 +53,7 @@ impl Backend {
         match self {
             Backend::Aci => aci::POOL_KEYS,
             Backend::Batch => batch::POOL_KEYS,
+            Backend::Vm => vm::POOL_KEYS,
         }
     }
 
@@ -58,6 +63,7 @@ impl Backend {
         match self {
             Backend::Aci => aci::parse_pool(keys, role).map(Compute::Aci),
             Backend::Batch => batch::parse_pool(keys, role).map(Compute::Batch),
+            Backend::Vm => vm::parse_pool(keys, role).map(Compute::Vm),
         }
     }
 
@@ -73,6 +79,7 @@ impl Backend {
         Ok(match self {
             Backend::Aci => Arc::new(aci::AciBackend::new(settings, credential)),
             Backend::Batch => Arc::new(batch::BatchBackend::new(settings, credential)?),
+            Backend::Vm => Arc::new(vm::VmBackend::new(settings, credential)),
         })
     }
 
@@ -88,6 +95,13 @@ impl Backend {
                 aci::required_settings(settings, &pools)
             }
             Backend::Batch => batch::required_settings(settings),
+            Backend::Vm => {
+                let pools: Vec<(&Pool, &VmPool)> = pools
+                    .iter()
+                    .filter_map(|p| if let Compute::Vm(v) = &p.compute { Some((*p, v)) } else { None })
+                    .collect();
+                vm::required_settings(settings, &pools)
+            }
         }
     }
 }
@@ -111,6 +125,7 @@ pub fn azure_setting_problems(settings: &Settings, pools: &PoolsConfig) -> Vec<C
 pub enum Compute {
     Aci(AciPool),
     Batch(BatchPool),
+    Vm(VmPool),
 }
 
 impl Compute {
@@ -119,6 +134,7 @@ impl Compute {
         match self {
             Compute::Aci(_) => Backend::Aci,
             Compute::Batch(_) => Backend::Batch,
+            Compute::Vm(_) => Backend::Vm,
         }
     }
 
@@ -129,6 +145,7 @@ impl Compute {
         match self {
             Compute::Aci(a) => aci::dry_run_body(pool, a, request),
             Compute::Batch(b) => batch::batch_task_body(pool, b, request),
+            Compute::Vm(v) => vm::dry_run_body(pool, v, request),
         }
     }
 
@@ -138,7 +155,7 @@ impl Compute {
     #[must_use]
     pub fn shared_listing(&self) -> Option<&str> {
         match self {
-            Compute::Aci(_) => None,
+            Compute::Aci(_) | Compute::Vm(_) => None,
             Compute::Batch(b) => Some(&b.batch_pool_id),
         }
     }
@@ -147,7 +164,7 @@ impl Compute {
     #[must_use]
     pub fn finished_retention(&self) -> Duration {
         match self {
-            Compute::Aci(_) => Duration::ZERO,
+            Compute::Aci(_) | Compute::Vm(_) => Duration::ZERO,
             Compute::Batch(_) => batch::FINISHED_TASK_RETENTION,
         }
     }
@@ -158,16 +175,23 @@ impl Compute {
     #[must_use]
     pub fn quota_scope(&self) -> String {
         match self {
-            Compute::Aci(a) if !a.placements.is_empty() => a
-                .placements
-                .iter()
-                .map(|p| format!("{}/{}", p.subscription_id.as_deref().unwrap_or_default(), p.location))
-                .collect::<Vec<_>>()
-                .join(","),
-            Compute::Aci(a) => a.location.clone().unwrap_or_default(),
+            Compute::Aci(a) => quota_scope(&a.placements, a.location.as_ref()),
+            Compute::Vm(v) => quota_scope(&v.places.placements, v.places.location.as_ref()),
             Compute::Batch(_) => String::new(),
         }
     }
+}
+
+/// The regions an ARM pool creates in: its placements', else its own location.
+fn quota_scope(placements: &[Placement], location: Option<&String>) -> String {
+    if placements.is_empty() {
+        return location.cloned().unwrap_or_default();
+    }
+    placements
+        .iter()
+        .map(|p| format!("{}/{}", p.subscription_id.as_deref().unwrap_or_default(), p.location))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]

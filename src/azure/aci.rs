@@ -10,10 +10,12 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::credential::{AzureCredential, TokenSource, arm_scope};
-use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
+use super::arm::{ArmClient, all_paused, create_across, distinct_scopes, find_across, resolve_sites};
+pub use super::arm::{Site, SiteDefaults};
+use super::credential::AzureCredential;
+use super::http::{AzureError, registry_host};
 use crate::config::{Compute, ConfigProblem, Os, Pool, PoolKeys, Role, Settings};
-use crate::provision::placement::{Pauses, Place, Refusal, create_in_order};
+use crate::provision::placement::Pauses;
 use crate::provision::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose,
 };
@@ -104,6 +106,24 @@ pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<AciPool>
     if memory_gb <= 0.0 {
         keys.error(keys.key("memory_gb"), "must be greater than zero");
     }
+    let Places { subnet_id, resource_group, location, placements } = parse_places(keys);
+    (role == Role::Chosen).then_some(AciPool { cpu, memory_gb, subnet_id, resource_group, location, placements })
+}
+
+/// Where a pool's ARM compute goes: the keys the ACI and VM pools share.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Places {
+    pub subnet_id: Option<String>,
+    /// Else `AZURE_RESOURCE_GROUP`.
+    pub resource_group: Option<String>,
+    /// Else `AZURE_LOCATION`.
+    pub location: Option<String>,
+    /// In order of preference; empty: the one placement above.
+    pub placements: Vec<Placement>,
+}
+
+/// Reads and checks `subnet_id`, `resource_group`, `location` and `placements`.
+pub(crate) fn parse_places(keys: &mut PoolKeys<'_>) -> Places {
     let subnet_id = keys.resource_id("subnet_id");
     let resource_group = keys.string("resource_group");
     let location = keys.string("location");
@@ -120,7 +140,7 @@ pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<AciPool>
             keys.error(k, "subnets are regional: with placements, give each placement its own subnet_id");
         }
     }
-    (role == Role::Chosen).then_some(AciPool { cpu, memory_gb, subnet_id, resource_group, location, placements })
+    Places { subnet_id, resource_group, location, placements }
 }
 
 /// `placements = [{ location, subscription_id?, resource_group?, subnet_id? }, ...]`: every
@@ -299,7 +319,7 @@ pub fn container_group_body_in(
     body
 }
 
-fn tags(pool: &Pool, request: &ComputeRequest) -> BTreeMap<String, String> {
+pub(crate) fn tags(pool: &Pool, request: &ComputeRequest) -> BTreeMap<String, String> {
     let mut tags = pool.tags.clone();
     tags.insert(TAG_POOL.into(), pool.name.clone());
     match &request.purpose {
@@ -408,29 +428,6 @@ fn classify(e: &AzureError, what: &str, secrets: &[&str]) -> ProvisionError {
 /// Tag naming the placement a container group was created in (its label).
 pub const TAG_PLACEMENT: &str = "runner-dispatch-placement";
 
-/// One placement, resolved against the settings: where a pool's groups may go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Site {
-    pub subscription_id: String,
-    pub resource_group: String,
-    pub location: String,
-    pub subnet_id: Option<String>,
-    /// For logs, tags and `status`: the location, or `location/resource_group` when the
-    /// pool has the location twice.
-    pub label: String,
-}
-
-impl Site {
-    /// Quotas are per subscription and region: a pause holds for every pool there.
-    fn quota_key(&self) -> String {
-        format!("{}/{}", self.subscription_id, self.location.to_ascii_lowercase())
-    }
-
-    fn scope_key(&self) -> String {
-        format!("{}/{}", self.subscription_id, self.resource_group.to_ascii_lowercase())
-    }
-}
-
 /// Whether an ARM refusal is about quota or regional capacity (so another placement may
 /// take the group), not about this request or a passing fault.
 fn quota_or_capacity(e: &AzureError) -> bool {
@@ -443,7 +440,7 @@ const CAPACITY_CODES: &[&str] = &["ServiceUnavailable", "AllocationFailed", "Zon
 
 /// A quota refusal: a code naming a quota, or ARM's regional cores quota
 /// (`OperationNotAllowed` "... exceeding approved Total Regional Cores quota").
-fn quota_refusal(e: &AzureError) -> bool {
+pub(crate) fn quota_refusal(e: &AzureError) -> bool {
     e.code.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("quota"))
         || (e.code_is("OperationNotAllowed")
             && e.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("quota")))
@@ -451,12 +448,8 @@ fn quota_refusal(e: &AzureError) -> bool {
 
 /// Container groups through ARM.
 pub struct AciBackend {
-    client: reqwest::Client,
-    arm_url: String,
-    subscription_id: Option<String>,
-    resource_group: Option<String>,
-    location: Option<String>,
-    token: TokenSource,
+    arm: ArmClient,
+    defaults: SiteDefaults,
     count_ttl: Duration,
     /// By subscription/resource group and pool.
     counts: Mutex<HashMap<(String, String), (Instant, usize)>>,
@@ -466,7 +459,7 @@ pub struct AciBackend {
 
 impl std::fmt::Debug for AciBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AciBackend").field("arm_url", &self.arm_url).finish_non_exhaustive()
+        f.debug_struct("AciBackend").field("arm_url", &self.arm.url).finish_non_exhaustive()
     }
 }
 
@@ -478,15 +471,9 @@ impl AciBackend {
     /// with the name of the setting, so a deployment with Batch pools only needs none.
     #[must_use]
     pub fn new(settings: &Settings, credential: &AzureCredential) -> Self {
-        let azure = &settings.azure;
-        let arm_url = azure.resource_manager_url.trim_end_matches('/').to_owned();
         Self {
-            client: http_client(),
-            token: credential.token_source(arm_scope(&arm_url)),
-            arm_url,
-            subscription_id: azure.subscription_id.clone(),
-            resource_group: azure.resource_group.clone(),
-            location: azure.location.clone(),
+            arm: ArmClient::new(settings, credential, "aci_request"),
+            defaults: SiteDefaults::from_settings(settings),
             count_ttl: ACTIVE_COUNT_TTL,
             counts: Mutex::new(HashMap::new()),
             pauses: Pauses::default(),
@@ -503,7 +490,7 @@ impl AciBackend {
     /// Replaces the HTTP client (timeouts, proxies).
     #[must_use]
     pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
-        self.client = client;
+        self.arm.client = client;
         self
     }
 
@@ -514,54 +501,19 @@ impl AciBackend {
     /// A setting a placement needs is missing (permanent, naming it).
     pub fn sites(&self, pool: &Pool) -> Result<Vec<Site>, ProvisionError> {
         let aci = aci_of(pool)?;
-        let missing = |what: &str, setting: &str| {
-            ProvisionError::permanent(format!("pool {} has no {what} and {setting} is not set", pool.name))
+        let places = Places {
+            subnet_id: aci.subnet_id.clone(),
+            resource_group: aci.resource_group.clone(),
+            location: aci.location.clone(),
+            placements: aci.placements.clone(),
         };
-        let subscription = |own: Option<&String>| {
-            own.or(self.subscription_id.as_ref())
-                .cloned()
-                .ok_or_else(|| ProvisionError::permanent("AZURE_SUBSCRIPTION_ID is not set: ACI pools need it"))
-        };
-        let group = |own: Option<&String>| {
-            own.or(aci.resource_group.as_ref())
-                .or(self.resource_group.as_ref())
-                .cloned()
-                .ok_or_else(|| missing("resource_group", "AZURE_RESOURCE_GROUP"))
-        };
-        if aci.placements.is_empty() {
-            let location = aci
-                .location
-                .as_ref()
-                .or(self.location.as_ref())
-                .cloned()
-                .ok_or_else(|| missing("location", "AZURE_LOCATION"))?;
-            return Ok(vec![Site {
-                subscription_id: subscription(None)?,
-                resource_group: group(None)?,
-                label: location.clone(),
-                location,
-                subnet_id: aci.subnet_id.clone(),
-            }]);
-        }
-        let mut sites = Vec::new();
-        for p in &aci.placements {
-            let twice = aci.placements.iter().filter(|q| q.location.eq_ignore_ascii_case(&p.location)).count() > 1;
-            let resource_group = group(p.resource_group.as_ref())?;
-            sites.push(Site {
-                subscription_id: subscription(p.subscription_id.as_ref())?,
-                label: if twice { format!("{}/{resource_group}", p.location) } else { p.location.clone() },
-                resource_group,
-                location: p.location.clone(),
-                subnet_id: p.subnet_id.clone(),
-            });
-        }
-        Ok(sites)
+        resolve_sites(&pool.name, "ACI", &places, &self.defaults)
     }
 
     fn groups_url(&self, site: &Site) -> String {
         format!(
             "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ContainerInstance/containerGroups",
-            self.arm_url, site.subscription_id, site.resource_group
+            self.arm.url, site.subscription_id, site.resource_group
         )
     }
 
@@ -574,32 +526,12 @@ impl AciBackend {
         Ok(format!("{}/{name}?api-version={ACI_API_VERSION}", self.groups_url(site)))
     }
 
-    async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProvisionError> {
-        let token = self.token.token().await.map_err(|e| ProvisionError::retryable(e.to_string()))?;
-        let response = req.bearer_auth(token.expose()).send().await.map_err(|e| transport_error(what, &e))?;
-        tracing::debug!(event = "aci_request", what, status = response.status().as_u16(), "ARM answered");
-        if response.status() == StatusCode::UNAUTHORIZED {
-            self.token.invalidate().await;
-        }
-        Ok(response)
-    }
-
     /// The group named `name` in one placement.
     async fn find_in(&self, site: &Site, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
         let url = self.group_url(site, name)?;
         let what = format!("ACI get of container group {name} in {}", site.label);
-        let response = self.send(&what, self.client.get(&url)).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let group: Value = response
-                    .json()
-                    .await
-                    .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
-                Ok(Some(container_group_info(&group)))
-            }
-            _ => Err(classify(&AzureError::from_response(response).await, &what, &[])),
-        }
+        let group = self.arm.get_json(&what, &url, |e| classify(e, &what, &[])).await?;
+        Ok(group.as_ref().map(container_group_info))
     }
 
     /// The pool's container groups (tag `runner-dispatch-pool`) in one placement's
@@ -608,40 +540,13 @@ impl AciBackend {
     async fn list_tagged_in(&self, pool: &Pool, site: &Site) -> Result<Vec<ComputeInfo>, ProvisionError> {
         let what =
             format!("ACI list of container groups in {} (subscription {})", site.resource_group, site.subscription_id);
-        let mut url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(site));
-        let mut out = Vec::new();
-        for _page in 0..1000 {
-            let response = self.send(&what, self.client.get(&url)).await?;
-            if !response.status().is_success() {
-                return Err(classify(&AzureError::from_response(response).await, &what, &[]));
-            }
-            let page: Value = response
-                .json()
-                .await
-                .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
-            for group in page["value"].as_array().into_iter().flatten() {
-                if group["tags"][TAG_POOL].as_str() == Some(pool.name.as_str()) {
-                    out.push(container_group_info(group));
-                }
-            }
-            match page["nextLink"].as_str().filter(|n| !n.is_empty()) {
-                Some(next) if same_origin(&self.arm_url, next) => url = next.to_owned(),
-                Some(_) => {
-                    return Err(ProvisionError::permanent(format!(
-                        "{what}: nextLink points outside {}; not following it",
-                        self.arm_url
-                    )));
-                }
-                None => return Ok(out),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every placement's resource group once (placements may share one).
-    fn scopes(sites: &[Site]) -> Vec<&Site> {
-        let mut seen = std::collections::HashSet::new();
-        sites.iter().filter(|s| seen.insert(s.scope_key())).collect()
+        let url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(site));
+        let groups = self.arm.list_all(&what, url, |e| classify(e, &what, &[])).await?;
+        Ok(groups
+            .iter()
+            .filter(|g| g["tags"][TAG_POOL].as_str() == Some(pool.name.as_str()))
+            .map(container_group_info)
+            .collect())
     }
 
     /// Keeps a cached count current between list calls: our own creates and deletes
@@ -673,8 +578,8 @@ impl AciBackend {
         let what = format!("ACI create of container group {} in {}", request.name, site.label);
         // If-None-Match makes the PUT create-only where ARM honours it (412 otherwise):
         // a PUT on an existing group would update it, on a finished one redeploy it.
-        let req = self.client.put(&url).header(reqwest::header::IF_NONE_MATCH, "*").json(&body);
-        let response = self.send(&what, req).await.map_err(|e| (e, false))?;
+        let req = self.arm.client.put(&url).header(reqwest::header::IF_NONE_MATCH, "*").json(&body);
+        let response = self.arm.send(&what, req).await.map_err(|e| (e, false))?;
         let status = response.status();
         if status.is_success() {
             self.adjust_count(pool, site, true);
@@ -701,12 +606,7 @@ impl ComputeBackend for AciBackend {
     /// Looks in every placement, in order: the name is the same in all of them, so a
     /// group made in any one (say, before a crash) is found before anything is created.
     async fn find(&self, pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
-        for site in self.sites(pool)? {
-            if let Some(info) = self.find_in(&site, name).await? {
-                return Ok(Some(info));
-            }
-        }
-        Ok(None)
+        find_across(&self.sites(pool)?, |site| self.find_in(site, name)).await
     }
 
     /// Creates in the first placement that takes it (see [`create_in_order`]): a refusal
@@ -715,17 +615,7 @@ impl ComputeBackend for AciBackend {
     /// not to a region).
     async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
         let sites = self.sites(pool)?;
-        let places: Vec<Place> =
-            sites.iter().map(|s| Place { quota_key: s.quota_key(), label: s.label.clone() }).collect();
-        create_in_order(&pool.name, &request.name, &places, &self.pauses, |i| {
-            let site = &sites[i];
-            async move {
-                self.create_in(pool, request, site)
-                    .await
-                    .map_err(|(e, capacity)| if capacity { Refusal::QuotaOrCapacity(e) } else { Refusal::Other(e) })
-            }
-        })
-        .await
+        create_across(pool, request, &sites, &self.pauses, |site| self.create_in(pool, request, site)).await
     }
 
     /// Deletes the group wherever it is: every placement is asked (a missing one is success).
@@ -733,7 +623,7 @@ impl ComputeBackend for AciBackend {
         for site in self.sites(pool)? {
             let url = self.group_url(&site, name)?;
             let what = format!("ACI delete of container group {name} in {}", site.label);
-            let response = self.send(&what, self.client.delete(&url)).await?;
+            let response = self.arm.send(&what, self.arm.client.delete(&url)).await?;
             match response.status().as_u16() {
                 200 | 202 => self.adjust_count(pool, &site, false),
                 204 | 404 => {}
@@ -748,7 +638,7 @@ impl ComputeBackend for AciBackend {
     async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
         let sites = self.sites(pool)?;
         let mut out = Vec::new();
-        for site in Self::scopes(&sites) {
+        for site in distinct_scopes(&sites) {
             for info in self.list_tagged_in(pool, site).await? {
                 if !matches!(info.state, ComputeState::Unknown(_)) {
                     out.push(info);
@@ -768,7 +658,7 @@ impl ComputeBackend for AciBackend {
     async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
         let sites = self.sites(pool)?;
         let mut total = 0;
-        for site in Self::scopes(&sites) {
+        for site in distinct_scopes(&sites) {
             let key = (site.scope_key(), pool.name.clone());
             if let Ok(counts) = self.counts.lock()
                 && let Some((at, n)) = counts.get(&key)
@@ -809,12 +699,7 @@ impl ComputeBackend for AciBackend {
     /// Every placement paused: come back when the earliest is free, before any GitHub
     /// call is spent on this request.
     fn paused_for(&self, pool: &Pool) -> Option<Duration> {
-        let sites = self.sites(pool).ok()?;
-        if sites.len() < 2 {
-            return None;
-        }
-        let keys: Vec<String> = sites.iter().map(Site::quota_key).collect();
-        self.pauses.all_paused(keys.iter().map(String::as_str))
+        all_paused(&self.sites(pool).ok()?, &self.pauses)
     }
 }
 

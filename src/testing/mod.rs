@@ -7,11 +7,15 @@
 //!   [`ComputeBackend`](crate::provision::ComputeBackend));
 //! - seam fakes with latency and limits in (tokio) simulated time, for benchmarks:
 //!   [`sim::SimGitHub`] and [`sim::SimCompute`];
-//! - the real router on 127.0.0.1:0 over those seams: [`spawn_app`] and friends.
+//! - the real router on 127.0.0.1:0 over those seams: [`spawn_app`] and friends;
+//! - HTTP fakes of Azure for the real clients: [`FakeArmVms`] (ARM for the VM backend) and
+//!   [`managed_identity`] (the token endpoint `azure_identity` calls).
 //!
 //! Tests reach all of it as `common::*` (tests/common re-exports this module).
 
+mod arm_vm;
 mod compute;
+pub mod managed_identity;
 mod registry;
 mod server;
 pub mod sim;
@@ -19,6 +23,7 @@ pub mod sim;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use arm_vm::{ArmCall, ArmVmState, BodyCheck, FakeArmVms, PutRefusal};
 pub use compute::ScriptedBackend;
 pub use registry::FakeGitHub;
 pub use server::{TestApp, serve_fake, spawn_app, spawn_app_with, spawn_app_with_settings, spawn_dry_run};
