@@ -110,13 +110,19 @@ impl Backend {
 /// that at least one enabled pool uses.
 #[must_use]
 pub fn azure_setting_problems(settings: &Settings, pools: &PoolsConfig) -> Vec<ConfigProblem> {
-    Backend::ALL
-        .into_iter()
-        .flat_map(|kind| {
-            let of_kind: Vec<&Pool> = pools.pools.iter().filter(|p| p.backend() == kind).map(AsRef::as_ref).collect();
-            if of_kind.iter().any(|p| p.enabled) { kind.required_settings(settings, &of_kind) } else { Vec::new() }
-        })
-        .collect()
+    let mut out: Vec<ConfigProblem> = Vec::new();
+    for kind in Backend::ALL {
+        let of_kind: Vec<&Pool> = pools.pools.iter().filter(|p| p.backend() == kind).map(AsRef::as_ref).collect();
+        if of_kind.iter().any(|p| p.enabled) {
+            // One problem per setting: ACI and VM pools need the same subscription.
+            for p in kind.required_settings(settings, &of_kind) {
+                if !out.iter().any(|o| o.key == p.key) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A pool's compute part: the settings of its backend, parsed and validated by that
