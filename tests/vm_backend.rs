@@ -428,3 +428,23 @@ spot = true
         ]
     );
 }
+
+#[test]
+fn a_placement_problem_checked_by_aci_and_vm_is_reported_once() {
+    // ACI and VM pools share the placement keys, and both backends check them on every
+    // pool: one problem, one error.
+    let text = r#"
+[github]
+allowed_owners = ["o"]
+[[pools]]
+name = "v"
+backend = "vm"
+labels = ["docker"]
+image = "Canonical:ubuntu-24_04-lts:server:latest"
+vm_size = "Standard_D2ads_v5"
+placements = []
+"#;
+    let err = PoolsConfig::parse(text).expect_err("refused");
+    let keys: Vec<&str> = err.0.iter().filter(|p| !p.warning).map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["pools[0].placements", "pools[0].subnet_id"]);
+}
