@@ -132,7 +132,6 @@ resource vmRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
           'Microsoft.Compute/galleries/read'
           'Microsoft.Compute/galleries/images/read'
           'Microsoft.Compute/galleries/images/versions/read'
-          'Microsoft.Compute/locations/operations/read'
           'Microsoft.Network/networkInterfaces/read'
           'Microsoft.Network/networkInterfaces/write'
           'Microsoft.Network/networkInterfaces/delete'
