@@ -371,6 +371,36 @@ vm_test!(
     }
 );
 
+vm_test!(
+    /// Idle runners work through the trait: reconcile holds the pool's idle target with VMs
+    /// named `<prefix>-i-<8 hex>`, tagged with their registration target, and `status`
+    /// counts them.
+    vm_idle_runners_are_vms_that_reconcile_keeps_ready,
+    async {
+        let (arm, fake) = start_arm().await;
+        let text = VM_POOLS.replacen("spot = true\n", "spot = true\nidle_runners = 2\n", 1);
+        let pools = Arc::new(PoolsConfig::parse(&text).expect("pools"));
+        let gh = Arc::new(FakeGitHub::default());
+        let b: Arc<dyn ComputeBackend> = Arc::new(backend(&arm));
+        let reconciler = Reconciler::new(Arc::new(Provisioner::new(pools, gh, Backends::single(b))), false);
+        let report = reconciler.run().await;
+        assert_eq!(report.idle_created, 2, "{report:?}");
+        let vms: Vec<Value> = fake.lock().vms.values().cloned().collect();
+        assert_eq!(vms.len(), 2);
+        for vm in &vms {
+            let name = vm["name"].as_str().expect("name");
+            assert!(name.starts_with("ghr-i-") && name.len() == "ghr-i-".len() + 8, "{name}");
+            assert_eq!(vm["tags"]["runner-dispatch-idle-target"], "octo-org");
+            assert_eq!(vm["tags"]["runner-dispatch-pool"], "docker");
+        }
+        assert_eq!(fake.lock().body_problems, Vec::<String>::new());
+        let status = reconciler.status().await;
+        let docker = status.iter().find(|s| s.pool == "docker").expect("docker pool");
+        assert_eq!(docker.backend, "vm");
+        assert_eq!(docker.runners.booting + docker.runners.idle, 2, "{:?}", docker.runners);
+    }
+);
+
 #[test]
 fn vm_dry_run_bodies_are_schema_valid_and_show_no_secret() {
     for p in pools().pools.iter() {
