@@ -130,11 +130,9 @@ vm_test!(
         assert!(found.created_at.is_some());
         assert_eq!(found.tags.get("runner-dispatch-run-id").map(String::as_str), Some("9001"));
         assert_eq!(b.list(&p).await.expect("list").len(), 1);
-        assert_eq!(b.active_count(&p).await, Ok(Some(1)));
         fake.set_power("ghr-42", "stopped");
         let found = b.find(&p, "ghr-42").await.expect("find").expect("exists");
         assert_eq!(found.state, ComputeState::Succeeded, "the boot script powered it off: the job is over");
-        assert_eq!(b.active_count(&p).await, Ok(Some(0)));
         assert_eq!(fake.lock().attached.len(), 2, "a NIC and an OS disk came with the VM");
 
         b.delete(&p, "ghr-42").await.expect("delete");
@@ -145,6 +143,30 @@ vm_test!(
         }
         assert_eq!(b.find(&p, "ghr-42").await, Ok(None));
         b.delete(&p, "ghr-42").await.expect("deleting a missing VM is success");
+    }
+);
+
+vm_test!(
+    /// `max_runners` counts every VM of the pool, finished ones too (a stopped VM is billed
+    /// until deleted), from one list call that our own creates and deletes keep current.
+    vm_active_count_is_one_list_kept_current_by_our_creates_and_deletes,
+    async {
+        let (arm, fake) = start_arm().await;
+        let b = backend(&arm).with_active_count_ttl(std::time::Duration::from_secs(3600));
+        let p = pool("docker");
+        let lists = |fake: &FakeArmVms| {
+            fake.lock().calls.iter().filter(|c| c.method == "GET" && c.path.ends_with("/virtualMachines")).count()
+        };
+        assert_eq!(b.active_count(&p).await, Ok(Some(0)));
+        b.create(&p, &jit_request(&p, 1)).await.expect("created");
+        b.create(&p, &jit_request(&p, 2)).await.expect("created");
+        fake.set_power("ghr-1", "stopped");
+        assert_eq!(b.active_count(&p).await, Ok(Some(2)));
+        b.delete(&p, "ghr-1").await.expect("deleted");
+        assert_eq!(b.active_count(&p).await, Ok(Some(1)));
+        assert_eq!(lists(&fake), 1, "one list call, then our own creates and deletes");
+        let fresh = backend(&arm);
+        assert_eq!(fresh.active_count(&p).await, Ok(Some(1)), "a fresh count agrees");
     }
 );
 

@@ -1,8 +1,7 @@
 //! Azure Container Instances: one container group per runner, through the ARM REST API.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
@@ -10,7 +9,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::arm::{ArmClient, all_paused, create_across, distinct_scopes, find_across, resolve_sites};
+use super::arm::{ActiveCounts, ArmClient, all_paused, create_across, distinct_scopes, find_across, resolve_sites};
 pub use super::arm::{Site, SiteDefaults};
 use super::credential::AzureCredential;
 use super::http::{AzureError, registry_host};
@@ -450,9 +449,7 @@ pub(crate) fn quota_refusal(e: &AzureError) -> bool {
 pub struct AciBackend {
     arm: ArmClient,
     defaults: SiteDefaults,
-    count_ttl: Duration,
-    /// By subscription/resource group and pool.
-    counts: Mutex<HashMap<(String, String), (Instant, usize)>>,
+    counts: ActiveCounts,
     /// By subscription/region: placements that refused a create for quota or capacity.
     pauses: Pauses,
 }
@@ -474,8 +471,7 @@ impl AciBackend {
         Self {
             arm: ArmClient::new(settings, credential, "aci_request"),
             defaults: SiteDefaults::from_settings(settings),
-            count_ttl: ACTIVE_COUNT_TTL,
-            counts: Mutex::new(HashMap::new()),
+            counts: ActiveCounts::new(ACTIVE_COUNT_TTL),
             pauses: Pauses::default(),
         }
     }
@@ -483,7 +479,7 @@ impl AciBackend {
     /// How long `active_count` reuses one list answer.
     #[must_use]
     pub fn with_active_count_ttl(mut self, ttl: Duration) -> Self {
-        self.count_ttl = ttl;
+        self.counts.set_ttl(ttl);
         self
     }
 
@@ -549,16 +545,6 @@ impl AciBackend {
             .collect())
     }
 
-    /// Keeps a cached count current between list calls: our own creates and deletes
-    /// are known without asking ARM again.
-    fn adjust_count(&self, pool: &Pool, site: &Site, created: bool) {
-        if let Ok(mut counts) = self.counts.lock()
-            && let Some((_, n)) = counts.get_mut(&(site.scope_key(), pool.name.clone()))
-        {
-            *n = if created { n.saturating_add(1) } else { n.saturating_sub(1) };
-        }
-    }
-
     /// One create in one placement. `Err((error, quota_or_capacity))`.
     async fn create_in(
         &self,
@@ -582,7 +568,7 @@ impl AciBackend {
         let response = self.arm.send(&what, req).await.map_err(|e| (e, false))?;
         let status = response.status();
         if status.is_success() {
-            self.adjust_count(pool, site, true);
+            self.counts.adjust(&pool.name, site, true);
             return Ok(CreateOutcome::Created);
         }
         let e = AzureError::from_response(response).await;
@@ -625,7 +611,7 @@ impl ComputeBackend for AciBackend {
             let what = format!("ACI delete of container group {name} in {}", site.label);
             let response = self.arm.send(&what, self.arm.client.delete(&url)).await?;
             match response.status().as_u16() {
-                200 | 202 => self.adjust_count(pool, &site, false),
+                200 | 202 => self.counts.adjust(&pool.name, &site, false),
                 204 | 404 => {}
                 _ => return Err(classify(&AzureError::from_response(response).await, &what, &[])),
             }
@@ -657,24 +643,14 @@ impl ComputeBackend for AciBackend {
     /// Across placements: `max_runners` caps the pool wherever its groups run.
     async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
         let sites = self.sites(pool)?;
-        let mut total = 0;
-        for site in distinct_scopes(&sites) {
-            let key = (site.scope_key(), pool.name.clone());
-            if let Ok(counts) = self.counts.lock()
-                && let Some((at, n)) = counts.get(&key)
-                && at.elapsed() < self.count_ttl
-            {
-                total += *n;
-                continue;
-            }
-            // One list call, no reads: a group that finished but is not deleted yet counts
-            // until cleanup deletes it (it still holds ACI quota meanwhile).
-            let n = self.list_tagged_in(pool, site).await?.iter().filter(|c| !c.state.is_finished()).count();
-            if let Ok(mut counts) = self.counts.lock() {
-                counts.insert(key, (Instant::now(), n));
-            }
-            total += n;
-        }
+        // One list call, no reads: a group that finished but is not deleted yet counts
+        // until cleanup deletes it (it still holds ACI quota meanwhile).
+        let total = self
+            .counts
+            .total(&pool.name, &sites, |site| async move {
+                Ok(self.list_tagged_in(pool, site).await?.iter().filter(|c| !c.state.is_finished()).count())
+            })
+            .await?;
         Ok(Some(total))
     }
 

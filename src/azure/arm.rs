@@ -2,8 +2,10 @@
 //! listings that follow `nextLink` only within ARM, and the placements resolved against the
 //! settings.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -273,4 +275,68 @@ pub(crate) fn all_paused(sites: &[Site], pauses: &Pauses) -> Option<Duration> {
     }
     let keys: Vec<String> = sites.iter().map(Site::quota_key).collect();
     pauses.all_paused(keys.iter().map(String::as_str))
+}
+
+/// How many runners of a pool each site holds, for `max_runners`: one list call per site,
+/// reused for a few seconds and kept current by our own creates and deletes in between.
+#[derive(Debug)]
+pub struct ActiveCounts {
+    ttl: Duration,
+    /// By site scope (subscription/resource group) and pool.
+    counts: Mutex<HashMap<(String, String), (Instant, usize)>>,
+}
+
+impl ActiveCounts {
+    #[must_use]
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, counts: Mutex::new(HashMap::new()) }
+    }
+
+    /// How long one list answer is reused.
+    pub fn set_ttl(&mut self, ttl: Duration) {
+        self.ttl = ttl;
+    }
+
+    /// One of ours created (or deleted) in `site`: known without asking ARM again.
+    pub fn adjust(&self, pool: &str, site: &Site, created: bool) {
+        if let Ok(mut counts) = self.counts.lock()
+            && let Some((_, n)) = counts.get_mut(&(site.scope_key(), pool.to_owned()))
+        {
+            *n = if created { n.saturating_add(1) } else { n.saturating_sub(1) };
+        }
+    }
+
+    /// The pool's runners across `sites` (each resource group once): a fresh count where
+    /// the cache has one, else `count_in(site)`.
+    ///
+    /// # Errors
+    /// A site could not be listed.
+    pub async fn total<'a, F, Fut>(
+        &self,
+        pool: &str,
+        sites: &'a [Site],
+        mut count_in: F,
+    ) -> Result<usize, ProvisionError>
+    where
+        F: FnMut(&'a Site) -> Fut,
+        Fut: Future<Output = Result<usize, ProvisionError>>,
+    {
+        let mut total = 0;
+        for site in distinct_scopes(sites) {
+            let key = (site.scope_key(), pool.to_owned());
+            if let Ok(counts) = self.counts.lock()
+                && let Some((at, n)) = counts.get(&key)
+                && at.elapsed() < self.ttl
+            {
+                total += *n;
+                continue;
+            }
+            let n = count_in(site).await?;
+            if let Ok(mut counts) = self.counts.lock() {
+                counts.insert(key, (Instant::now(), n));
+            }
+            total += n;
+        }
+        Ok(total)
+    }
 }

@@ -14,12 +14,13 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::aci::ACTIVE_COUNT_TTL;
 use super::aci::{
     Places, TAG_JOB_ID, TAG_PLACEMENT, TAG_REPOSITORY, TAG_RUNNER_ID, is_valid_aci_name, parse_places, quota_refusal,
     tags,
 };
 use super::arm::{
-    ArmClient, Site, SiteDefaults, all_paused, create_across, distinct_scopes, find_across, resolve_sites,
+    ActiveCounts, ArmClient, Site, SiteDefaults, all_paused, create_across, distinct_scopes, find_across, resolve_sites,
 };
 use super::credential::AzureCredential;
 use super::http::AzureError;
@@ -513,6 +514,7 @@ pub struct VmBackend {
     defaults: SiteDefaults,
     /// By subscription/region: placements that refused a create for quota or capacity.
     pauses: Pauses,
+    counts: ActiveCounts,
 }
 
 impl std::fmt::Debug for VmBackend {
@@ -530,7 +532,15 @@ impl VmBackend {
             arm: ArmClient::new(settings, credential, "vm_request"),
             defaults: SiteDefaults::from_settings(settings),
             pauses: Pauses::default(),
+            counts: ActiveCounts::new(ACTIVE_COUNT_TTL),
         }
+    }
+
+    /// How long `active_count` reuses one list answer.
+    #[must_use]
+    pub fn with_active_count_ttl(mut self, ttl: Duration) -> Self {
+        self.counts.set_ttl(ttl);
+        self
     }
 
     /// The pool's placements in order of preference.
@@ -634,13 +644,17 @@ impl VmBackend {
         let mut secrets = request.secret_values();
         secrets.push(&custom_data);
         let what = format!("VM create of {} in {}", request.name, site.label);
-        match self.put(&url, &body, &what, &secrets).await {
+        let outcome = match self.put(&url, &body, &what, &secrets).await {
             Err((e, true)) if vm.spot => {
                 tracing::warn!(event = "vm_spot_refused", runner_name = %request.name, pool = %pool.name, placement = %site.label, reason = %e, "Spot refused; creating the VM at regular priority");
                 self.put(&url, &without_spot(&body), &format!("{what} (regular priority)"), &secrets).await
             }
             other => other,
+        };
+        if outcome == Ok(CreateOutcome::Created) {
+            self.counts.adjust(&pool.name, site, true);
         }
+        outcome
     }
 
     /// Whether the app's identity holds every action in `needed` at `scope` (a resource id),
@@ -755,8 +769,10 @@ impl ComputeBackend for VmBackend {
             let url = self.vm_url(&site, name)?;
             let what = format!("VM delete of {name} in {}", site.label);
             let response = self.arm.send(&what, self.arm.client.delete(&url)).await?;
-            if !matches!(response.status().as_u16(), 200 | 202 | 204 | 404) {
-                return Err(classify(&AzureError::from_response(response).await, &what, &[]));
+            match response.status().as_u16() {
+                200 | 202 => self.counts.adjust(&pool.name, &site, false),
+                204 | 404 => {}
+                _ => return Err(classify(&AzureError::from_response(response).await, &what, &[])),
             }
         }
         Ok(())
@@ -772,9 +788,16 @@ impl ComputeBackend for VmBackend {
         Ok(out)
     }
 
-    /// Unfinished VMs across placements: `max_runners` caps the pool wherever they run.
+    /// Every VM of the pool across placements, finished or not (a stopped VM is billed
+    /// until it is deleted): `max_runners` caps what the pool costs. One list per resource
+    /// group, reused for [`ACTIVE_COUNT_TTL`].
     async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
-        Ok(Some(self.list(pool).await?.iter().filter(|c| !c.state.is_finished()).count()))
+        let sites = self.sites(pool)?;
+        let total = self
+            .counts
+            .total(&pool.name, &sites, |site| async move { Ok(self.list_in(pool, site).await?.len()) })
+            .await?;
+        Ok(Some(total))
     }
 
     fn paused_for(&self, pool: &Pool) -> Option<Duration> {
