@@ -173,6 +173,11 @@ param vnetAddressPrefix string = '10.40.0.0/16'
 param aciSubnetPrefix string = '10.40.0.0/22'
 param batchSubnetPrefix string = '10.40.4.0/22'
 
+@description('The VM lane (pools with backend = "vm", docs/vm-lane.md): a VNet with a NAT-gateway subnet for runner VMs, the app identity\'s VM role, and a gallery with an Image Builder template for the image. Off by default.')
+param enableVmLane bool = false
+param vmLaneVnetAddressPrefix string = '10.41.0.0/16'
+param vmLaneSubnetPrefix string = '10.41.0.0/22'
+
 @description('Place the Batch pools in the VNet\'s batch-nodes subnet (needs enableRunnerVnet).')
 param batchPoolsInVnet bool = false
 
@@ -363,6 +368,31 @@ module aciRbac 'modules/aci-rbac.bicep' = {
   }
 }
 
+// The VM lane (optional): network, role and image in this resource group.
+module vmLane 'modules/vm-lane.bicep' = if (enableVmLane) {
+  name: 'vm-lane'
+  params: {
+    location: location
+    tags: tags
+    appPrincipalId: identities.outputs.appIdentityPrincipalId
+    vnetName: '${namePrefix}-vm-vnet'
+    vnetAddressPrefix: vmLaneVnetAddressPrefix
+    subnetPrefix: vmLaneSubnetPrefix
+  }
+}
+
+module vmImage 'modules/vm-image.bicep' = if (enableVmLane) {
+  name: 'vm-image'
+  params: {
+    location: location
+    tags: tags
+    galleryName: '${compactPrefix}gallery${suffix}'
+    templateName: '${namePrefix}-vm-image'
+    builderIdentityName: '${namePrefix}-imagebuilder-id'
+    runnerVersion: runnerVersion
+  }
+}
+
 // Every placement with its defaults filled in (later keys win in union()).
 var placements = [for p in aciPlacements: union({
   subscriptionId: subscription().subscriptionId
@@ -477,3 +507,8 @@ output containerGroupResourceGroup string = containerGroupResourceGroup
 output aciPlacementEntries array = [for (p, i) in placements: aciPlacement[i].outputs.entry]
 @description('The same as TOML inline tables, one per placement: join them with commas inside `placements = [ ... ]` (docs/deploy.md shows a jq one-liner).')
 output aciPlacementsToml array = [for (p, i) in placements: aciPlacement[i].outputs.toml]
+@description('VM lane: `subnet_id` of a vm pool.')
+output vmSubnetId string = enableVmLane ? vmLane.outputs.subnetId : ''
+@description('VM lane: `image` of a vm pool (the gallery image; build a version first with az image builder run).')
+output vmImageId string = enableVmLane ? vmImage.outputs.imageId : ''
+output vmImageTemplateName string = enableVmLane ? vmImage.outputs.templateName : ''

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::azure::aci::{self, AciPool};
+use crate::azure::aci::{self, AciPool, Placement};
 use crate::azure::batch::{self, BatchPool};
+use crate::azure::vm::{self, VmPool};
 use crate::azure::{AzureCredential, CredentialError};
 use crate::compute::{ComputeBackend, ComputeRequest};
 use crate::config::{ConfigProblem, Pool, PoolKeys, PoolsConfig, Role, Settings};
@@ -22,11 +23,13 @@ use crate::config::{ConfigProblem, Pool, PoolKeys, PoolsConfig, Role, Settings};
 pub enum Backend {
     Aci,
     Batch,
+    /// A fresh virtual machine per job (Docker jobs).
+    Vm,
 }
 
 impl Backend {
     /// Every backend, in the order of [`Backend::index`]: the registration.
-    pub const ALL: [Backend; 2] = [Backend::Aci, Backend::Batch];
+    pub const ALL: [Backend; 3] = [Backend::Aci, Backend::Batch, Backend::Vm];
 
     /// The name `backend = "..."` takes, and logs and dry-run records show.
     #[must_use]
@@ -34,6 +37,7 @@ impl Backend {
         match self {
             Backend::Aci => "aci",
             Backend::Batch => "batch",
+            Backend::Vm => "vm",
         }
     }
 
@@ -49,6 +53,7 @@ impl Backend {
         match self {
             Backend::Aci => aci::POOL_KEYS,
             Backend::Batch => batch::POOL_KEYS,
+            Backend::Vm => vm::POOL_KEYS,
         }
     }
 
@@ -58,6 +63,7 @@ impl Backend {
         match self {
             Backend::Aci => aci::parse_pool(keys, role).map(Compute::Aci),
             Backend::Batch => batch::parse_pool(keys, role).map(Compute::Batch),
+            Backend::Vm => vm::parse_pool(keys, role).map(Compute::Vm),
         }
     }
 
@@ -69,6 +75,7 @@ impl Backend {
         match self {
             Backend::Aci => aci::name_prefix_problem(prefix),
             Backend::Batch => batch::name_prefix_problem(prefix),
+            Backend::Vm => vm::name_prefix_problem(prefix),
         }
     }
 
@@ -84,6 +91,7 @@ impl Backend {
         Ok(match self {
             Backend::Aci => Arc::new(aci::AciBackend::new(settings, credential)),
             Backend::Batch => Arc::new(batch::BatchBackend::new(settings, credential)?),
+            Backend::Vm => Arc::new(vm::VmBackend::new(settings, credential)),
         })
     }
 
@@ -99,6 +107,13 @@ impl Backend {
                 aci::required_settings(settings, &pools)
             }
             Backend::Batch => batch::required_settings(settings),
+            Backend::Vm => {
+                let pools: Vec<(&Pool, &VmPool)> = pools
+                    .iter()
+                    .filter_map(|p| if let Compute::Vm(v) = &p.compute { Some((*p, v)) } else { None })
+                    .collect();
+                vm::required_settings(settings, &pools)
+            }
         }
     }
 }
@@ -107,13 +122,19 @@ impl Backend {
 /// that at least one enabled pool uses.
 #[must_use]
 pub fn azure_setting_problems(settings: &Settings, pools: &PoolsConfig) -> Vec<ConfigProblem> {
-    Backend::ALL
-        .into_iter()
-        .flat_map(|kind| {
-            let of_kind: Vec<&Pool> = pools.pools.iter().filter(|p| p.backend() == kind).map(AsRef::as_ref).collect();
-            if of_kind.iter().any(|p| p.enabled) { kind.required_settings(settings, &of_kind) } else { Vec::new() }
-        })
-        .collect()
+    let mut out: Vec<ConfigProblem> = Vec::new();
+    for kind in Backend::ALL {
+        let of_kind: Vec<&Pool> = pools.pools.iter().filter(|p| p.backend() == kind).map(AsRef::as_ref).collect();
+        if of_kind.iter().any(|p| p.enabled) {
+            // One problem per setting: ACI and VM pools need the same subscription.
+            for p in kind.required_settings(settings, &of_kind) {
+                if !out.iter().any(|o| o.key == p.key) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A pool's compute part: the settings of its backend, parsed and validated by that
@@ -122,6 +143,7 @@ pub fn azure_setting_problems(settings: &Settings, pools: &PoolsConfig) -> Vec<C
 pub enum Compute {
     Aci(AciPool),
     Batch(BatchPool),
+    Vm(VmPool),
 }
 
 impl Compute {
@@ -130,6 +152,7 @@ impl Compute {
         match self {
             Compute::Aci(_) => Backend::Aci,
             Compute::Batch(_) => Backend::Batch,
+            Compute::Vm(_) => Backend::Vm,
         }
     }
 
@@ -140,6 +163,7 @@ impl Compute {
         match self {
             Compute::Aci(a) => aci::dry_run_body(pool, a, request),
             Compute::Batch(b) => batch::batch_task_body(pool, b, request),
+            Compute::Vm(v) => vm::dry_run_body(pool, v, request),
         }
     }
 
@@ -149,7 +173,7 @@ impl Compute {
     #[must_use]
     pub fn shared_listing(&self) -> Option<&str> {
         match self {
-            Compute::Aci(_) => None,
+            Compute::Aci(_) | Compute::Vm(_) => None,
             Compute::Batch(b) => Some(&b.batch_pool_id),
         }
     }
@@ -158,7 +182,7 @@ impl Compute {
     #[must_use]
     pub fn finished_retention(&self) -> Duration {
         match self {
-            Compute::Aci(_) => Duration::ZERO,
+            Compute::Aci(_) | Compute::Vm(_) => Duration::ZERO,
             Compute::Batch(_) => batch::FINISHED_TASK_RETENTION,
         }
     }
@@ -169,16 +193,23 @@ impl Compute {
     #[must_use]
     pub fn quota_scope(&self) -> String {
         match self {
-            Compute::Aci(a) if !a.placements.is_empty() => a
-                .placements
-                .iter()
-                .map(|p| format!("{}/{}", p.subscription_id.as_deref().unwrap_or_default(), p.location))
-                .collect::<Vec<_>>()
-                .join(","),
-            Compute::Aci(a) => a.location.clone().unwrap_or_default(),
+            Compute::Aci(a) => quota_scope(&a.placements, a.location.as_ref()),
+            Compute::Vm(v) => quota_scope(&v.places.placements, v.places.location.as_ref()),
             Compute::Batch(_) => String::new(),
         }
     }
+}
+
+/// The regions an ARM pool creates in: its placements', else its own location.
+fn quota_scope(placements: &[Placement], location: Option<&String>) -> String {
+    if placements.is_empty() {
+        return location.cloned().unwrap_or_default();
+    }
+    placements
+        .iter()
+        .map(|p| format!("{}/{}", p.subscription_id.as_deref().unwrap_or_default(), p.location))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]

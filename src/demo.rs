@@ -112,6 +112,13 @@ pub fn samples() -> Vec<Sample> {
             body: sample_payload("completed", 1001, &["self-hosted", "linux", "aci"], "octo-org", "api"),
             bad_signature: false,
         },
+        Sample {
+            case: "Docker job queued",
+            event: "workflow_job",
+            delivery: "demo-8".into(),
+            body: sample_payload("queued", 1008, &["self-hosted", "linux", "docker"], "octo-org", "api"),
+            bad_signature: false,
+        },
     ]
 }
 

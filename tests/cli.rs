@@ -111,7 +111,7 @@ fn check_config_accepts_the_example_file_and_names_missing_settings() {
     let out =
         bin().args(["check-config", "--pools-only"]).env("RUNNER_DISPATCH_CONFIG", example).output().expect("run");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 2 pool(s)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 3 pool(s)"));
     let out = bin().args(["check-config"]).env("RUNNER_DISPATCH_CONFIG", example).output().expect("run");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -178,11 +178,13 @@ fn demo_runs_offline_and_prints_the_outcome_table_without_secrets() {
     assert!(row("duplicate delivery").contains("already exists"));
     assert!(row("owner not allowed").contains("403"));
     assert!(row("Linux job completed").contains("deleted"));
-    assert_eq!(text.matches("generate-jitconfig").count(), 2, "one JIT config per runner:\n{text}");
+    assert!(row("Docker job queued").contains("ghr-1008 requested in pool linux-docker (vm)"));
+    assert_eq!(text.matches("generate-jitconfig").count(), 3, "one JIT config per runner:\n{text}");
     let verbose = bin().args(["demo", "--verbose"]).output().expect("run");
     let v = String::from_utf8_lossy(&verbose.stdout);
     assert!(v.contains("\"secureValue\": \"[redacted]\""), "{v}");
     assert!(!v.contains("dry-run-jit-config"), "the JIT config must be redacted:\n{v}");
+    assert!(v.contains("\"vmSize\": \"Standard_D4ads_v5\"") && v.contains("\"customData\""), "the VM body:\n{v}");
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! Azure Container Instances: one container group per runner, through the ARM REST API.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
@@ -10,9 +9,11 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::credential::{AzureCredential, TokenSource, arm_scope};
-use super::http::{AzureError, http_client, registry_host, same_origin, transport_error};
-use crate::compute::placement::{Pauses, Place, Refusal, create_in_order};
+use super::arm::{ActiveCounts, ArmClient, all_paused, create_across, distinct_scopes, find_across, resolve_sites};
+pub use super::arm::{Site, SiteDefaults};
+use super::credential::AzureCredential;
+use super::http::{AzureError, registry_host};
+use crate::compute::placement::Pauses;
 use crate::compute::{
     ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, ProvisionError, Purpose,
 };
@@ -107,6 +108,24 @@ pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<AciPool>
     if memory_gb <= 0.0 {
         keys.error(keys.key("memory_gb"), "must be greater than zero");
     }
+    let Places { subnet_id, resource_group, location, placements } = parse_places(keys);
+    (role == Role::Chosen).then_some(AciPool { cpu, memory_gb, subnet_id, resource_group, location, placements })
+}
+
+/// Where a pool's ARM compute goes: the keys the ACI and VM pools share.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Places {
+    pub subnet_id: Option<String>,
+    /// Else `AZURE_RESOURCE_GROUP`.
+    pub resource_group: Option<String>,
+    /// Else `AZURE_LOCATION`.
+    pub location: Option<String>,
+    /// In order of preference; empty: the one placement above.
+    pub placements: Vec<Placement>,
+}
+
+/// Reads and checks `subnet_id`, `resource_group`, `location` and `placements`.
+pub(crate) fn parse_places(keys: &mut PoolKeys<'_>) -> Places {
     let subnet_id = keys.resource_id("subnet_id");
     let resource_group = keys.resource_group("resource_group");
     let location = keys.string("location");
@@ -123,7 +142,7 @@ pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<AciPool>
             keys.error(k, "subnets are regional: with placements, give each placement its own subnet_id");
         }
     }
-    (role == Role::Chosen).then_some(AciPool { cpu, memory_gb, subnet_id, resource_group, location, placements })
+    Places { subnet_id, resource_group, location, placements }
 }
 
 /// `placements = [{ location, subscription_id?, resource_group?, subnet_id? }, ...]`: every
@@ -327,7 +346,7 @@ pub fn container_group_body_in(
     body
 }
 
-fn tags(pool: &Pool, request: &ComputeRequest) -> BTreeMap<String, String> {
+pub(crate) fn tags(pool: &Pool, request: &ComputeRequest) -> BTreeMap<String, String> {
     let mut tags = pool.tags.clone();
     tags.insert(TAG_POOL.into(), pool.name.clone());
     match &request.purpose {
@@ -384,28 +403,36 @@ pub fn container_group_state(group: &Value) -> ComputeState {
 /// A container group as [`ComputeInfo`].
 #[must_use]
 pub fn container_group_info(group: &Value) -> ComputeInfo {
-    let tags: BTreeMap<String, String> = group["tags"]
-        .as_object()
-        .map(|o| o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-        .unwrap_or_default();
     let parse = |v: &Value| v.as_str().and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok());
     let created_at = parse(&group["systemData"]["createdAt"]).or_else(|| {
         group["properties"]["containers"][0]["properties"]["instanceView"]["currentState"]["startTime"]
             .as_str()
             .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
     });
-    let number = |key: &str| tags.get(key).and_then(|v| v.parse().ok());
+    tagged_info(group["name"].as_str().unwrap_or_default(), container_group_state(group), created_at, &group["tags"])
+}
+
+/// A runner's compute from the tags runner-dispatch puts on its ARM resources (container
+/// groups and VMs alike).
+pub(crate) fn tagged_info(
+    name: &str,
+    state: ComputeState,
+    created_at: Option<OffsetDateTime>,
+    tags: &Value,
+) -> ComputeInfo {
+    let text = |key: &str| tags[key].as_str().map(str::to_owned);
+    let number = |key: &str| tags[key].as_str().and_then(|v| v.parse().ok());
     ComputeInfo {
         created_at,
-        pool: tags.get(TAG_POOL).cloned(),
+        pool: text(TAG_POOL),
         job_id: number(TAG_JOB_ID),
         run_id: number(TAG_RUN_ID),
-        repository: tags.get(TAG_REPOSITORY).cloned(),
-        job_created_at: tags.get(TAG_JOB_CREATED_AT).cloned(),
-        idle_target: tags.get(TAG_IDLE_TARGET).cloned(),
+        repository: text(TAG_REPOSITORY),
+        job_created_at: text(TAG_JOB_CREATED_AT),
+        idle_target: text(TAG_IDLE_TARGET),
         runner_id: number(TAG_RUNNER_ID),
-        placement: tags.get(TAG_PLACEMENT).cloned(),
-        ..ComputeInfo::new(group["name"].as_str().unwrap_or_default(), container_group_state(group))
+        placement: text(TAG_PLACEMENT),
+        ..ComputeInfo::new(name, state)
     }
 }
 
@@ -440,29 +467,6 @@ fn classify(e: &AzureError, what: &str, secrets: &[&str]) -> ProvisionError {
 /// Tag naming the placement a container group was created in (its label).
 pub const TAG_PLACEMENT: &str = "runner-dispatch-placement";
 
-/// One placement, resolved against the settings: where a pool's groups may go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Site {
-    pub subscription_id: String,
-    pub resource_group: String,
-    pub location: String,
-    pub subnet_id: Option<String>,
-    /// For logs, tags and `status`: the location, or `location/resource_group` when the
-    /// pool has the location twice.
-    pub label: String,
-}
-
-impl Site {
-    /// Quotas are per subscription and region: a pause holds for every pool there.
-    fn quota_key(&self) -> String {
-        format!("{}/{}", self.subscription_id, self.location.to_ascii_lowercase())
-    }
-
-    fn scope_key(&self) -> String {
-        format!("{}/{}", self.subscription_id, self.resource_group.to_ascii_lowercase())
-    }
-}
-
 /// Whether an ARM refusal is about quota or regional capacity (so another placement may
 /// take the group), not about this request or a passing fault.
 fn quota_or_capacity(e: &AzureError) -> bool {
@@ -475,7 +479,7 @@ const CAPACITY_CODES: &[&str] = &["ServiceUnavailable", "AllocationFailed", "Zon
 
 /// A quota refusal: a code naming a quota, or ARM's regional cores quota
 /// (`OperationNotAllowed` "... exceeding approved Total Regional Cores quota").
-fn quota_refusal(e: &AzureError) -> bool {
+pub(crate) fn quota_refusal(e: &AzureError) -> bool {
     e.code.as_deref().is_some_and(|c| c.to_ascii_lowercase().contains("quota"))
         || (e.code_is("OperationNotAllowed")
             && e.message.as_deref().is_some_and(|m| m.to_ascii_lowercase().contains("quota")))
@@ -483,22 +487,16 @@ fn quota_refusal(e: &AzureError) -> bool {
 
 /// Container groups through ARM.
 pub struct AciBackend {
-    client: reqwest::Client,
-    arm_url: String,
-    subscription_id: Option<String>,
-    resource_group: Option<String>,
-    location: Option<String>,
-    token: TokenSource,
-    count_ttl: Duration,
-    /// By subscription/resource group and pool.
-    counts: Mutex<HashMap<(String, String), (Instant, usize)>>,
+    arm: ArmClient,
+    defaults: SiteDefaults,
+    counts: ActiveCounts,
     /// By subscription/region: placements that refused a create for quota or capacity.
     pauses: Pauses,
 }
 
 impl std::fmt::Debug for AciBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AciBackend").field("arm_url", &self.arm_url).finish_non_exhaustive()
+        f.debug_struct("AciBackend").field("arm_url", &self.arm.url).finish_non_exhaustive()
     }
 }
 
@@ -510,17 +508,10 @@ impl AciBackend {
     /// with the name of the setting, so a deployment with Batch pools only needs none.
     #[must_use]
     pub fn new(settings: &Settings, credential: &AzureCredential) -> Self {
-        let azure = &settings.azure;
-        let arm_url = azure.resource_manager_url.trim_end_matches('/').to_owned();
         Self {
-            client: http_client(),
-            token: credential.token_source(arm_scope(&arm_url)),
-            arm_url,
-            subscription_id: azure.subscription_id.clone(),
-            resource_group: azure.resource_group.clone(),
-            location: azure.location.clone(),
-            count_ttl: ACTIVE_COUNT_TTL,
-            counts: Mutex::new(HashMap::new()),
+            arm: ArmClient::new(settings, credential, "aci_request"),
+            defaults: SiteDefaults::from_settings(settings),
+            counts: ActiveCounts::new(ACTIVE_COUNT_TTL),
             pauses: Pauses::default(),
         }
     }
@@ -528,14 +519,14 @@ impl AciBackend {
     /// How long `active_count` reuses one list answer.
     #[must_use]
     pub fn with_active_count_ttl(mut self, ttl: Duration) -> Self {
-        self.count_ttl = ttl;
+        self.counts.set_ttl(ttl);
         self
     }
 
     /// Replaces the HTTP client (timeouts, proxies).
     #[must_use]
     pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
-        self.client = client;
+        self.arm.client = client;
         self
     }
 
@@ -546,54 +537,19 @@ impl AciBackend {
     /// A setting a placement needs is missing (permanent, naming it).
     pub fn sites(&self, pool: &Pool) -> Result<Vec<Site>, ProvisionError> {
         let aci = aci_of(pool)?;
-        let missing = |what: &str, setting: &str| {
-            ProvisionError::permanent(format!("pool {} has no {what} and {setting} is not set", pool.name))
+        let places = Places {
+            subnet_id: aci.subnet_id.clone(),
+            resource_group: aci.resource_group.clone(),
+            location: aci.location.clone(),
+            placements: aci.placements.clone(),
         };
-        let subscription = |own: Option<&String>| {
-            own.or(self.subscription_id.as_ref())
-                .cloned()
-                .ok_or_else(|| ProvisionError::permanent("AZURE_SUBSCRIPTION_ID is not set: ACI pools need it"))
-        };
-        let group = |own: Option<&String>| {
-            own.or(aci.resource_group.as_ref())
-                .or(self.resource_group.as_ref())
-                .cloned()
-                .ok_or_else(|| missing("resource_group", "AZURE_RESOURCE_GROUP"))
-        };
-        if aci.placements.is_empty() {
-            let location = aci
-                .location
-                .as_ref()
-                .or(self.location.as_ref())
-                .cloned()
-                .ok_or_else(|| missing("location", "AZURE_LOCATION"))?;
-            return Ok(vec![Site {
-                subscription_id: subscription(None)?,
-                resource_group: group(None)?,
-                label: location.clone(),
-                location,
-                subnet_id: aci.subnet_id.clone(),
-            }]);
-        }
-        let mut sites = Vec::new();
-        for p in &aci.placements {
-            let twice = aci.placements.iter().filter(|q| q.location.eq_ignore_ascii_case(&p.location)).count() > 1;
-            let resource_group = group(p.resource_group.as_ref())?;
-            sites.push(Site {
-                subscription_id: subscription(p.subscription_id.as_ref())?,
-                label: if twice { format!("{}/{resource_group}", p.location) } else { p.location.clone() },
-                resource_group,
-                location: p.location.clone(),
-                subnet_id: p.subnet_id.clone(),
-            });
-        }
-        Ok(sites)
+        resolve_sites(&pool.name, "ACI", &places, &self.defaults)
     }
 
     fn groups_url(&self, site: &Site) -> String {
         format!(
             "{}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ContainerInstance/containerGroups",
-            self.arm_url, site.subscription_id, site.resource_group
+            self.arm.url, site.subscription_id, site.resource_group
         )
     }
 
@@ -606,32 +562,12 @@ impl AciBackend {
         Ok(format!("{}/{name}?api-version={ACI_API_VERSION}", self.groups_url(site)))
     }
 
-    async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProvisionError> {
-        let token = self.token.token().await.map_err(|e| ProvisionError::retryable(e.to_string()))?;
-        let response = req.bearer_auth(token.expose()).send().await.map_err(|e| transport_error(what, &e))?;
-        tracing::debug!(event = "aci_request", what, status = response.status().as_u16(), "ARM answered");
-        if response.status() == StatusCode::UNAUTHORIZED {
-            self.token.invalidate().await;
-        }
-        Ok(response)
-    }
-
     /// The group named `name` in one placement.
     async fn find_in(&self, site: &Site, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
         let url = self.group_url(site, name)?;
         let what = format!("ACI get of container group {name} in {}", site.label);
-        let response = self.send(&what, self.client.get(&url)).await?;
-        match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let group: Value = response
-                    .json()
-                    .await
-                    .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
-                Ok(Some(container_group_info(&group)))
-            }
-            _ => Err(classify(&AzureError::from_response(response).await, &what, &[])),
-        }
+        let group = self.arm.get_json(&what, &url, |e| classify(e, &what, &[])).await?;
+        Ok(group.as_ref().map(container_group_info))
     }
 
     /// The pool's container groups (tag `runner-dispatch-pool`) in one placement's
@@ -640,50 +576,13 @@ impl AciBackend {
     async fn list_tagged_in(&self, pool: &Pool, site: &Site) -> Result<Vec<ComputeInfo>, ProvisionError> {
         let what =
             format!("ACI list of container groups in {} (subscription {})", site.resource_group, site.subscription_id);
-        let mut url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(site));
-        let mut out = Vec::new();
-        for _page in 0..1000 {
-            let response = self.send(&what, self.client.get(&url)).await?;
-            if !response.status().is_success() {
-                return Err(classify(&AzureError::from_response(response).await, &what, &[]));
-            }
-            let page: Value = response
-                .json()
-                .await
-                .map_err(|e| ProvisionError::retryable(format!("{what}: unreadable answer: {e}")))?;
-            for group in page["value"].as_array().into_iter().flatten() {
-                if group["tags"][TAG_POOL].as_str() == Some(pool.name.as_str()) {
-                    out.push(container_group_info(group));
-                }
-            }
-            match page["nextLink"].as_str().filter(|n| !n.is_empty()) {
-                Some(next) if same_origin(&self.arm_url, next) => url = next.to_owned(),
-                Some(_) => {
-                    return Err(ProvisionError::permanent(format!(
-                        "{what}: nextLink points outside {}; not following it",
-                        self.arm_url
-                    )));
-                }
-                None => return Ok(out),
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every placement's resource group once (placements may share one).
-    fn scopes(sites: &[Site]) -> Vec<&Site> {
-        let mut seen = std::collections::HashSet::new();
-        sites.iter().filter(|s| seen.insert(s.scope_key())).collect()
-    }
-
-    /// Keeps a cached count current between list calls: our own creates and deletes
-    /// are known without asking ARM again.
-    fn adjust_count(&self, pool: &Pool, site: &Site, created: bool) {
-        if let Ok(mut counts) = self.counts.lock()
-            && let Some((_, n)) = counts.get_mut(&(site.scope_key(), pool.name.clone()))
-        {
-            *n = if created { n.saturating_add(1) } else { n.saturating_sub(1) };
-        }
+        let url = format!("{}?api-version={ACI_API_VERSION}", self.groups_url(site));
+        let groups = self.arm.list_all(&what, url, |e| classify(e, &what, &[])).await?;
+        Ok(groups
+            .iter()
+            .filter(|g| g["tags"][TAG_POOL].as_str() == Some(pool.name.as_str()))
+            .map(container_group_info)
+            .collect())
     }
 
     /// One create in one placement. `Err((error, quota_or_capacity))`.
@@ -705,11 +604,11 @@ impl AciBackend {
         let what = format!("ACI create of container group {} in {}", request.name, site.label);
         // If-None-Match makes the PUT create-only where ARM honours it (412 otherwise):
         // a PUT on an existing group would update it, on a finished one redeploy it.
-        let req = self.client.put(&url).header(reqwest::header::IF_NONE_MATCH, "*").json(&body);
-        let response = self.send(&what, req).await.map_err(|e| (e, false))?;
+        let req = self.arm.client.put(&url).header(reqwest::header::IF_NONE_MATCH, "*").json(&body);
+        let response = self.arm.send(&what, req).await.map_err(|e| (e, false))?;
         let status = response.status();
         if status.is_success() {
-            self.adjust_count(pool, site, true);
+            self.counts.adjust(&pool.name, site, true);
             return Ok(CreateOutcome::Created);
         }
         let e = AzureError::from_response(response).await;
@@ -733,12 +632,7 @@ impl ComputeBackend for AciBackend {
     /// Looks in every placement, in order: the name is the same in all of them, so a
     /// group made in any one (say, before a crash) is found before anything is created.
     async fn find(&self, pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
-        for site in self.sites(pool)? {
-            if let Some(info) = self.find_in(&site, name).await? {
-                return Ok(Some(info));
-            }
-        }
-        Ok(None)
+        find_across(&self.sites(pool)?, |site| self.find_in(site, name)).await
     }
 
     /// Creates in the first placement that takes it (see [`create_in_order`]): a refusal
@@ -747,17 +641,7 @@ impl ComputeBackend for AciBackend {
     /// not to a region).
     async fn create(&self, pool: &Pool, request: &ComputeRequest) -> Result<CreateOutcome, ProvisionError> {
         let sites = self.sites(pool)?;
-        let places: Vec<Place> =
-            sites.iter().map(|s| Place { quota_key: s.quota_key(), label: s.label.clone() }).collect();
-        create_in_order(&pool.name, &request.name, &places, &self.pauses, |i| {
-            let site = &sites[i];
-            async move {
-                self.create_in(pool, request, site)
-                    .await
-                    .map_err(|(e, capacity)| if capacity { Refusal::QuotaOrCapacity(e) } else { Refusal::Other(e) })
-            }
-        })
-        .await
+        create_across(pool, request, &sites, &self.pauses, |site| self.create_in(pool, request, site)).await
     }
 
     /// Deletes the group wherever it is: every placement is asked (a missing one is success).
@@ -765,9 +649,9 @@ impl ComputeBackend for AciBackend {
         for site in self.sites(pool)? {
             let url = self.group_url(&site, name)?;
             let what = format!("ACI delete of container group {name} in {}", site.label);
-            let response = self.send(&what, self.client.delete(&url)).await?;
+            let response = self.arm.send(&what, self.arm.client.delete(&url)).await?;
             match response.status().as_u16() {
-                200 | 202 => self.adjust_count(pool, &site, false),
+                200 | 202 => self.counts.adjust(&pool.name, &site, false),
                 204 | 404 => {}
                 _ => return Err(classify(&AzureError::from_response(response).await, &what, &[])),
             }
@@ -780,7 +664,7 @@ impl ComputeBackend for AciBackend {
     async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
         let sites = self.sites(pool)?;
         let mut out = Vec::new();
-        for site in Self::scopes(&sites) {
+        for site in distinct_scopes(&sites) {
             for info in self.list_tagged_in(pool, site).await? {
                 if !matches!(info.state, ComputeState::Unknown(_)) {
                     out.push(info);
@@ -802,24 +686,14 @@ impl ComputeBackend for AciBackend {
     /// Across placements: `max_runners` caps the pool wherever its groups run.
     async fn active_count(&self, pool: &Pool) -> Result<Option<usize>, ProvisionError> {
         let sites = self.sites(pool)?;
-        let mut total = 0;
-        for site in Self::scopes(&sites) {
-            let key = (site.scope_key(), pool.name.clone());
-            if let Ok(counts) = self.counts.lock()
-                && let Some((at, n)) = counts.get(&key)
-                && at.elapsed() < self.count_ttl
-            {
-                total += *n;
-                continue;
-            }
-            // One list call, no reads: a group that finished but is not deleted yet counts
-            // until cleanup deletes it (it still holds ACI quota meanwhile).
-            let n = self.list_tagged_in(pool, site).await?.iter().filter(|c| !c.state.is_finished()).count();
-            if let Ok(mut counts) = self.counts.lock() {
-                counts.insert(key, (Instant::now(), n));
-            }
-            total += n;
-        }
+        // One list call, no reads: a group that finished but is not deleted yet counts
+        // until cleanup deletes it (it still holds ACI quota meanwhile).
+        let total = self
+            .counts
+            .total(&pool.name, &sites, |site| async move {
+                Ok(self.list_tagged_in(pool, site).await?.iter().filter(|c| !c.state.is_finished()).count())
+            })
+            .await?;
         Ok(Some(total))
     }
 
@@ -844,12 +718,7 @@ impl ComputeBackend for AciBackend {
     /// Every placement paused: come back when the earliest is free, before any GitHub
     /// call is spent on this request.
     fn paused_for(&self, pool: &Pool) -> Option<Duration> {
-        let sites = self.sites(pool).ok()?;
-        if sites.len() < 2 {
-            return None;
-        }
-        let keys: Vec<String> = sites.iter().map(Site::quota_key).collect();
-        self.pauses.all_paused(keys.iter().map(String::as_str))
+        all_paused(&self.sites(pool).ok()?, &self.pauses)
     }
 }
 

@@ -1,10 +1,13 @@
-//! The Azure side: credentials (azure_identity), and thin REST clients for Azure Batch
-//! and Azure Container Instances implementing [`crate::compute::ComputeBackend`].
+//! The Azure side: credentials (azure_identity), and thin REST clients for Azure Batch,
+//! Azure Container Instances and Azure virtual machines implementing
+//! [`crate::compute::ComputeBackend`].
 
 pub mod aci;
+pub mod arm;
 pub mod batch;
 pub mod credential;
 pub mod http;
+pub mod vm;
 
 pub use aci::{AciBackend, AciPool, container_group_body};
 pub use batch::{BatchAuth, BatchBackend, BatchPool, batch_job_body, batch_task_body};

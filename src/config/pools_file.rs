@@ -351,8 +351,12 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 impl Walker {
+    /// Records a problem once: backends that share keys (ACI and VM placements) both check them.
     fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(ConfigProblem { key: key.into(), message: message.into(), warning: false });
+        let problem = ConfigProblem { key: key.into(), message: message.into(), warning: false };
+        if !self.problems.contains(&problem) {
+            self.problems.push(problem);
+        }
     }
 
     fn warn(&mut self, key: impl Into<String>, message: impl Into<String>) {
@@ -1168,7 +1172,7 @@ cpu = 0
         let err = PoolsConfig::parse(text).expect_err("refused");
         assert_eq!(keys(&err), vec!["pools[0].run_on_host", "pools[1].memory_gb", "pools[2].backend", "pools[2].cpu"]);
         let backend = err.0.iter().find(|p| p.key == "pools[2].backend").expect("named");
-        assert_eq!(backend.message, "\"lambda\" is not one of: aci, batch");
+        assert_eq!(backend.message, "\"lambda\" is not one of: aci, batch, vm");
     }
 
     #[test]
@@ -1176,6 +1180,6 @@ cpu = 0
         let text = "[github]\nallowed_owners = [\"o\"]\n[[pools]]\nname = \"a\"\nlabels = [\"l\"]\nimage = \"img\"\n";
         let err = PoolsConfig::parse(text).expect_err("refused");
         assert_eq!(keys(&err), vec!["pools[0].backend"]);
-        assert_eq!(err.0[0].message, "required: \"aci\" or \"batch\"");
+        assert_eq!(err.0[0].message, "required: \"aci\" or \"batch\" or \"vm\"");
     }
 }
