@@ -68,7 +68,7 @@ fn pool(name: &str) -> Pool {
 fn settings(arm: &str) -> Settings {
     Settings::from_lookup(|k| match k {
         "GITHUB_WEBHOOK_SECRET" => Some("whsec".into()),
-        "AZURE_SUBSCRIPTION_ID" => Some("sub-1".into()),
+        "AZURE_SUBSCRIPTION_ID" => Some("00000000-0000-0000-0000-000000000001".into()),
         "AZURE_RESOURCE_MANAGER_URL" => Some(arm.into()),
         _ => None,
     })
@@ -118,7 +118,7 @@ vm_test!(
         assert_eq!(b.create(&p, &jit_request(&p, 42)).await, Ok(CreateOutcome::Created));
         let put = puts(&fake).pop().expect("one PUT");
         assert_eq!(fake.lock().body_problems, Vec::<String>::new());
-        assert!(put.path.ends_with("/subscriptions/sub-1/resourceGroups/rg-runners/providers/Microsoft.Compute/virtualMachines/ghr-42"), "{}", put.path);
+        assert!(put.path.ends_with("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-runners/providers/Microsoft.Compute/virtualMachines/ghr-42"), "{}", put.path);
         assert_eq!(put.if_none_match.as_deref(), Some("*"), "create-only");
         let (resource, ok) = token_requests().await.pop().expect("a token request");
         assert!(ok, "identity header and api-version");
@@ -245,11 +245,11 @@ vm_test!(
         }
         assert!(body["properties"].get("userData").is_none());
         let vm_url = format!(
-            "{arm}/subscriptions/sub-1/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/spread-5?api-version={}",
+            "{arm}/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines/spread-5?api-version={}",
             vm::COMPUTE_API_VERSION
         );
         let list_url = format!(
-            "{arm}/subscriptions/sub-1/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines?api-version={}",
+            "{arm}/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-a/providers/Microsoft.Compute/virtualMachines?api-version={}",
             vm::COMPUTE_API_VERSION
         );
         let client = runner_dispatch::tls::client_builder().build().expect("client");
@@ -343,7 +343,7 @@ vm_test!(
 
         let we = "/subscriptions/s/resourcegroups/net/providers/microsoft.network/virtualnetworks/we/subnets/vm";
         fake.lock().permissions.insert(we.into(), vec!["Microsoft.Network/*/read".into()]);
-        fake.lock().permissions.insert("/subscriptions/sub-1/resourcegroups/rg-b".into(), vec!["*/read".into()]);
+        fake.lock().permissions.insert("/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/rg-b".into(), vec!["*/read".into()]);
         fake.lock().images.clear();
         let reached = b.reach(&p).await;
         let e0 = reached[0].1.clone().expect_err("no subnet join in westeurope").to_string();
