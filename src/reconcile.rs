@@ -11,10 +11,10 @@ use time::OffsetDateTime;
 
 use crate::config::{Backend, Pool, RunnerKind};
 use crate::github::{Delivery, JobContext, JobState, RunnerDeletion, RunnerInfo, RunnerTarget};
-use crate::idle::Demand;
-use crate::idle::demand::Record;
+use crate::idle::demand::{History, Record};
+use crate::idle::{IdleBase, Target};
 use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
-use crate::provision::{ComputeInfo, Provisioner};
+use crate::provision::{ComputeInfo, Provisioner, idle_target_of};
 
 /// How often the timer fires.
 pub const PERIOD: Duration = Duration::from_secs(300);
@@ -81,6 +81,21 @@ pub struct Reconciler {
     /// JIT runner ids recorded on our compute in the last pass: an orphan registration is
     /// removed only if its id is one of ours (another deployment may use the same prefix).
     recorded_ids: Mutex<HashSet<u64>>,
+    /// Registration ids of our runners seen online and idle in the last pass: only those
+    /// may be retired in this one.
+    idle_seen: Mutex<HashSet<u64>>,
+}
+
+/// Runners seen online and idle: in the last pass (`before`) and in this one (`now`).
+#[derive(Default)]
+struct SeenIdle {
+    before: HashSet<u64>,
+    now: HashSet<u64>,
+}
+
+/// A registration target as a key (GitHub logins are case-insensitive).
+fn target_key(ctx: &JobContext) -> String {
+    ctx.target.api_prefix().to_ascii_lowercase()
 }
 
 /// Whether a listed compute is one runner-dispatch made for this pool: named exactly
@@ -163,6 +178,7 @@ impl Reconciler {
             redeliver,
             orphans_seen: Mutex::new(HashSet::new()),
             recorded_ids: Mutex::new(HashSet::new()),
+            idle_seen: Mutex::new(HashSet::new()),
         }
     }
 
@@ -298,135 +314,191 @@ impl Reconciler {
                 }
             }
         }
+        let before = self.idle_seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut idle = SeenIdle { before, now: HashSet::new() };
         for pool in &p.pools.pools {
             let runners_of_pool = standing.remove(&pool.name).unwrap_or_default();
-            self.keep_level(pool, runners_of_pool, now, report).await;
+            self.keep_level(pool, runners_of_pool, now, &mut idle, report).await;
+        }
+        if let Ok(mut s) = self.idle_seen.lock() {
+            *s = idle.now;
+        }
+        // Idle runners' registrations are looked for where they register, even where no
+        // compute stands any more (the orphan pass below needs the list).
+        for pool in p.pools.pools.iter().filter(|pool| pool.idle.is_on()) {
+            for ctx in p.idle_targets(pool) {
+                let key = ctx.target.api_prefix();
+                if runners.contains_key(&key) {
+                    continue;
+                }
+                match p.github.list_runners(&ctx).await {
+                    Ok(list) => {
+                        runners.insert(key, (ctx, list));
+                    }
+                    Err(e) => {
+                        report.errors += 1;
+                        tracing::warn!(event = "reconcile_error", step = "list_runners", target = %key, error = %e, "could not list runners");
+                    }
+                }
+            }
         }
         self.reap_orphans(&runners, &compute_names, recorded_now, listed_everything, report).await;
     }
 
-    /// Holds each registration target of the pool at its idle target: idle runners beyond
-    /// it go (kept-idle ones now, job runners after `runner_idle_timeout`, at most one
-    /// period in pools that keep idle runners; a 422 on the
-    /// deregistration means one just took a job and stays), ones past
-    /// `idle_runner_max_age` are replaced, and idle + booting below it are topped up.
+    /// Holds each configured (or default) registration target of the pool at its idle
+    /// target, each from its own demand (see [`Reconciler::hold_target`]). Runners standing
+    /// at any other target (a job's, at repo scope say) are trimmed there as job runners
+    /// and never topped up: idle runners exist exactly where `idle_targets` says.
     async fn keep_level(
         &self,
         pool: &Arc<Pool>,
         standing: Vec<Standing>,
         now: OffsetDateTime,
+        idle: &mut SeenIdle,
         report: &mut ReconcileReport,
     ) {
         let p = &self.provisioner;
-        let target = if pool.enabled && pool.idle.is_on() {
-            let demand = if pool.idle.is_auto() { self.demand_of(pool, now).await } else { Demand::default() };
-            Some(pool.idle.target_at(now, &demand))
-        } else {
-            None
-        };
+        let keeps = pool.enabled && pool.idle.is_on();
+        let history = if keeps { self.history_or_floor(pool, now).await } else { History::default() };
+        let mut by_target: BTreeMap<String, (JobContext, Option<Target>, Vec<Standing>)> = BTreeMap::new();
+        if keeps {
+            for ctx in p.idle_targets(pool) {
+                let target = pool.idle.target_at(now, &history.demand_for(&idle_target_of(&ctx)));
+                by_target.entry(target_key(&ctx)).or_insert((ctx, Some(target), Vec::new()));
+            }
+        }
+        for s in standing {
+            by_target.entry(target_key(&s.job)).or_insert_with(|| (s.job.clone(), None, Vec::new())).2.push(s);
+        }
+        for (ctx, target, list) in by_target.into_values() {
+            self.hold_target(pool, &ctx, target.as_ref(), list, now, idle, report).await;
+        }
+    }
+
+    /// One registration target of a pool. Idle runners beyond the target go: kept-idle
+    /// ones now, job runners after `runner_idle_timeout` (at most one period in pools that
+    /// keep idle runners). Ones past `idle_runner_max_age` are replaced, the new one made
+    /// before the old one goes. A runner is retired only when it was seen idle in the last
+    /// pass too (GitHub may have just given it a job that does not show busy yet), and a
+    /// 422 on its deregistration means it just took one: it stays. Idle + booting below the
+    /// target are topped up. `target` is `None` at a target that is not configured:
+    /// nothing is kept or made there.
+    #[allow(clippy::too_many_arguments)]
+    async fn hold_target(
+        &self,
+        pool: &Arc<Pool>,
+        ctx: &JobContext,
+        target: Option<&Target>,
+        mut list: Vec<Standing>,
+        now: OffsetDateTime,
+        idle: &mut SeenIdle,
+        report: &mut ReconcileReport,
+    ) {
+        let p = &self.provisioner;
         // A job's runner beyond the level waits out `runner_idle_timeout`, as in a pool
         // without idle runners; in a pool that keeps them, one period (older than that, any
         // job queued for it has long been given to it) so the level falls to its floor by
         // the second pass after demand stops.
         let job_runner_timeout =
             if pool.idle.is_on() { pool.runner_idle_timeout.min(PERIOD) } else { pool.runner_idle_timeout };
-        let count = target.as_ref().map_or(0, |t| t.count as usize);
+        let count = target.map_or(0, |t| t.count as usize);
         // A target that follows demand moves a little every pass; trimming on every dip and
         // topping up on every rise would make runners for nothing (the benchmark: 1.09
-        // runners per job at a job a minute). Idle runners up to √target above it stay;
-        // at a floor of 0 nothing does, so demand that stops still ends at the floor.
-        let keep_limit = if pool.idle.is_auto() { count + (count as f64).sqrt().ceil() as usize } else { count };
-        let mut by_target: BTreeMap<String, (JobContext, Vec<Standing>)> = BTreeMap::new();
-        if count > 0 {
-            for ctx in p.idle_targets(pool) {
-                by_target.entry(ctx.target.api_prefix()).or_insert_with(|| (ctx, Vec::new()));
+        // runners per job at a job a minute). Idle runners up to √target above it stay, but
+        // never above `idle_runners_max` (a hard cap); at a floor of 0 nothing does, so
+        // demand that stops still ends at the floor.
+        let keep_limit = match pool.idle.base {
+            IdleBase::Auto { max } => (count + (count as f64).sqrt().ceil() as usize).min(max as usize),
+            IdleBase::Fixed(_) => count,
+        };
+        // Youngest first: they stay longest before their maximum age.
+        list.sort_by_key(|s| age_of(&s.info, now));
+        let booting = census(pool, list.iter().map(|s| (&s.info, s.registration.as_ref())), now).booting;
+        let mut kept = 0usize;
+        let mut retired = 0usize;
+        for s in &list {
+            let Some(r) = s.registration.as_ref().filter(|r| r.online && !r.busy) else { continue };
+            idle.now.insert(r.id);
+            let age = age_of(&s.info, now);
+            let idle_kind = pool.runner_kind(&s.info.name) == Some(RunnerKind::Idle);
+            let over_age = idle_kind && age > pool.idle.max_age;
+            let within = kept + booting < keep_limit;
+            if within && !over_age {
+                kept += 1;
+                continue;
             }
-        }
-        for s in standing {
-            by_target.entry(s.job.target.api_prefix()).or_insert_with(|| (s.job.clone(), Vec::new())).1.push(s);
-        }
-        let mut samples = Vec::new();
-        for (ctx, mut list) in by_target.into_values() {
-            // Youngest first: they stay longest before their maximum age.
-            list.sort_by_key(|s| age_of(&s.info, now));
-            let booting = census(pool, list.iter().map(|s| (&s.info, s.registration.as_ref())), now).booting;
-            let mut kept = 0usize;
-            let mut retired = 0usize;
-            for s in &list {
-                let Some(r) = s.registration.as_ref().filter(|r| r.online && !r.busy) else { continue };
-                let age = age_of(&s.info, now);
-                let idle_kind = pool.runner_kind(&s.info.name) == Some(RunnerKind::Idle);
-                let replace = idle_kind && age > pool.idle.max_age;
-                if !replace && kept + booting < keep_limit {
+            let why = if over_age {
+                "max_age"
+            } else if idle_kind {
+                "surplus"
+            } else if age > job_runner_timeout {
+                "idle_timeout"
+            } else {
+                continue;
+            };
+            if !idle.before.contains(&r.id) {
+                // Idle for the first time: decided next pass.
+                kept += usize::from(within);
+                continue;
+            }
+            if over_age && kept + booting < count {
+                // Its place in the level is the replacement's: made first, so the old runner
+                // goes only once the new one is on its way.
+                if let Err(e) = p.provision_idle(pool, ctx).await {
+                    report.errors += 1;
+                    tracing::warn!(event = "reconcile_error", step = "replace_idle", pool = %pool.name, runner_name = %s.info.name, error = %e, "could not make the replacement of an old idle runner; it stays");
                     kept += 1;
                     continue;
                 }
-                let why = if replace {
-                    "max_age"
-                } else if idle_kind {
-                    "surplus"
-                } else if age > job_runner_timeout {
-                    "idle_timeout"
-                } else {
-                    continue;
-                };
-                match self.retire(pool, &s.info, &ctx, r).await {
-                    Ok(true) => {
-                        retired += 1;
-                        report.idle += 1;
-                        tracing::info!(event = "runner_idle_reaped", runner_name = %s.info.name, pool = %pool.name, placement = placement_of(&s.info), reason = why, "idle runner deleted");
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        report.errors += 1;
-                        tracing::warn!(event = "reconcile_error", step = "trim_idle", runner_name = %s.info.name, error = %e, "could not delete an idle runner");
-                    }
+                report.idle_created += 1;
+                kept += 1;
+            }
+            match self.retire(pool, &s.info, ctx, r).await {
+                Ok(true) => {
+                    retired += 1;
+                    report.idle += 1;
+                    tracing::info!(event = "runner_idle_reaped", runner_name = %s.info.name, pool = %pool.name, placement = placement_of(&s.info), reason = why, "idle runner deleted");
                 }
-            }
-            let idle_now = list.iter().filter(|s| s.registration.as_ref().is_some_and(|r| r.online && !r.busy)).count();
-            if target.is_some() {
-                samples.push(Record::Idle {
-                    at: now.unix_timestamp(),
-                    target: crate::provision::idle_target_of(&ctx),
-                    idle: u32::try_from(idle_now - retired).unwrap_or(u32::MAX),
-                });
-            }
-            let missing = count.saturating_sub(kept + booting).min(MAX_TOP_UP_PER_PASS);
-            for _ in 0..missing {
-                match p.provision_idle(pool, &ctx).await {
-                    Ok(_) => report.idle_created += 1,
-                    Err(e) => {
-                        report.errors += 1;
-                        tracing::warn!(event = "reconcile_error", step = "top_up", pool = %pool.name, target = %ctx.target.api_prefix(), error = %e, "could not make an idle runner");
-                        break;
-                    }
+                Ok(false) => {}
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(event = "reconcile_error", step = "trim_idle", runner_name = %s.info.name, error = %e, "could not delete an idle runner");
                 }
             }
         }
-        if let Some(t) = &target {
-            let idle: u32 = samples.iter().map(|r| if let Record::Idle { idle, .. } = r { *idle } else { 0 }).sum();
-            tracing::info!(event = "idle_target", pool = %pool.name, target = t.count, idle, why = %serde_json::to_string(&t.why).unwrap_or_default(), "idle level held");
+        let Some(t) = target else { return };
+        let name = idle_target_of(ctx);
+        let idle_now = list.iter().filter(|s| s.registration.as_ref().is_some_and(|r| r.online && !r.busy)).count();
+        let idle_after = u32::try_from(idle_now - retired).unwrap_or(u32::MAX);
+        let missing = count.saturating_sub(kept + booting).min(MAX_TOP_UP_PER_PASS);
+        for _ in 0..missing {
+            match p.provision_idle(pool, ctx).await {
+                Ok(_) => report.idle_created += 1,
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::warn!(event = "reconcile_error", step = "top_up", pool = %pool.name, target = %ctx.target.api_prefix(), error = %e, "could not make an idle runner");
+                    break;
+                }
+            }
         }
-        if !samples.is_empty() {
-            crate::idle::demand::record(&*p.demand, &pool.name, &samples).await;
-        }
+        tracing::info!(event = "idle_target", pool = %pool.name, registration_target = %name, target = t.count, idle = idle_after, why = %serde_json::to_string(&t.why).unwrap_or_default(), "idle level held");
+        let sample = Record::Idle { at: now.unix_timestamp(), idle: idle_after };
+        crate::idle::demand::record_for(&*p.demand, &pool.name, &name, &[sample]).await;
     }
 
     /// The pool's demand log over the last [`crate::idle::demand::HISTORY`].
-    async fn history_of(&self, pool: &Pool, now: OffsetDateTime) -> Result<crate::idle::demand::History, String> {
+    async fn history_of(&self, pool: &Pool, now: OffsetDateTime) -> Result<History, String> {
         let since = now - crate::idle::demand::HISTORY;
         crate::idle::demand::history(&*self.provisioner.demand, &pool.name, since, now).await
     }
 
-    /// What the pool's demand log says now (an unreadable log: no demand, the floor).
-    async fn demand_of(&self, pool: &Pool, now: OffsetDateTime) -> Demand {
-        match self.history_of(pool, now).await {
-            Ok(h) => h.demand(),
-            Err(e) => {
-                tracing::warn!(event = "reconcile_error", step = "read_demand", pool = %pool.name, error = %e, "could not read the demand log; the idle target falls to its floor");
-                Demand::default()
-            }
-        }
+    /// The pool's history for a pass (an unreadable log: none, so the targets fall to
+    /// their floor).
+    async fn history_or_floor(&self, pool: &Pool, now: OffsetDateTime) -> History {
+        self.history_of(pool, now).await.unwrap_or_else(|e| {
+            tracing::warn!(event = "reconcile_error", step = "read_demand", pool = %pool.name, error = %e, "could not read the demand log; the idle target falls to its floor");
+            History::default()
+        })
     }
 
     /// Deregisters an idle runner, then deletes its compute. `Ok(false)`: it just took a job.
@@ -439,7 +511,7 @@ impl Reconciler {
         Ok(true)
     }
 
-    /// Registrations of ours whose compute is gone: offline ones are removed once seen
+    /// Registrations of ours (job and idle runners) whose compute is gone: offline ones are removed once seen
     /// orphaned in two passes (a fresh JIT registration may be seconds from its compute),
     /// unless this instance holds it for a retry (HELD_REGISTRATION_TTL is shorter than
     /// two passes, so another instance's reconcile cannot remove it under the hold either).
@@ -463,7 +535,7 @@ impl Reconciler {
             let previous = self.orphans_seen.lock().map(|s| s.clone()).unwrap_or_default();
             for (job, list) in runners.values() {
                 for r in list {
-                    if p.pools.job_id_of_runner(&r.name).is_none()
+                    if !p.pools.is_runner_name(&r.name)
                         || !(recorded.contains(&r.id) || p.made_registration(r.id))
                         || compute_names.contains(&r.name)
                         || r.online
@@ -589,10 +661,14 @@ pub struct PoolStatus {
     pub pool: String,
     pub backend: &'static str,
     pub enabled: bool,
-    /// The idle target now and why; `None` when the pool keeps no idle runners.
-    pub idle_target: Option<crate::idle::Target>,
-    /// Registration targets the idle target applies to (each gets the count).
+    /// The highest idle target now and why (every registration target has the same unless
+    /// the pool follows demand); `None` when the pool keeps no idle runners.
+    pub idle_target: Option<Target>,
+    /// Registration targets that keep idle runners.
     pub idle_targets: Vec<String>,
+    /// Each registration target's idle target now and why (under `"auto"`, from its own
+    /// demand).
+    pub idle_target_by_target: BTreeMap<String, Target>,
     #[serde(flatten)]
     pub runners: Census,
     /// Idle runner-minutes over the last hour, from reconcile's samples.
@@ -653,20 +729,27 @@ impl Reconciler {
             }
             let history = self.history_of(pool, now).await.unwrap_or_else(|e| {
                 errors.push(format!("demand log: {e}"));
-                crate::idle::demand::History::default()
+                History::default()
             });
-            let idle_target = pool.idle.is_on().then(|| pool.idle.target_at(now, &history.demand()));
+            let targets: Vec<String> =
+                if pool.idle.is_on() { p.idle_targets(pool).iter().map(idle_target_of).collect() } else { Vec::new() };
+            let idle_target_by_target: BTreeMap<String, Target> =
+                targets.iter().map(|t| (t.clone(), pool.idle.target_at(now, &history.demand_for(t)))).collect();
+            let idle_target = pool.idle.is_on().then(|| {
+                idle_target_by_target
+                    .values()
+                    .max_by_key(|t| t.count)
+                    .cloned()
+                    .unwrap_or_else(|| pool.idle.target_at(now, &crate::idle::Demand::default()))
+            });
             errors.dedup();
             out.push(PoolStatus {
                 pool: pool.name.clone(),
                 backend: pool.backend().as_str(),
                 enabled: pool.enabled,
-                idle_targets: if pool.idle.is_on() {
-                    p.idle_targets(pool).iter().map(crate::provision::idle_target_of).collect()
-                } else {
-                    Vec::new()
-                },
+                idle_targets: targets,
                 idle_target,
+                idle_target_by_target,
                 runners: counts,
                 placements,
                 idle_runner_minutes_last_hour: (history.idle_runner_minutes(PERIOD) * 10.0).round() / 10.0,

@@ -3,12 +3,13 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::*;
 use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::github::{Delivery, JobState};
-use runner_dispatch::idle::demand::{MemoryDemandLog, Record, record};
+use runner_dispatch::idle::demand::{MemoryDemandLog, Record, record, record_for};
 use runner_dispatch::message::{MessageKind, RunnerMessage};
 use runner_dispatch::provision::{Backends, ComputeInfo, ComputeState, ProvisionOutcome, Provisioner};
 use runner_dispatch::reconcile::Reconciler;
@@ -61,7 +62,10 @@ async fn each_kind_of_leftover_is_reaped_and_healthy_runners_are_left_alone() {
     gh.jobs.lock().expect("lock").insert(2, Ok(JobState::Queued));
 
     let report = r.run().await;
-    assert_eq!((report.finished, report.failed_starts, report.idle, report.over_ttl), (1, 1, 1, 1), "{report:?}");
+    assert_eq!((report.finished, report.failed_starts, report.idle, report.over_ttl), (1, 1, 0, 1), "{report:?}");
+    // An idle runner goes once seen idle in two passes.
+    let second = r.run().await;
+    assert_eq!((second.idle, second.failed_starts, second.requeue.len()), (1, 0, 0), "{second:?}");
     for gone in ["ghr-1", "ghr-2", "ghr-3", "ghr-4"] {
         assert!(!exists(&backend, gone), "{gone} should be deleted");
     }
@@ -76,7 +80,11 @@ async fn each_kind_of_leftover_is_reaped_and_healthy_runners_are_left_alone() {
     // Idle: the registration goes before the compute.
     let calls = gh.calls();
     assert!(calls.contains(&"delete-runner 103".to_owned()));
-    assert_eq!(gh.calls().iter().filter(|c| *c == "list-runners").count(), 1, "runners listed once per target");
+    assert_eq!(
+        gh.calls().iter().filter(|c| *c == "list-runners").count(),
+        2,
+        "runners listed once per target and pass"
+    );
 }
 
 #[tokio::test]
@@ -237,6 +245,8 @@ async fn surplus_is_trimmed_youngest_kept_and_a_runner_that_just_took_a_job_stay
     idle_runner(&backend, &gh, "ghr-i-00000004", 504, 9, false);
     idle_runner(&backend, &gh, "ghr-i-00000005", 505, 11, true); // busy: a job runs on it
     gh.busy_on_delete.lock().expect("lock").push(504); // takes a job as we deregister
+    let first = r.run().await;
+    assert_eq!((first.idle, first.idle_created), (0, 0), "seen idle once: nothing retired yet: {first:?}");
     let report = r.run().await;
     assert_eq!((report.idle, report.idle_created), (1, 0), "{report:?}");
     let left = named(&backend, "ghr-i-");
@@ -254,6 +264,7 @@ async fn the_idle_timeout_spares_job_runners_up_to_the_target() {
         put(&backend, compute(&format!("ghr-{job}"), job, ComputeState::Running, 10 + i64::try_from(job).unwrap()));
         gh.add_runner(100 + job, &format!("ghr-{job}"), true, false);
     }
+    assert_eq!(r.run().await.idle, 0, "seen idle once");
     let report = r.run().await;
     assert_eq!((report.idle, report.idle_created), (1, 0), "{report:?}");
     assert_eq!(named(&backend, "ghr-"), ["ghr-1", "ghr-2"], "the two youngest are the pool's idle level");
@@ -264,11 +275,18 @@ async fn idle_runners_past_their_maximum_age_are_replaced() {
     let (r, _, gh, backend, _) = idle_setup(IDLE_POOLS);
     idle_runner(&backend, &gh, "ghr-i-0000000a", 510, 61, false);
     idle_runner(&backend, &gh, "ghr-i-0000000b", 511, 5, false);
+    let first = r.run().await;
+    assert_eq!((first.idle, first.idle_created), (0, 0), "seen idle once: {first:?}");
     let report = r.run().await;
     assert_eq!((report.idle, report.idle_created), (1, 1), "{report:?}");
     let left = named(&backend, "ghr-i-");
     assert_eq!(left.len(), 2);
     assert!(!left.contains(&"ghr-i-0000000a".to_owned()));
+    // The replacement was made (its JIT call) before the old runner was deregistered.
+    let calls = gh.calls();
+    let made = calls.iter().position(|c| c.starts_with("jit ghr-i-")).expect("a replacement");
+    let retired = calls.iter().position(|c| c == "delete-runner 510").expect("the old one retired");
+    assert!(made < retired, "{calls:?}");
 }
 
 #[tokio::test]
@@ -290,14 +308,14 @@ async fn the_auto_target_follows_the_recorded_arrivals_and_falls_to_the_floor_wi
         idle: false,
     });
     for chunk in records.chunks(1) {
-        record(&*demand, "auto", chunk).await;
+        record_for(&*demand, "auto", "octo-org", chunk).await;
     }
     let report = r.run().await;
     assert_eq!(named(&backend, "auto-i-").len(), 12, "{report:?}");
     // Demand over: once the window is past, the level falls back to the floor (0).
     let (r2, _, gh2, backend2, demand2) = idle_setup(IDLE_POOLS);
     let old = (now - time::Duration::minutes(6)).unix_timestamp();
-    record(&*demand2, "auto", &[Record::Arrival { job: 1, at: old }]).await;
+    record_for(&*demand2, "auto", "octo-org", &[Record::Arrival { job: 1, at: old }]).await;
     for i in 0..3u64 {
         let name = format!("auto-i-0000000{i}");
         let mut c = compute(&name, 0, ComputeState::Running, 5);
@@ -308,6 +326,7 @@ async fn the_auto_target_follows_the_recorded_arrivals_and_falls_to_the_floor_wi
         put(&backend2, c);
         gh2.add_runner(700 + i, &name, true, false);
     }
+    assert_eq!(r2.run().await.idle, 0, "seen idle once");
     let report = r2.run().await;
     assert_eq!(report.idle, 3, "{report:?}");
     assert!(named(&backend2, "auto-").is_empty(), "the auto pool made or kept runners without demand");
@@ -378,4 +397,145 @@ async fn both_transports_top_up_idle_runners_from_the_reconcile_route() {
     }
     // Standalone keeps the pass's idle counts where a restart finds them.
     assert!(dir.path().join("demand").join("ready").read_dir().expect("demand dir").next().is_some());
+}
+
+/// Idle capacity at `target` for pool `pool`, named `name`, registered as `id`.
+fn idle_runner_at(backend: &ScriptedBackend, gh: &FakeGitHub, (name, pool, target): (&str, &str, &str), id: u64) {
+    let mut c = compute(name, 0, ComputeState::Running, 3);
+    c.job_id = None;
+    c.repository = None;
+    c.runner_id = Some(id);
+    c.pool = Some(pool.to_owned());
+    c.idle_target = Some(target.to_owned());
+    put(backend, c);
+    gh.add_runner(id, name, true, false);
+}
+
+/// Idle runners standing, by the target each was made for.
+fn idle_by_target(backend: &ScriptedBackend, prefix: &str) -> BTreeMap<String, usize> {
+    let mut by = BTreeMap::new();
+    for c in backend.existing.lock().expect("lock").values().filter(|c| c.name.starts_with(prefix)) {
+        *by.entry(c.idle_target.clone().unwrap_or_default()).or_default() += 1;
+    }
+    by
+}
+
+#[tokio::test]
+async fn idle_runners_are_made_and_kept_only_at_the_configured_targets() {
+    let pools = IDLE_POOLS
+        .replace("allowed_owners = [\"octo-org\"]", "allowed_owners = [\"octo-org\", \"other-org\"]")
+        .replace("idle_runners = 2\n", "idle_runners = 2\nidle_targets = [\"octo-org\"]\n");
+    let (r, _, gh, backend, _) = idle_setup(&pools);
+    // A busy job runner in other-org, and an idle runner an older configuration left there.
+    let mut job = compute("ghr-7", 7, ComputeState::Running, 3);
+    job.repository = Some("other-org/api".into());
+    put(&backend, job);
+    gh.add_runner(107, "ghr-7", true, true);
+    idle_runner_at(&backend, &gh, ("ghr-i-000000aa", "ready", "other-org"), 540);
+    for _ in 0..3 {
+        r.run().await;
+        boot_all(&gh);
+    }
+    assert_eq!(idle_by_target(&backend, "ghr-i-"), BTreeMap::from([("octo-org".to_owned(), 2)]));
+    assert!(exists(&backend, "ghr-7"), "the busy job runner stays");
+}
+
+#[tokio::test]
+async fn auto_sizes_each_target_from_its_own_demand() {
+    let pools = IDLE_POOLS
+        .replace("allowed_owners = [\"octo-org\"]", "allowed_owners = [\"octo-org\", \"other-org\", \"third-org\"]");
+    let (r, _, _, backend, demand) = idle_setup(&pools);
+    let now = time::OffsetDateTime::now_utc();
+    // 100 jobs at octo-org over the last ten minutes (12 idle runners there, as above),
+    // one at other-org (one a job an hour keeps one), none at third-org; and 100 lines of an
+    // older version without a target, which count for no target.
+    for i in 0..100i64 {
+        let at = (now - time::Duration::seconds(6 * i + 1)).unix_timestamp();
+        let job = u64::try_from(i).unwrap();
+        record_for(&*demand, "auto", "Octo-Org", &[Record::Arrival { job, at }]).await;
+        record(&*demand, "auto", &[Record::Arrival { job: 1000 + job, at }]).await;
+    }
+    let at = (now - time::Duration::seconds(30)).unix_timestamp();
+    record_for(&*demand, "auto", "other-org", &[Record::Arrival { job: 5000, at }]).await;
+    let report = r.run().await;
+    let want = BTreeMap::from([("octo-org".to_owned(), 12), ("other-org".to_owned(), 1)]);
+    assert_eq!(idle_by_target(&backend, "auto-i-"), want, "{report:?}");
+    let status = r.status().await;
+    let auto = status.iter().find(|p| p.pool == "auto").expect("auto");
+    let counts: Vec<(&str, u32)> = auto.idle_target_by_target.iter().map(|(t, x)| (t.as_str(), x.count)).collect();
+    assert_eq!(counts, [("octo-org", 12), ("other-org", 1), ("third-org", 0)]);
+    assert_eq!(auto.idle_target.as_ref().map(|t| t.count), Some(12), "the highest");
+}
+
+#[tokio::test]
+async fn idle_runners_max_is_a_hard_cap_on_what_is_kept() {
+    let (r, _, gh, backend, demand) = idle_setup(&IDLE_POOLS.replace("idle_runners_max = 20", "idle_runners_max = 5"));
+    let now = time::OffsetDateTime::now_utc();
+    for i in 0..100i64 {
+        let at = (now - time::Duration::seconds(6 * i + 1)).unix_timestamp();
+        record_for(&*demand, "auto", "octo-org", &[Record::Arrival { job: u64::try_from(i).unwrap(), at }]).await;
+    }
+    for i in 0..7u64 {
+        idle_runner_at(&backend, &gh, (&format!("auto-i-0000000{i}"), "auto", "octo-org"), 700 + i);
+    }
+    let first = r.run().await;
+    assert_eq!((first.idle, named(&backend, "auto-i-").len()), (0, 7), "{first:?}");
+    let second = r.run().await;
+    assert_eq!(second.idle, 2, "{second:?}");
+    assert_eq!(named(&backend, "auto-i-").len(), 5, "nothing kept or made above the cap");
+}
+
+#[tokio::test]
+async fn a_runner_is_trimmed_only_when_seen_idle_in_two_passes_in_a_row() {
+    let (r, _, gh, backend, _) = idle_setup(IDLE_POOLS);
+    idle_runner(&backend, &gh, "ghr-i-00000001", 501, 3, false);
+    idle_runner(&backend, &gh, "ghr-i-00000002", 502, 5, false);
+    // The surplus one is busy in the first pass, then shows idle: GitHub may have just given
+    // it a job that does not show busy yet.
+    idle_runner(&backend, &gh, "ghr-i-00000003", 503, 7, true);
+    assert_eq!(r.run().await.idle, 0);
+    gh.runners.lock().expect("lock").iter_mut().filter(|x| x.id == 503).for_each(|x| x.busy = false);
+    assert_eq!(r.run().await.idle, 0, "idle in one pass only");
+    assert!(!gh.calls().contains(&"delete-runner 503".to_owned()));
+    assert_eq!(r.run().await.idle, 1);
+    assert!(!exists(&backend, "ghr-i-00000003"));
+}
+
+#[tokio::test]
+async fn an_orphan_idle_runner_registration_is_removed_like_a_job_runners() {
+    let (r, _, gh, backend, _) = idle_setup(IDLE_POOLS);
+    idle_runner(&backend, &gh, "ghr-i-0000000d", 530, 3, false);
+    // Named like an idle runner of ours, never our compute.
+    gh.add_runner(531, "ghr-i-0000000e", false, false);
+    assert_eq!(r.run().await.orphan_registrations, 0);
+    // Its compute goes (deleted by hand, say) and the registration shows offline.
+    backend.existing.lock().expect("lock").remove("ghr-i-0000000d");
+    gh.runners.lock().expect("lock").iter_mut().filter(|x| x.id == 530).for_each(|x| x.online = false);
+    assert_eq!(r.run().await.orphan_registrations, 0, "seen orphaned once");
+    assert_eq!(r.run().await.orphan_registrations, 1, "seen orphaned twice");
+    let calls = gh.calls();
+    assert!(calls.contains(&"delete-runner 530".to_owned()), "{calls:?}");
+    assert!(!calls.contains(&"delete-runner 531".to_owned()), "another deployment's runner was removed");
+}
+
+#[tokio::test]
+async fn a_windows_runners_are_made_one_cold_start_and_one_pass_before_it_opens() {
+    let pools = IDLE_POOLS.replace(
+        "idle_runners = 2\n",
+        "idle_runners = 0\nidle_schedule = [{ days = \"daily\", hours = \"07:00-19:00\", timezone = \"UTC\", idle_runners = 3 }]\n",
+    );
+    let day = time::OffsetDateTime::now_utc().date();
+    for (hms, want) in [((6, 53, 0), 0), ((6, 55, 0), 3)] {
+        let at = day.with_hms(hms.0, hms.1, hms.2).expect("time").assume_utc();
+        let gh = Arc::new(FakeGitHub::default());
+        let backend = ScriptedBackend::with(vec![]);
+        let p = Provisioner::new(
+            Arc::new(PoolsConfig::parse(&pools).expect("pools")),
+            gh,
+            Backends::single(backend.clone()),
+        )
+        .with_clock(Arc::new(move || at));
+        let report = Reconciler::new(Arc::new(p), false).run().await;
+        assert_eq!(named(&backend, "ghr-i-").len(), want, "at {at}: {report:?}");
+    }
 }

@@ -99,9 +99,21 @@ pub fn render(report: &[PoolStatus]) -> String {
     let mut out = String::new();
     for p in report {
         let _ = writeln!(out, "pool {} ({}{})", p.pool, p.backend, if p.enabled { "" } else { ", disabled" });
+        let mut targets = p.idle_target_by_target.values();
+        let same = targets.next().is_some_and(|first| targets.all(|t| t == first));
         let target = match &p.idle_target {
             None => "none".to_owned(),
-            Some(t) => format!("{} per target at {} ({})", t.count, p.idle_targets.join(", "), describe(&t.why)),
+            Some(t) if same || p.idle_target_by_target.is_empty() => {
+                format!("{} per target at {} ({})", t.count, p.idle_targets.join(", "), describe(&t.why))
+            }
+            Some(_) => {
+                let each: Vec<String> = p
+                    .idle_target_by_target
+                    .iter()
+                    .map(|(name, t)| format!("{name} {} ({})", t.count, describe(&t.why)))
+                    .collect();
+                each.join("; ")
+            }
         };
         let _ = writeln!(out, "  idle target   {target}");
         let r = &p.runners;
@@ -184,6 +196,11 @@ mod tests {
                 why: Why::Window { index: 0, window: "mon-fri 07:00-19:00 UTC".into() },
             }),
             idle_targets: vec!["octo-org".into()],
+            idle_target_by_target: [(
+                "octo-org".to_owned(),
+                Target { count: 4, why: Why::Window { index: 0, window: "mon-fri 07:00-19:00 UTC".into() } },
+            )]
+            .into(),
             runners: Census { idle: 3, busy: 12, booting: 1, failed_starts: 0, oldest_s: Some(7980) },
             placements: [("westeurope".to_owned(), 10), ("northeurope".to_owned(), 6)].into(),
             idle_runner_minutes_last_hour: 180.0,

@@ -29,13 +29,15 @@ pub const HISTORY: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 pub enum Record {
-    /// A job was queued for the pool (unix seconds of its `created_at`).
+    /// A runner was requested for a job of the pool, queued at `at` (unix seconds of its
+    /// `created_at`, or the receive time when that is out of bounds: see [`bounded`]).
     Arrival { job: u64, at: i64 },
-    /// A job started `queued_s` after it was queued, on an idle runner or on the runner
-    /// made for it (a cold start).
+    /// A job started `queued_s` after it was queued (at most the pool's
+    /// `runner_boot_timeout` for a cold start), on an idle runner or on the runner made for
+    /// it (a cold start).
     Started { job: u64, at: i64, queued_s: i64, idle: bool },
-    /// Reconcile saw `idle` runners online and idle for one registration target.
-    Idle { at: i64, target: String, idle: u32 },
+    /// Reconcile saw `idle` runners online and idle at one registration target.
+    Idle { at: i64, idle: u32 },
 }
 
 impl Record {
@@ -44,6 +46,44 @@ impl Record {
             Record::Arrival { at, .. } | Record::Started { at, .. } | Record::Idle { at, .. } => *at,
         }
     }
+}
+
+/// One line of the log: a record and the registration target it is about (an
+/// `idle_targets` entry, lowercase). Lines written before targets were recorded have none:
+/// they count for the pool as a whole ([`History::demand`], `status`) and for no target
+/// ([`History::demand_for`]), and are out of the history within the hour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(flatten)]
+    pub record: Record,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// How far before now a record's time may be: GitHub cancels a job no runner took in 24 h.
+pub const MAX_PAST: Duration = Duration::from_secs(24 * 3600);
+
+/// How far after now a record's time may be (clock skew between GitHub and us).
+pub const MAX_FUTURE: Duration = Duration::from_secs(300);
+
+/// Whether a time from a payload is within [now − [`MAX_PAST`], now + [`MAX_FUTURE`]].
+#[must_use]
+pub fn in_bounds(at: OffsetDateTime, now: OffsetDateTime) -> bool {
+    at >= now - MAX_PAST && at <= now + MAX_FUTURE
+}
+
+/// A time from a payload as a record keeps it: itself when [`in_bounds`], else `now` (the
+/// receive time). A signed event dated 2000 or 2099 thus neither reaches far buckets nor
+/// moves a rate.
+#[must_use]
+pub fn bounded(at: OffsetDateTime, now: OffsetDateTime) -> OffsetDateTime {
+    if in_bounds(at, now) { at } else { now }
+}
+
+/// A registration target as the log keeps it (logins are case-insensitive).
+#[must_use]
+pub fn target_key(target: &str) -> String {
+    target.to_ascii_lowercase()
 }
 
 /// Durable append-only storage of record lines, by pool and bucket.
@@ -81,13 +121,23 @@ pub fn pool_segment(pool: &str) -> String {
     }
 }
 
-/// Appends records (all in the bucket of the first one's time); a failure is logged.
+/// Appends records about the pool as a whole (all in the bucket of the first one's
+/// time); a failure is logged.
 pub async fn record(log: &dyn DemandLog, pool: &str, records: &[Record]) {
+    append(log, pool, None, records).await;
+}
+
+/// Appends records about one registration target of the pool (see [`record`]).
+pub async fn record_for(log: &dyn DemandLog, pool: &str, target: &str, records: &[Record]) {
+    append(log, pool, Some(target_key(target)), records).await;
+}
+
+async fn append(log: &dyn DemandLog, pool: &str, target: Option<String>, records: &[Record]) {
     let Some(first) = records.first() else { return };
     let at = OffsetDateTime::from_unix_timestamp(first.at()).unwrap_or_else(|_| OffsetDateTime::now_utc());
     let mut lines = Vec::new();
     for r in records {
-        if serde_json::to_writer(&mut lines, r).is_ok() {
+        if serde_json::to_writer(&mut lines, &Entry { record: r.clone(), target: target.clone() }).is_ok() {
             lines.push(b'\n');
         }
     }
@@ -123,9 +173,9 @@ pub async fn history(
     for b in buckets {
         let bytes = log.read(&segment, &b).await?;
         for line in bytes.split(|c| *c == b'\n').filter(|l| !l.is_empty()) {
-            if let Ok(r) = serde_json::from_slice::<Record>(line) {
-                if (since.unix_timestamp()..=now.unix_timestamp()).contains(&r.at()) {
-                    records.push(r);
+            if let Ok(e) = serde_json::from_slice::<Entry>(line) {
+                if (since.unix_timestamp()..=now.unix_timestamp()).contains(&e.record.at()) {
+                    records.push(e);
                 }
             }
         }
@@ -136,7 +186,7 @@ pub async fn history(
 /// A pool's recent records, and what they add up to.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    pub records: Vec<Record>,
+    pub records: Vec<Entry>,
     now: i64,
 }
 
@@ -149,48 +199,89 @@ pub struct TimeToRunner {
     pub p95_s: Option<i64>,
 }
 
+/// The value at percentile `p` of sorted `values` (the lower one between two).
+fn percentile<T: Copy>(sorted: &[T], p: usize) -> Option<T> {
+    (!sorted.is_empty()).then(|| sorted[(sorted.len() - 1) * p / 100])
+}
+
+/// Whether a recorded wait is one to count: started after it was queued and within the day
+/// GitHub keeps a job queued (lines of older versions were not bounded).
+fn plausible_wait(queued_s: i64) -> bool {
+    (0..=i64::try_from(MAX_PAST.as_secs()).unwrap_or(i64::MAX)).contains(&queued_s)
+}
+
 impl History {
-    /// History read at `now` from already-known records (tests, the benchmark).
+    /// History read at `now` from already-known records about no particular target (tests,
+    /// the benchmark).
     #[must_use]
     pub fn from_records(records: Vec<Record>, now: OffsetDateTime) -> Self {
+        let records = records.into_iter().map(|record| Entry { record, target: None }).collect();
         Self { records, now: now.unix_timestamp() }
     }
 
+    /// What the history says about demand at one registration target (an `idle_targets`
+    /// entry, any case): the jobs queued there (see [`History::demand`] for the windows),
+    /// and the pool's measured cold start, which is the compute's and the same at every
+    /// target (more samples make it steadier).
+    #[must_use]
+    pub fn demand_for(&self, target: &str) -> Demand {
+        let key = target_key(target);
+        self.demand_where(|e| e.target.as_deref() == Some(key.as_str()))
+    }
+
+    /// The pool's demand at all its targets together (and lines recorded without one).
     /// Arrivals per minute over [`RATE_WINDOW`], or none when no job came in the last
-    /// [`AUTO_WINDOW`] (distinct jobs: a redelivered request is recorded again), and the
-    /// mean cold start over the whole history. The longer window keeps the target steady
-    /// at low rates (a 5-minute count of a job a minute swings the target between 2 and 5,
-    /// and each swing trims and re-creates runners); the shorter one lets it fall to its
-    /// floor by the second pass after demand stops.
+    /// [`AUTO_WINDOW`] (distinct jobs), and the cold start: the median (and p95) of
+    /// queued-to-started times of jobs that ran on the runner made for them, one per job.
+    /// The longer window keeps the target steady at low rates (a 5-minute count of a job a
+    /// minute swings the target between 2 and 5, and each swing trims and re-creates
+    /// runners); the shorter one lets it fall to its floor by the second pass after demand
+    /// stops.
     #[must_use]
     pub fn demand(&self) -> Demand {
+        self.demand_where(|_| true)
+    }
+
+    fn demand_where(&self, counts: impl Fn(&Entry) -> bool) -> Demand {
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-        let mut jobs: Vec<(i64, u64)> = self
-            .records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Arrival { job, at } if *at > self.now - secs(RATE_WINDOW) => Some((*at, *job)),
-                _ => None,
-            })
-            .collect();
-        let recent = jobs.iter().any(|(at, _)| *at > self.now - secs(AUTO_WINDOW));
-        let mut ids: Vec<u64> = jobs.drain(..).map(|(_, job)| job).collect();
+        let mut recent = false;
+        let mut ids: Vec<u64> = Vec::new();
+        for e in self.records.iter().filter(|e| counts(e)) {
+            if let Record::Arrival { job, at } = e.record {
+                if at > self.now - secs(RATE_WINDOW) {
+                    recent |= at > self.now - secs(AUTO_WINDOW);
+                    ids.push(job);
+                }
+            }
+        }
         ids.sort_unstable();
         ids.dedup();
         let arrivals_per_minute = if recent { ids.len() as f64 / (RATE_WINDOW.as_secs_f64() / 60.0) } else { 0.0 };
-        let cold: Vec<i64> = self
+        let cold = self.cold_starts();
+        let as_duration = |s: i64| Duration::from_secs(s.unsigned_abs());
+        Demand {
+            arrivals_per_minute,
+            cold_start: percentile(&cold, 50).map(as_duration),
+            cold_start_p95: percentile(&cold, 95).map(as_duration),
+        }
+    }
+
+    /// The pool's cold-start samples, sorted: one per job (the first recorded; a redelivered
+    /// completed event adds none), from jobs that ran on their own runner.
+    fn cold_starts(&self) -> Vec<i64> {
+        let mut seen = std::collections::HashSet::new();
+        let mut cold: Vec<i64> = self
             .records
             .iter()
-            .filter_map(|r| match r {
-                Record::Started { queued_s, idle: false, .. } if *queued_s >= 0 => Some(*queued_s),
+            .filter_map(|e| match e.record {
+                Record::Started { job, queued_s, idle: false, .. } if plausible_wait(queued_s) && seen.insert(job) => {
+                    Some(queued_s)
+                }
                 _ => None,
             })
             .collect();
-        let cold_start = (!cold.is_empty()).then(|| {
-            let mean = cold.iter().sum::<i64>() / i64::try_from(cold.len()).unwrap_or(1);
-            Duration::from_secs(mean.unsigned_abs())
-        });
-        Demand { arrivals_per_minute, cold_start }
+        cold.sort_unstable();
+        cold
     }
 
     /// Idle runner-minutes: each reconcile sample counts for one period.
@@ -199,8 +290,8 @@ impl History {
         let per_sample = period.as_secs_f64() / 60.0;
         self.records
             .iter()
-            .map(|r| match r {
-                Record::Idle { idle, .. } => f64::from(*idle) * per_sample,
+            .map(|e| match e.record {
+                Record::Idle { idle, .. } => f64::from(idle) * per_sample,
                 _ => 0.0,
             })
             .sum()
@@ -212,22 +303,28 @@ impl History {
         let mut seen = std::collections::HashSet::new();
         let mut times = Vec::new();
         let mut on_idle = 0;
-        for r in &self.records {
-            if let Record::Started { job, queued_s, idle, .. } = r {
-                if seen.insert(*job) {
-                    times.push(*queued_s);
-                    on_idle += usize::from(*idle);
+        for e in &self.records {
+            if let Record::Started { job, queued_s, idle, .. } = e.record {
+                if plausible_wait(queued_s) && seen.insert(job) {
+                    times.push(queued_s);
+                    on_idle += usize::from(idle);
                 }
             }
         }
         times.sort_unstable();
-        let pick = |p: usize| (!times.is_empty()).then(|| times[(times.len() - 1) * p / 100]);
-        TimeToRunner { jobs: times.len(), on_idle_runner: on_idle, p50_s: pick(50), p95_s: pick(95) }
+        TimeToRunner {
+            jobs: times.len(),
+            on_idle_runner: on_idle,
+            p50_s: percentile(&times, 50),
+            p95_s: percentile(&times, 95),
+        }
     }
 }
 
-/// Files under `<state dir>/demand/<pool>/<bucket>.jsonl` (standalone). Buckets older
-/// than a few hours are removed as new ones start.
+/// Files under `<state dir>/demand/<pool>/<bucket>.jsonl` (standalone). As a new bucket
+/// starts, buckets older than [`KEPT`] before now (the system clock) are removed, and so
+/// are any dated over an hour ahead (no record is: times are bounded before they are
+/// recorded), so a run of events dated in the future can never push out the current one.
 #[derive(Debug)]
 pub struct FileDemandLog {
     dir: PathBuf,
@@ -238,10 +335,36 @@ impl FileDemandLog {
     pub fn new(state_dir: &std::path::Path) -> Self {
         Self { dir: state_dir.join("demand") }
     }
+
+    /// Removes the pool's buckets dated outside [now − [`KEPT`], now + 1 h]; files not
+    /// named like a bucket are left alone.
+    fn prune(dir: &std::path::Path, now: OffsetDateTime) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+            let start = path.file_name().and_then(|n| n.to_str()?.strip_suffix(".jsonl")).and_then(bucket_start);
+            if start.is_some_and(|s| s < now - KEPT || s > now + time::Duration::HOUR) {
+                drop(std::fs::remove_file(path));
+            }
+        }
+    }
 }
 
-/// How many buckets a pool keeps (three hours).
-const KEPT_BUCKETS: usize = 18;
+/// How long a pool's buckets are kept: three hours, well over [`HISTORY`].
+pub const KEPT: Duration = Duration::from_secs(3 * 3600);
+
+/// The start of the bucket [`bucket_of`] names `name`; `None` for any other name.
+#[must_use]
+pub fn bucket_start(name: &str) -> Option<OffsetDateTime> {
+    let (date, rest) = name.split_once('T')?;
+    let (hour, tens) = rest.split_once('-')?;
+    let mut parts = date.splitn(3, '-');
+    let (y, m, d) = (parts.next()?.parse().ok()?, parts.next()?.parse::<u8>().ok()?, parts.next()?.parse().ok()?);
+    let date = time::Date::from_calendar_date(y, time::Month::try_from(m).ok()?, d).ok()?;
+    let tens: u8 = tens.parse().ok()?;
+    let minute = tens.checked_mul(u8::try_from(BUCKET_MINUTES).ok()?).filter(|m| *m < 60)?;
+    let at = date.with_hms(hour.parse().ok()?, minute, 0).ok()?.assume_utc();
+    (bucket_of(at) == name).then_some(at)
+}
 
 #[async_trait]
 impl DemandLog for FileDemandLog {
@@ -263,14 +386,7 @@ impl DemandLog for FileDemandLog {
         // One write per append: lines of concurrent appends do not interleave.
         f.write_all(lines).map_err(|e| format!("{}: {e}", path.display()))?;
         if new {
-            let mut names: Vec<_> = std::fs::read_dir(&dir)
-                .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-                .unwrap_or_default();
-            names.sort();
-            let old = names.len().saturating_sub(KEPT_BUCKETS);
-            for p in names.into_iter().take(old) {
-                drop(std::fs::remove_file(p));
-            }
+            Self::prune(&dir, OffsetDateTime::now_utc());
         }
         Ok(())
     }
@@ -447,28 +563,121 @@ mod tests {
     async fn arrivals_and_cold_starts_are_read_back_from_files_across_buckets() {
         let dir = tempfile::tempdir().unwrap();
         let log = FileDemandLog::new(dir.path());
-        let now = t("2026-12-02T10:21:00Z");
+        // The file log prunes by the system clock: the records are dated around it.
+        let now = OffsetDateTime::now_utc();
         let at = |m: i64| (now - time::Duration::minutes(m)).unix_timestamp();
-        // Six jobs in the last fifteen minutes (one recorded twice, three in the last
-        // five), one older.
+        // Six jobs at octo-org in the last fifteen minutes (one recorded twice, three in the
+        // last five), one older; two at another target, one line written before targets
+        // were recorded.
         for (job, m) in [(1, 1), (2, 3), (3, 4), (3, 4), (4, 6), (5, 9), (6, 14), (7, 16)] {
-            record(&log, "linux", &[Record::Arrival { job, at: at(m) }]).await;
+            record_for(&log, "linux", "Octo-Org", &[Record::Arrival { job, at: at(m) }]).await;
         }
-        record(&log, "linux", &[Record::Started { job: 9, at: at(30), queued_s: 40, idle: false }]).await;
-        record(&log, "linux", &[Record::Started { job: 8, at: at(20), queued_s: 60, idle: false }]).await;
-        record(&log, "linux", &[Record::Started { job: 7, at: at(2), queued_s: 2, idle: true }]).await;
+        for job in [20, 21] {
+            record_for(&log, "linux", "other-org", &[Record::Arrival { job, at: at(2) }]).await;
+        }
+        record(&log, "linux", &[Record::Arrival { job: 30, at: at(2) }]).await;
+        for (job, m, queued_s) in [(9, 30, 40), (8, 20, 60), (10, 25, 900), (10, 25, 5)] {
+            let started = Record::Started { job, at: at(m), queued_s, idle: false };
+            record_for(&log, "linux", "other-org", &[started]).await;
+        }
+        record_for(&log, "linux", "octo-org", &[Record::Started { job: 7, at: at(2), queued_s: 2, idle: true }]).await;
         let h = history(&log, "linux", now - time::Duration::hours(1), now).await.unwrap();
-        let d = h.demand();
+        let d = h.demand_for("octo-org");
         assert!((d.arrivals_per_minute - 0.4).abs() < 1e-9, "{d:?}");
+        assert!((h.demand_for("OTHER-org").arrivals_per_minute - 2.0 / 15.0).abs() < 1e-9);
+        assert!(h.demand_for("third-org").arrivals_per_minute.abs() < f64::EPSILON);
+        assert!((h.demand().arrivals_per_minute - 9.0 / 15.0).abs() < 1e-9, "the pool's: every line");
         // Nothing in the last five minutes: no demand, whatever came before.
         let later =
             history(&log, "linux", now - time::Duration::hours(1), now + time::Duration::minutes(5)).await.unwrap();
-        assert!(later.demand().arrivals_per_minute.abs() < f64::EPSILON);
-        assert_eq!(d.cold_start, Some(Duration::from_secs(50)));
+        assert!(later.demand_for("octo-org").arrivals_per_minute.abs() < f64::EPSILON);
+        // The cold start is the pool's (the same compute at every target): the median of
+        // one sample per job (job 10's first), 40, 60 and 900.
+        assert_eq!(d.cold_start, Some(Duration::from_secs(60)));
+        assert_eq!(d.cold_start_p95, Some(Duration::from_secs(60)));
         let ttr = h.time_to_runner();
-        assert_eq!((ttr.jobs, ttr.on_idle_runner, ttr.p50_s), (3, 1, Some(40)));
+        assert_eq!((ttr.jobs, ttr.on_idle_runner, ttr.p50_s), (4, 1, Some(40)));
         // Another pool's records are its own.
         let other = history(&log, "windows", now - time::Duration::hours(1), now).await.unwrap();
         assert!(other.records.is_empty());
+    }
+
+    #[test]
+    fn one_outlier_moves_neither_the_median_nor_counts_twice() {
+        let now = t("2026-12-02T10:21:00Z");
+        let at = now.unix_timestamp() - 60;
+        let mut records: Vec<Record> = (1..=5)
+            .map(|job| Record::Started { job, at, queued_s: 50 + i64::try_from(job).unwrap(), idle: false })
+            .collect();
+        // One job that waited on quota, recorded three times (redelivered completed
+        // events), and a line of an older version with a wait from 2000.
+        for _ in 0..3 {
+            records.push(Record::Started { job: 6, at, queued_s: 900, idle: false });
+        }
+        records.push(Record::Started { job: 7, at, queued_s: 849_836_613, idle: false });
+        let d = History::from_records(records, now).demand();
+        assert_eq!(d.cold_start, Some(Duration::from_secs(53)), "{d:?}");
+        assert_eq!(d.cold_start_p95, Some(Duration::from_secs(55)), "{d:?}");
+        assert_eq!(History::from_records(vec![], now).demand().cold_start, None);
+    }
+
+    #[test]
+    fn payload_times_out_of_bounds_become_the_receive_time() {
+        let now = t("2026-12-02T10:21:00Z");
+        for ok in ["2026-12-01T10:21:00Z", "2026-12-02T10:26:00Z", "2026-12-02T10:00:00Z"] {
+            assert_eq!(bounded(t(ok), now), t(ok), "{ok}");
+        }
+        for bad in ["2000-01-01T00:00:00Z", "2026-12-01T10:20:59Z", "2026-12-02T10:26:01Z", "2099-01-01T00:00:00Z"] {
+            assert_eq!(bounded(t(bad), now), now, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bucket_names_read_back_as_their_start_and_nothing_else_does() {
+        for at in ["2026-12-02T10:47:59Z", "2099-01-01T00:00:00Z", "2026-02-28T23:59:00Z"] {
+            let name = bucket_of(t(at));
+            let start = bucket_start(&name).expect(&name);
+            assert_eq!(bucket_of(start), name);
+            assert!(start <= t(at) && t(at) - start < time::Duration::minutes(BUCKET_MINUTES));
+        }
+        for other in ["notes", "2026-12-02T10-6", "2026-13-02T10-4", "2026-12-02T24-0", "2026-12-2T10-4", "x.jsonl"] {
+            assert_eq!(bucket_start(other), None, "{other}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_file_log_prunes_buckets_by_age_so_future_ones_never_push_out_the_current_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = FileDemandLog::new(dir.path());
+        let now = OffsetDateTime::now_utc();
+        let pool_dir = dir.path().join("demand").join("linux");
+        std::fs::create_dir_all(&pool_dir).unwrap();
+        // Left by an older version: 18 buckets in 2099, one five hours old, a stray file.
+        for i in 0..18 {
+            let name = bucket_of(t("2099-01-01T00:00:00Z") + time::Duration::minutes(10 * i));
+            std::fs::write(pool_dir.join(format!("{name}.jsonl")), b"{}\n").unwrap();
+        }
+        let old = bucket_of(now - time::Duration::hours(5));
+        std::fs::write(pool_dir.join(format!("{old}.jsonl")), b"{}\n").unwrap();
+        std::fs::write(pool_dir.join("notes.txt"), b"mine").unwrap();
+        // The current bucket, then a new one an hour ago... and the current one again.
+        let current = Record::Arrival { job: 1, at: now.unix_timestamp() };
+        record_for(&log, "linux", "octo-org", &[current]).await;
+        let earlier = Record::Arrival { job: 2, at: (now - time::Duration::minutes(50)).unix_timestamp() };
+        record_for(&log, "linux", "octo-org", &[earlier]).await;
+        let mut left: Vec<String> = std::fs::read_dir(&pool_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            format!("{}.jsonl", bucket_of(now - time::Duration::minutes(50))),
+            format!("{}.jsonl", bucket_of(now)),
+            "notes.txt".to_owned(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        let h = history(&log, "linux", now - time::Duration::hours(1), now).await.unwrap();
+        assert_eq!(h.records.len(), 2);
     }
 }

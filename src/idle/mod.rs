@@ -71,7 +71,7 @@ pub enum Why {
     Fixed,
     /// An `idle_schedule` window holds (its index and text).
     Window { index: usize, window: String },
-    /// `"auto"`: from demand, capped, not below the window's figure.
+    /// `"auto"`: from demand, not below the window's figure, not above `idle_runners_max`.
     Auto { arrivals_per_minute: f64, cold_start_s: u64, floor: u32, max: u32 },
 }
 
@@ -82,14 +82,28 @@ pub struct Target {
     pub why: Why,
 }
 
-/// What a pool's recent history says about demand.
+/// What a pool's recent history says about demand at one registration target.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Demand {
     /// Jobs queued per minute over [`RATE_WINDOW`]; zero when none came in [`AUTO_WINDOW`].
     pub arrivals_per_minute: f64,
-    /// Mean queued-to-started time of jobs that ran on a runner made for them (a cold
-    /// start), over the last hour; `None` before the first.
+    /// Median queued-to-started time of jobs that ran on a runner made for them (a cold
+    /// start, each at most the pool's `runner_boot_timeout`), over the last hour; `None`
+    /// before the first.
     pub cold_start: Option<Duration>,
+    /// The 95th percentile of the same: how far ahead a schedule window's runners are made.
+    pub cold_start_p95: Option<Duration>,
+}
+
+impl Demand {
+    /// How long before a schedule window starts its runners are made: the measured p95
+    /// cold start (never below [`DEFAULT_COLD_START`], which is also the figure before any
+    /// is measured), plus one reconcile period, because the top-up that sees the window
+    /// first is the last pass before it starts.
+    #[must_use]
+    pub fn window_lead(&self) -> Duration {
+        self.cold_start_p95.map_or(DEFAULT_COLD_START, |c| c.max(DEFAULT_COLD_START)) + crate::reconcile::PERIOD
+    }
 }
 
 impl IdlePolicy {
@@ -117,10 +131,25 @@ impl IdlePolicy {
     }
 
     /// The target at `now`: the first window that holds, else `idle_runners`; under
-    /// `"auto"`, the demand rule capped at the maximum and never below the window's figure.
+    /// `"auto"`, the demand rule never below the window's figure, and never above
+    /// `idle_runners_max` (a hard cap). A window that starts within the demand's
+    /// [`Demand::window_lead`] counts already when it raises the target, so its runners are
+    /// online when it starts.
     #[must_use]
     pub fn target(&self, now: jiff::Timestamp, demand: &Demand) -> Target {
-        let window = self.schedule.iter().enumerate().find(|(_, w)| w.holds(now));
+        let first_at = |t: jiff::Timestamp| self.schedule.iter().enumerate().find(|(_, w)| w.holds(t));
+        let lead = jiff::SignedDuration::try_from(demand.window_lead()).unwrap_or(jiff::SignedDuration::ZERO);
+        let current = first_at(now);
+        let soon = now.checked_add(lead).ok().and_then(first_at);
+        let figure = |w: Option<(usize, &Window)>| match (self.base, w) {
+            (_, Some((_, w))) => w.idle_runners,
+            (IdleBase::Fixed(n), None) => n,
+            (IdleBase::Auto { .. }, None) => 0,
+        };
+        let window = match soon {
+            Some(s) if figure(Some(s)) > figure(current) => Some(s),
+            _ => current,
+        };
         match (self.base, window) {
             (IdleBase::Fixed(_), Some((index, w))) => Target {
                 count: w.idle_runners,
@@ -135,7 +164,7 @@ impl IdlePolicy {
                 // at 10 jobs/min, 2.5 s with it).
                 let cold = demand.cold_start.map_or(DEFAULT_COLD_START, |c| c.max(DEFAULT_COLD_START));
                 Target {
-                    count: auto_count(demand.arrivals_per_minute, cold).min(max).max(floor),
+                    count: auto_count(demand.arrivals_per_minute, cold).max(floor).min(max),
                     why: Why::Auto {
                         arrivals_per_minute: (demand.arrivals_per_minute * 100.0).round() / 100.0,
                         cold_start_s: cold.as_secs(),
@@ -366,7 +395,7 @@ mod tests {
             schedule: vec![window("mon-fri", "07:00-19:00", 3)],
             ..IdlePolicy::default()
         };
-        let busy = Demand { arrivals_per_minute: 60.0, cold_start: Some(Duration::from_secs(45)) };
+        let busy = Demand { arrivals_per_minute: 60.0, cold_start: Some(Duration::from_secs(45)), ..Demand::default() };
         let quiet = Demand::default();
         let wed_noon: jiff::Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
         let night: jiff::Timestamp = "2026-12-02T23:00:00Z".parse().unwrap();
@@ -378,10 +407,58 @@ mod tests {
         // A measured cold start counts when it is longer than the default, never shorter
         // (fast boots are what "ran on its own runner" selects).
         for (measured, read) in [(30, 60), (90, 90)] {
-            let d = Demand { arrivals_per_minute: 1.0, cold_start: Some(Duration::from_secs(measured)) };
+            let d = Demand {
+                arrivals_per_minute: 1.0,
+                cold_start: Some(Duration::from_secs(measured)),
+                ..Demand::default()
+            };
             let Why::Auto { cold_start_s, .. } = policy.target(night, &d).why else { panic!() };
             assert_eq!(cold_start_s, read);
         }
+    }
+
+    #[test]
+    fn idle_runners_max_is_a_hard_cap_even_over_a_windows_figure() {
+        let policy = IdlePolicy {
+            base: IdleBase::Auto { max: 5 },
+            schedule: vec![window("mon-fri", "07:00-19:00", 8)],
+            ..IdlePolicy::default()
+        };
+        let busy = Demand { arrivals_per_minute: 60.0, ..Demand::default() };
+        let wed_noon: jiff::Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
+        assert_eq!(policy.target(wed_noon, &busy).count, 5);
+        assert_eq!(policy.target(wed_noon, &Demand::default()).count, 5);
+    }
+
+    #[test]
+    fn a_window_counts_one_cold_start_and_one_pass_before_it_opens_and_only_to_raise_the_target() {
+        let policy = IdlePolicy {
+            base: IdleBase::Fixed(1),
+            schedule: vec![window("mon-fri", "07:00-12:00", 8), window("mon-fri", "12:00-19:00", 2)],
+            ..IdlePolicy::default()
+        };
+        let at = |s: &str| -> jiff::Timestamp { format!("2026-12-02T{s}Z").parse().unwrap() };
+        let none = Demand::default();
+        // Nothing measured: the default cold start (60 s) and the 5-minute pass.
+        assert_eq!(policy.target(at("06:53:59"), &none).count, 1);
+        assert_eq!(policy.target(at("06:54:00"), &none), policy.target(at("07:00:00"), &none));
+        assert_eq!(policy.target(at("06:54:00"), &none).count, 8);
+        // A measured p95 of 3 minutes moves it two minutes earlier; shorter ones do not
+        // shorten it (measured cold starts read short).
+        let slow = Demand { cold_start_p95: Some(Duration::from_secs(180)), ..Demand::default() };
+        assert_eq!(policy.target(at("06:52:00"), &slow).count, 8);
+        assert_eq!(policy.target(at("06:51:59"), &slow).count, 1);
+        let fast = Demand { cold_start_p95: Some(Duration::from_secs(20)), ..Demand::default() };
+        assert_eq!(policy.target(at("06:53:59"), &fast).count, 1);
+        // A window that lowers the target starts on time, and so does the end of one.
+        assert_eq!(policy.target(at("11:58:00"), &none).count, 8);
+        assert_eq!(policy.target(at("12:00:00"), &none).count, 2);
+        assert_eq!(policy.target(at("18:58:00"), &none).count, 2);
+        assert_eq!(policy.target(at("19:00:00"), &none), Target { count: 1, why: Why::Fixed });
+        // Under "auto", the coming window's figure is the floor.
+        let auto = IdlePolicy { base: IdleBase::Auto { max: 20 }, ..policy };
+        let Why::Auto { floor, .. } = auto.target(at("06:55:00"), &none).why else { panic!() };
+        assert_eq!(floor, 8);
     }
 
     fn problems(pool_keys: &str, scope: &str) -> Vec<(String, bool)> {

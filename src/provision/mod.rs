@@ -176,31 +176,43 @@ impl Provisioner {
         self
     }
 
-    /// A job was queued for a pool whose idle target follows demand.
-    async fn record_arrival(&self, pool: &Pool, msg: &RunnerMessage) {
-        let at = events::parse_time(msg.job_created_at.as_deref()).unwrap_or_else(|| self.now());
-        demand::record(&*self.demand, &pool.name, &[Record::Arrival { job: msg.job_id, at: at.unix_timestamp() }])
-            .await;
+    /// A runner was requested for a job of a pool whose idle target follows demand: one
+    /// arrival at the job's registration target, dated by its `created_at` (the receive
+    /// time when that is missing or out of bounds).
+    async fn record_arrival(&self, pool: &Pool, msg: &RunnerMessage, job: &JobContext) {
+        let now = self.now();
+        let at = events::parse_time(msg.job_created_at.as_deref()).map_or(now, |t| demand::bounded(t, now));
+        let record = Record::Arrival { job: msg.job_id, at: at.unix_timestamp() };
+        demand::record_for(&*self.demand, &pool.name, &idle_target_of(job), &[record]).await;
     }
 
     /// A job of a pool that keeps idle runners started: how long after it was queued, and
-    /// on which kind of runner.
+    /// on which kind of runner. Times out of bounds (see [`demand::in_bounds`]) give no
+    /// sample, and a cold start counts at most `runner_boot_timeout` (one job that waited
+    /// hours on quota says nothing about how long a runner takes to boot).
     async fn record_started(&self, pool: &Pool, msg: &RunnerMessage, ran_on_kind: &str) {
         let (Some(queued), Some(started)) =
             (events::parse_time(msg.job_created_at.as_deref()), events::parse_time(msg.job_started_at.as_deref()))
         else {
             return;
         };
-        if ran_on_kind == "other" {
+        let now = self.now();
+        if ran_on_kind == "other" || !demand::in_bounds(queued, now) || !demand::in_bounds(started, now) {
             return;
         }
+        let waited = (started - queued).whole_seconds();
+        if waited < 0 {
+            return;
+        }
+        let idle = ran_on_kind == "idle";
+        let boot_timeout = i64::try_from(pool.runner_boot_timeout.as_secs()).unwrap_or(i64::MAX);
         let record = Record::Started {
             job: msg.job_id,
             at: started.unix_timestamp(),
-            queued_s: (started - queued).whole_seconds(),
-            idle: ran_on_kind == "idle",
+            queued_s: if idle { waited } else { waited.min(boot_timeout) },
+            idle,
         };
-        demand::record(&*self.demand, &pool.name, &[record]).await;
+        demand::record_for(&*self.demand, &pool.name, &idle_target_of(&self.job_context(msg)), &[record]).await;
     }
 
     /// Where a pool's idle runners register, one context per target: `idle_targets`, or at
@@ -403,9 +415,6 @@ impl Provisioner {
         if age.is_some_and(|a| a > MAX_JOB_AGE) {
             return Err(ProvisionError::permanent("job is older than 24 h; GitHub has cancelled it".to_owned()));
         }
-        if attempt <= 1 && pool.idle.is_auto() {
-            self.record_arrival(&pool, msg).await;
-        }
         let name = pool.runner_name(msg.job_id);
         let job = self.job_context(msg);
         let admission = self.admit_create(&pool)?;
@@ -456,6 +465,10 @@ impl Provisioner {
         let outcome = self.create(&pool, &job, &request, registration, admission, true).await?;
         if outcome == CreateOutcome::Created {
             events::runner_requested(msg, &pool, self.backends.for_pool(&pool).kind(), attempt);
+            // Once per job: a later attempt finds the compute (step 1) and requests nothing.
+            if pool.idle.is_auto() {
+                self.record_arrival(&pool, msg, &job).await;
+            }
         }
         Ok(match outcome {
             CreateOutcome::Created => ProvisionOutcome::Created { backend: self.backends.for_pool(&pool).kind() },
