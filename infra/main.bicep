@@ -103,8 +103,8 @@ param extraAppSettings object = {}
 ])
 param functionInstanceMemoryMB int = 2048
 
-@description('Most instances the app scales out to (Flex Consumption accepts 40-1000).')
-@minValue(40)
+@description('Most instances the app scales out to. Flex Consumption\'s lowest maximum is 1 (it was 40 until 2025), its highest 1000.')
+@minValue(1)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 40
 
@@ -151,7 +151,8 @@ param containerGroupResourceGroup string = resourceGroup().name
 //   resourceGroupName    resource group for them (required)
 //   subscriptionId       default: this deployment's subscription (same Entra tenant)
 //   createResourceGroup  default false: the resource group must exist
-//   subnetId             existing subnet in `location`, delegated to
+//   subnetId             existing subnet in `location` and in the placement's
+//                        subscription (ACI refuses any other), delegated to
 //                        Microsoft.ContainerInstance/containerGroups; default none
 //   grantSubnetJoin      default true: with subnetId, give the app's identity the
 //                        subnet-join role on it
@@ -159,9 +160,13 @@ param containerGroupResourceGroup string = resourceGroup().name
 //                        this address space and a delegated subnet aci-runners
 //   aciSubnetPrefix      that subnet's prefix; default the whole address space
 //   vnetName             default <namePrefix>-vnet-<location>
+//   natGatewayId         with vnetAddressPrefix: an existing NAT gateway for the
+//                        subnet; default: one is created (with its public IP)
+//   routeTableId         with vnetAddressPrefix: a route table to your firewall
+//                        instead of a NAT gateway
 // The app's identity gets the container-group role on every placement's resource
 // group. Outputs aciPlacementEntries / aciPlacementsToml give the runners.toml values.
-@description('ACI placements (objects: location, resourceGroupName, subscriptionId?, createResourceGroup?, subnetId?, grantSubnetJoin?, vnetAddressPrefix?, aciSubnetPrefix?, vnetName?). Empty: container groups only in containerGroupResourceGroup, as before.')
+@description('ACI placements (objects: location, resourceGroupName, subscriptionId?, createResourceGroup?, subnetId?, grantSubnetJoin?, vnetAddressPrefix?, aciSubnetPrefix?, vnetName?, natGatewayId?, routeTableId?). Empty: container groups only in containerGroupResourceGroup, as before.')
 param aciPlacements array = []
 
 // ---------------------------------------------------------------- network
@@ -172,6 +177,12 @@ param enableRunnerVnet bool = false
 param vnetAddressPrefix string = '10.40.0.0/16'
 param aciSubnetPrefix string = '10.40.0.0/22'
 param batchSubnetPrefix string = '10.40.4.0/22'
+
+@description('With enableRunnerVnet: an existing NAT gateway (same region) for the runner subnets; empty: one is created with its public IP, unless runnerVnetRouteTableId is set.')
+param runnerVnetNatGatewayId string = ''
+
+@description('With enableRunnerVnet: an existing route table whose default route leads to your firewall, instead of a NAT gateway.')
+param runnerVnetRouteTableId string = ''
 
 @description('Place the Batch pools in the VNet\'s batch-nodes subnet (needs enableRunnerVnet).')
 param batchPoolsInVnet bool = false
@@ -288,6 +299,8 @@ module network 'modules/network.bicep' = if (enableRunnerVnet) {
     addressPrefix: vnetAddressPrefix
     aciSubnetPrefix: aciSubnetPrefix
     batchSubnetPrefix: batchSubnetPrefix
+    natGatewayId: runnerVnetNatGatewayId
+    routeTableId: runnerVnetRouteTableId
   }
 }
 
@@ -372,6 +385,8 @@ var placements = [for p in aciPlacements: union({
   vnetName: '${namePrefix}-vnet-${p.location}'
   vnetAddressPrefix: ''
   aciSubnetPrefix: ''
+  natGatewayId: ''
+  routeTableId: ''
 }, p)]
 
 // One at a time: two placements may share a resource group (and so its custom roles).
@@ -394,6 +409,8 @@ module aciPlacement 'modules/aci-placement.bicep' = [for p in placements: {
     vnetName: p.vnetName
     vnetAddressPrefix: p.vnetAddressPrefix
     aciSubnetPrefix: p.aciSubnetPrefix
+    natGatewayId: p.natGatewayId
+    routeTableId: p.routeTableId
   }
   dependsOn: [
     rbac

@@ -30,7 +30,8 @@ param appInsightsConnectionString string
 ])
 param instanceMemoryMB int = 2048
 
-@minValue(40)
+@description('Most instances the app scales out to: 1-1000 on Flex Consumption (the lowest maximum was 40 until 2025).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
