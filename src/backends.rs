@@ -96,13 +96,20 @@ impl Backend {
 /// that at least one enabled pool uses.
 #[must_use]
 pub fn azure_setting_problems(settings: &Settings, pools: &PoolsConfig) -> Vec<ConfigProblem> {
-    Backend::ALL
+    let mut problems: Vec<ConfigProblem> = Backend::ALL
         .into_iter()
         .flat_map(|kind| {
             let of_kind: Vec<&Pool> = pools.pools.iter().filter(|p| p.backend() == kind).map(AsRef::as_ref).collect();
             if of_kind.iter().any(|p| p.enabled) { kind.required_settings(settings, &of_kind) } else { Vec::new() }
         })
-        .collect()
+        .collect();
+    // Placements without their own subscription_id take AZURE_SUBSCRIPTION_ID's: only now
+    // is their subnet's subscription comparable (those with one were checked on parsing).
+    problems.extend(crate::config::placement_subnet_problems(
+        pools.pools.iter().map(AsRef::as_ref),
+        settings.azure.subscription_id.as_deref(),
+    ));
+    problems
 }
 
 /// A pool's compute part: the settings of its backend, parsed and validated by that

@@ -386,9 +386,8 @@ fn a_github_token_goes_to_the_releases_api_only_and_is_never_printed() {
     assert!(dir.path().join("run.sh").exists());
     assert!(!text.contains(token), "token printed: {text}");
     let heads = fake.heads.lock().expect("lock").clone();
-    let auth = |head: &str| {
-        head.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).map(str::to_owned)
-    };
+    let auth =
+        |head: &str| head.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).map(str::to_owned);
     assert_eq!(heads.len(), 2, "{heads:?}");
     assert!(heads[0].starts_with("GET /releases/latest "), "{heads:?}");
     assert_eq!(auth(&heads[0]).as_deref(), Some(format!("Authorization: Bearer {token}").as_str()));
