@@ -3,19 +3,26 @@
 // Deploys, at resource-group scope:
 //   - a Function App on the Flex Consumption plan running the runner-dispatch
 //     binary as a custom handler, with a user-assigned identity;
-//   - its Storage account (host storage, deployment container, the queues
-//     runner-requests, runner-requests-failed, runner-cleanup), keyless;
+//   - its Storage account, keyless: host storage, the deployment container app-package,
+//     the queues runner-requests, runner-requests-failed, runner-cleanup,
+//     runner-cleanup-failed, runner-requests-poison and runner-cleanup-poison, and the
+//     container runner-dispatch-state for the idle runners' demand log, whose append
+//     blobs under demand/ the lifecycle rule runner-dispatch-demand-log deletes after
+//     two days;
 //   - a Key Vault (RBAC mode) for the webhook secret, the GitHub App key and,
 //     optionally, the pools file, surfaced as Key Vault references;
 //   - Log Analytics + Application Insights;
 //   - an Azure Batch account with Linux and Windows container pools and an
 //     optional Linux pool that runs the runner on the VM (Docker available);
 //   - identities for image pulls and for jobs, an optional VNet with a subnet
-//     delegated to Azure Container Instances, and least-privilege role assignments.
+//     delegated to Azure Container Instances and a NAT gateway (or your own NAT gateway,
+//     or a route table to your firewall) as the runners' way out, and least-privilege
+//     role assignments.
 // Container groups themselves are created at run time by the app, in
 // `containerGroupResourceGroup` (default: this resource group), and, with
 // `aciPlacements`, in more regions, resource groups and subscriptions (each gets the
-// container-group role and, optionally, a resource group and a regional VNet).
+// container-group role and, optionally, a resource group and a regional VNet with its
+// NAT gateway).
 //
 // See infra/README.md for every parameter and docs/deploy.md for the full procedure.
 

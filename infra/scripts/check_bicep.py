@@ -17,7 +17,9 @@ what a compiler would otherwise catch across files:
   - every subnet created for Azure Container Instances has a NAT gateway (or a route table
     to a firewall): container groups in a subnet have no other way out to GitHub;
   - aci-placement.bicep refuses (fail()) a subnetId in another subscription and grants
-    subnet-join only in its own one (ACI needs subnet and container groups in one subscription).
+    subnet-join only in its own one (ACI needs subnet and container groups in one subscription);
+  - every queue, blob container and lifecycle rule of storage.bicep is named in main.bicep's
+    header and in infra/README.md.
 Run `az bicep build --file infra/main.bicep` wherever the Bicep CLI exists: it
 also checks resource types and property names, which this script does not.
 
@@ -195,6 +197,27 @@ def placement_subnet_guard(path: Path, doc: dict) -> list[str]:
     return problems
 
 
+def storage_documented(storage_doc: dict, storage_text: str) -> list[str]:
+    """Every queue, blob container and lifecycle rule storage.bicep creates is named in
+    main.bicep's header and in infra/README.md (they once omitted runner-cleanup-failed,
+    the demand-log container and its rule)."""
+    names = list(storage_doc.get("parameters", {}).get("queueNames", {}).get("default") or [])
+    for block in re.findall(r"'Microsoft\.Storage/storageAccounts/blobServices/containers@[^']*'\s*=\s*\{(.*?)\n\}", storage_text, re.S):
+        literal = re.search(r"^\s*name:\s*'([^']+)'", block, re.M)
+        if literal:
+            names.append(literal.group(1))
+    names += re.findall(r"^\s*name:\s*'([^']+)'\s*\n\s*enabled:", storage_text, re.M)  # lifecycle rules
+    main_text = (INFRA / "main.bicep").read_text()
+    header = "\n".join(line for line in main_text.splitlines()[:40] if line.startswith("//"))
+    readme = (INFRA / "README.md").read_text()
+    problems = []
+    for name in names:
+        for where, text in (("main.bicep's header", header), ("infra/README.md", readme)):
+            if name not in text:
+                problems.append(f"modules/storage.bicep creates {name}, which {where} does not name")
+    return problems
+
+
 def symbol_of(operand):
     """`name` for `name` and for `name[i]` (a module loop), else None."""
     if isinstance(operand, str):
@@ -296,6 +319,9 @@ def main() -> int:
                 if name not in declared:
                     problems.append(f"main.bicepparam: param {name} is not declared in main.bicep")
 
+    storage_path = INFRA / "modules" / "storage.bicep"
+    if storage_path in parsed:
+        problems.extend(storage_documented(parsed[storage_path], storage_path.read_text()))
     for path, doc in parsed.items():
         problems.extend(aci_subnet_egress(path, doc, parsed))
         problems.extend(placement_subnet_guard(path, doc))
