@@ -3,19 +3,26 @@
 // Deploys, at resource-group scope:
 //   - a Function App on the Flex Consumption plan running the runner-dispatch
 //     binary as a custom handler, with a user-assigned identity;
-//   - its Storage account (host storage, deployment container, the queues
-//     runner-requests, runner-requests-failed, runner-cleanup), keyless;
+//   - its Storage account, keyless: host storage, the deployment container app-package,
+//     the queues runner-requests, runner-requests-failed, runner-cleanup,
+//     runner-cleanup-failed, runner-requests-poison and runner-cleanup-poison, and the
+//     container runner-dispatch-state for the idle runners' demand log, whose append
+//     blobs under demand/ the lifecycle rule runner-dispatch-demand-log deletes after
+//     two days;
 //   - a Key Vault (RBAC mode) for the webhook secret, the GitHub App key and,
 //     optionally, the pools file, surfaced as Key Vault references;
 //   - Log Analytics + Application Insights;
 //   - an Azure Batch account with Linux and Windows container pools and an
 //     optional Linux pool that runs the runner on the VM (Docker available);
 //   - identities for image pulls and for jobs, an optional VNet with a subnet
-//     delegated to Azure Container Instances, and least-privilege role assignments.
+//     delegated to Azure Container Instances and a NAT gateway (or your own NAT gateway,
+//     or a route table to your firewall) as the runners' way out, and least-privilege
+//     role assignments.
 // Container groups themselves are created at run time by the app, in
 // `containerGroupResourceGroup` (default: this resource group), and, with
 // `aciPlacements`, in more regions, resource groups and subscriptions (each gets the
-// container-group role and, optionally, a resource group and a regional VNet).
+// container-group role and, optionally, a resource group and a regional VNet with its
+// NAT gateway).
 //
 // See infra/README.md for every parameter and docs/deploy.md for the full procedure.
 
@@ -103,8 +110,8 @@ param extraAppSettings object = {}
 ])
 param functionInstanceMemoryMB int = 2048
 
-@description('Most instances the app scales out to (Flex Consumption accepts 40-1000).')
-@minValue(40)
+@description('Most instances the app scales out to. Flex Consumption\'s lowest maximum is 1 (it was 40 until 2025), its highest 1000.')
+@minValue(1)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 40
 
@@ -151,7 +158,8 @@ param containerGroupResourceGroup string = resourceGroup().name
 //   resourceGroupName    resource group for them (required)
 //   subscriptionId       default: this deployment's subscription (same Entra tenant)
 //   createResourceGroup  default false: the resource group must exist
-//   subnetId             existing subnet in `location`, delegated to
+//   subnetId             existing subnet in `location` and in the placement's
+//                        subscription (ACI refuses any other), delegated to
 //                        Microsoft.ContainerInstance/containerGroups; default none
 //   grantSubnetJoin      default true: with subnetId, give the app's identity the
 //                        subnet-join role on it
@@ -159,9 +167,13 @@ param containerGroupResourceGroup string = resourceGroup().name
 //                        this address space and a delegated subnet aci-runners
 //   aciSubnetPrefix      that subnet's prefix; default the whole address space
 //   vnetName             default <namePrefix>-vnet-<location>
+//   natGatewayId         with vnetAddressPrefix: an existing NAT gateway for the
+//                        subnet; default: one is created (with its public IP)
+//   routeTableId         with vnetAddressPrefix: a route table to your firewall
+//                        instead of a NAT gateway
 // The app's identity gets the container-group role on every placement's resource
 // group. Outputs aciPlacementEntries / aciPlacementsToml give the runners.toml values.
-@description('ACI placements (objects: location, resourceGroupName, subscriptionId?, createResourceGroup?, subnetId?, grantSubnetJoin?, vnetAddressPrefix?, aciSubnetPrefix?, vnetName?). Empty: container groups only in containerGroupResourceGroup, as before.')
+@description('ACI placements (objects: location, resourceGroupName, subscriptionId?, createResourceGroup?, subnetId?, grantSubnetJoin?, vnetAddressPrefix?, aciSubnetPrefix?, vnetName?, natGatewayId?, routeTableId?). Empty: container groups only in containerGroupResourceGroup, as before.')
 param aciPlacements array = []
 
 // ---------------------------------------------------------------- network
@@ -172,6 +184,12 @@ param enableRunnerVnet bool = false
 param vnetAddressPrefix string = '10.40.0.0/16'
 param aciSubnetPrefix string = '10.40.0.0/22'
 param batchSubnetPrefix string = '10.40.4.0/22'
+
+@description('With enableRunnerVnet: an existing NAT gateway (same region) for the runner subnets; empty: one is created with its public IP, unless runnerVnetRouteTableId is set.')
+param runnerVnetNatGatewayId string = ''
+
+@description('With enableRunnerVnet: an existing route table whose default route leads to your firewall, instead of a NAT gateway.')
+param runnerVnetRouteTableId string = ''
 
 @description('The VM lane (pools with backend = "vm", docs/vm-lane.md): a VNet with a NAT-gateway subnet for runner VMs, the app identity\'s VM role, and a gallery with an Image Builder template for the image. Off by default.')
 param enableVmLane bool = false
@@ -293,6 +311,8 @@ module network 'modules/network.bicep' = if (enableRunnerVnet) {
     addressPrefix: vnetAddressPrefix
     aciSubnetPrefix: aciSubnetPrefix
     batchSubnetPrefix: batchSubnetPrefix
+    natGatewayId: runnerVnetNatGatewayId
+    routeTableId: runnerVnetRouteTableId
   }
 }
 
@@ -402,6 +422,8 @@ var placements = [for p in aciPlacements: union({
   vnetName: '${namePrefix}-vnet-${p.location}'
   vnetAddressPrefix: ''
   aciSubnetPrefix: ''
+  natGatewayId: ''
+  routeTableId: ''
 }, p)]
 
 // One at a time: two placements may share a resource group (and so its custom roles).
@@ -424,6 +446,8 @@ module aciPlacement 'modules/aci-placement.bicep' = [for p in placements: {
     vnetName: p.vnetName
     vnetAddressPrefix: p.vnetAddressPrefix
     aciSubnetPrefix: p.aciSubnetPrefix
+    natGatewayId: p.natGatewayId
+    routeTableId: p.routeTableId
   }
   dependsOn: [
     rbac

@@ -42,7 +42,9 @@ param functionHttpAlwaysReady = 1
 //   { location: 'swedencentral', subscriptionId: '11111111-1111-1111-1111-111111111111', resourceGroupName: 'rg-runners-se', createResourceGroup: true }
 // ]
 
-// Private networking for ACI runners (subnet delegated to container groups).
+// Private networking for ACI runners (subnet delegated to container groups). The runner
+// subnets go out through a NAT gateway created with a static public IP; or set
+// runnerVnetNatGatewayId (yours) or runnerVnetRouteTableId (a route to your firewall).
 param enableRunnerVnet = false
 param batchPoolsInVnet = false
 

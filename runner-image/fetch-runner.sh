@@ -8,6 +8,10 @@
 #                   published digest, else the release notes' <!-- BEGIN SHA linux-x64 -->
 #                   marker). A build fails when no checksum can be found or it differs.
 #   RUNNER_ARCH     x64 (default) or arm64.
+#   GITHUB_TOKEN    optional: a GitHub token for the releases API. Without one GitHub allows
+#                   60 API requests an hour per IP address, shared by every build behind the
+#                   same address (ACR Tasks' build agents, a NAT gateway). Sent to the API
+#                   only (not to the download), never printed, never on a command line.
 # RUNNER_RELEASES_API and RUNNER_DOWNLOAD_BASE override GitHub's addresses (tests, mirrors).
 set -euo pipefail
 
@@ -17,9 +21,23 @@ arch="${RUNNER_ARCH:-x64}"
 api="${RUNNER_RELEASES_API:-https://api.github.com/repos/actions/runner/releases}"
 download="${RUNNER_DOWNLOAD_BASE:-https://github.com/actions/runner/releases/download}"
 
+# GET a releases API URL, with the token when there is one: curl reads the header from
+# stdin (printf is a shell builtin), so the token is on no process's command line.
+api_get() {
+  if [ -n "${GITHUB_TOKEN:-}" ]; then
+    printf 'Authorization: Bearer %s\n' "${GITHUB_TOKEN}" \
+      | curl -fsSL --retry 5 -H @- -H 'Accept: application/vnd.github+json' "$1"
+  else
+    curl -fsSL --retry 5 -H 'Accept: application/vnd.github+json' "$1"
+  fi
+}
+
 if [ "${version}" = latest ] || [ -z "${sha}" ]; then
   if [ "${version}" = latest ]; then url="${api}/latest"; else url="${api}/tags/v${version#v}"; fi
-  release="$(curl -fsSL --retry 5 -H 'Accept: application/vnd.github+json' "${url}")"
+  release="$(api_get "${url}")" || {
+    echo "fetch-runner: ${url} refused (unauthenticated, GitHub allows 60 API requests an hour per address: set GITHUB_TOKEN, or pin RUNNER_VERSION and RUNNER_SHA256)" >&2
+    exit 1
+  }
   version="$(jq -r '.tag_name | ltrimstr("v")' <<<"${release}")"
   [[ "${version}" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || { echo "fetch-runner: no release version at ${url}" >&2; exit 1; }
   asset="actions-runner-linux-${arch}-${version}.tar.gz"

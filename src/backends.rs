@@ -134,6 +134,12 @@ pub fn azure_setting_problems(settings: &Settings, pools: &PoolsConfig) -> Vec<C
             }
         }
     }
+    // Placements without their own subscription_id take AZURE_SUBSCRIPTION_ID's: only now
+    // is their subnet's subscription comparable (those with one were checked on parsing).
+    out.extend(crate::config::placement_subnet_problems(
+        pools.pools.iter().map(AsRef::as_ref),
+        settings.azure.subscription_id.as_deref(),
+    ));
     out
 }
 

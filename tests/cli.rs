@@ -258,3 +258,42 @@ fn serve_starts_with_the_local_settings_example_as_written() {
     assert!(up, "the handler did not come up with the example settings:\n{logs}");
     assert!(logs.contains("dry-run"), "without App credentials it says it runs dry:\n{logs}");
 }
+
+#[test]
+fn check_config_refuses_a_placement_subnet_outside_the_subscription_it_defaults_to() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let subnet = "/subscriptions/bbbbbbbb-0000-0000-0000-00000000000b/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/aci";
+    let path = write(
+        &dir,
+        &format!(
+            r#"
+[github]
+allowed_owners = ["o"]
+[[pools]]
+name = "p"
+backend = "aci"
+labels = ["linux"]
+image = "i"
+resource_group = "rg"
+placements = [{{ location = "westeurope" }}, {{ location = "northeurope", subnet_id = "{subnet}" }}]
+"#
+        ),
+    );
+    let run = |subscription: &str| {
+        let out = bin()
+            .arg("check-config")
+            .env("RUNNER_DISPATCH_CONFIG", &path)
+            .env("AZURE_SUBSCRIPTION_ID", subscription)
+            .env("GITHUB_WEBHOOK_SECRET", "s")
+            .output()
+            .expect("run");
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The placement has no subscription_id: its container groups go to AZURE_SUBSCRIPTION_ID.
+    let (code, err) = run("aaaaaaaa-0000-0000-0000-00000000000a");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("pools[0].placements[1].subnet_id"), "{err}");
+    assert!(!err.contains("placements[0]"), "{err}");
+    let (code, err) = run("BBBBBBBB-0000-0000-0000-00000000000B");
+    assert_eq!(code, Some(0), "{err}");
+}

@@ -227,10 +227,11 @@ fn a_stop_signal_reaches_the_runner_and_the_container_ends_with_its_status() {
 // ---------------------------------------------------------------------------
 
 /// A local stand-in for GitHub's releases API and download host: answers `GET path` from
-/// a map and records every path asked for.
+/// a map and records every path asked for, and every request head (line and headers).
 struct FakeReleases {
     base: String,
     seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 fn fake_releases(routes: BTreeMap<String, Vec<u8>>) -> FakeReleases {
@@ -238,7 +239,8 @@ fn fake_releases(routes: BTreeMap<String, Vec<u8>>) -> FakeReleases {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (log, head_log) = (seen.clone(), heads.clone());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
@@ -250,6 +252,7 @@ fn fake_releases(routes: BTreeMap<String, Vec<u8>>) -> FakeReleases {
             let head = String::from_utf8_lossy(&head).into_owned();
             let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
             log.lock().expect("lock").push(path.clone());
+            head_log.lock().expect("lock").push(head.clone());
             let (status, body) = match routes.get(&path) {
                 Some(b) => ("200 OK", b.clone()),
                 None => ("404 Not Found", b"{}".to_vec()),
@@ -258,7 +261,7 @@ fn fake_releases(routes: BTreeMap<String, Vec<u8>>) -> FakeReleases {
             let _ = stream.write_all(&body);
         }
     });
-    FakeReleases { base, seen }
+    FakeReleases { base, seen, heads }
 }
 
 /// A runner tarball holding `run.sh`, and its sha256.
@@ -289,7 +292,8 @@ fn fetch_runner(fake: &FakeReleases, vars: &[(&str, &str)]) -> (bool, String, te
         .env("RUNNER_RELEASES_API", format!("{}/releases", fake.base))
         .env("RUNNER_DOWNLOAD_BASE", format!("{}/download", fake.base))
         .env_remove("RUNNER_VERSION")
-        .env_remove("RUNNER_SHA256");
+        .env_remove("RUNNER_SHA256")
+        .env_remove("GITHUB_TOKEN");
     for (k, v) in vars {
         c.env(k, v);
     }
@@ -365,4 +369,37 @@ fn a_pinned_version_with_its_checksum_asks_no_release_api() {
     assert!(dir.path().join("run.sh").exists());
     let seen = fake.seen.lock().expect("lock").clone();
     assert_eq!(seen, [format!("/download/v{VERSION}/{ASSET}")], "only the tarball was fetched");
+}
+
+#[test]
+fn a_github_token_goes_to_the_releases_api_only_and_is_never_printed() {
+    let work = tempfile::tempdir().expect("tmp");
+    let (tarball, sha) = runner_tarball(work.path());
+    let routes = BTreeMap::from([
+        ("/releases/latest".to_owned(), release_json(Some(&sha), "")),
+        (format!("/download/v{VERSION}/{ASSET}"), tarball),
+    ]);
+    let token = "ghs_fetchRunnerTestToken0123456789";
+    let fake = fake_releases(routes.clone());
+    let (ok, text, dir) = fetch_runner(&fake, &[("GITHUB_TOKEN", token)]);
+    assert!(ok, "{text}");
+    assert!(dir.path().join("run.sh").exists());
+    assert!(!text.contains(token), "token printed: {text}");
+    let heads = fake.heads.lock().expect("lock").clone();
+    let auth =
+        |head: &str| head.lines().find(|l| l.to_ascii_lowercase().starts_with("authorization:")).map(str::to_owned);
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(heads[0].starts_with("GET /releases/latest "), "{heads:?}");
+    assert_eq!(auth(&heads[0]).as_deref(), Some(format!("Authorization: Bearer {token}").as_str()));
+    assert_eq!(auth(&heads[1]), None, "the download got the token: {}", heads[1]);
+
+    // Without a token nothing is sent, and a refusal (GitHub's 403 past 60 requests an
+    // hour) says what to do about it.
+    let fake = fake_releases(routes);
+    let (ok, text, _dir) = fetch_runner(&fake, &[]);
+    assert!(ok, "{text}");
+    assert!(fake.heads.lock().expect("lock").iter().all(|h| auth(h).is_none()));
+    let (ok, text, _dir) = fetch_runner(&fake_releases(BTreeMap::new()), &[]);
+    assert!(!ok);
+    assert!(text.contains("GITHUB_TOKEN") && text.contains("60"), "{text}");
 }

@@ -1,8 +1,9 @@
 // A regional virtual network for one ACI placement (main.bicep, aciPlacements): one
 // subnet delegated to Azure Container Instances, with the same small NSG as
-// network.bicep (outbound allowed, no inbound from the internet). Subnets are
-// regional, so every placement region that runs container groups in a VNet needs
-// its own. Deployed in the placement's resource group.
+// network.bicep (outbound allowed, no inbound from the internet) and the same way out
+// (runner-egress.bicep: a NAT gateway by default). Subnets are regional, so every
+// placement region that runs container groups in a VNet needs its own. Deployed in
+// the placement's resource group.
 
 param location string
 param tags object
@@ -16,6 +17,23 @@ param aciSubnetPrefix string = ''
 
 @description('Name of the delegated subnet.')
 param aciSubnetName string = 'aci-runners'
+
+@description('Existing NAT gateway for the subnet\'s outbound traffic; empty: one is created with its public IP, unless routeTableId is set (runner-egress.bicep).')
+param natGatewayId string = ''
+
+@description('Existing route table whose default route leads to your firewall, instead of a NAT gateway; empty: none.')
+param routeTableId string = ''
+
+module egress 'runner-egress.bicep' = {
+  name: take('${deployment().name}-egress', 64)
+  params: {
+    location: location
+    tags: tags
+    namePrefix: vnetName
+    natGatewayId: natGatewayId
+    routeTableId: routeTableId
+  }
+}
 
 resource nsg 'Microsoft.Network/networkSecurityGroups@2024-05-01' = {
   name: '${vnetName}-runners-nsg'
@@ -53,7 +71,8 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
     subnets: [
       {
         name: aciSubnetName
-        properties: {
+        // The NAT gateway (or route table) of runner-egress.bicep: the runners' way out.
+        properties: union({
           addressPrefix: empty(aciSubnetPrefix) ? addressPrefix : aciSubnetPrefix
           networkSecurityGroup: {
             id: nsg.id
@@ -66,7 +85,7 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
               }
             }
           ]
-        }
+        }, egress.outputs.subnetProperties)
       }
     ]
   }

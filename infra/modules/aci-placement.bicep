@@ -4,8 +4,11 @@
 // placement's subscription (which may differ from the main deployment's), it:
 //   - creates the resource group when asked (createResourceGroup);
 //   - gives the app's identity the container-group custom role (aci-rbac.bicep) on it;
-//   - creates a regional VNet with a subnet delegated to ACI (aci-network.bicep) when
-//     vnetAddressPrefix is set, or takes an existing subnetId;
+//   - creates a regional VNet with a subnet delegated to ACI and a NAT gateway
+//     (aci-network.bicep) when vnetAddressPrefix is set, or takes an existing subnetId,
+//     which must be in this same subscription: Azure Container Instances joins a container
+//     group only to a subnet of its own subscription (Microsoft's ACI virtual network
+//     page), so one in another subscription is refused with fail();
 //   - lets the app's identity join container groups to that subnet (subnet-join.bicep).
 // The image-pull identity and its AcrPull grant are the main deployment's; nothing
 // changes for them here.
@@ -32,7 +35,7 @@ param appPrincipalId string
 @description('Assign the container-group role on the resource group. False when main.bicep already does (the placement is containerGroupResourceGroup).')
 param grantContainerGroupRole bool = true
 
-@description('Existing subnet, delegated to Microsoft.ContainerInstance/containerGroups, in location; empty: create one (vnetAddressPrefix) or none.')
+@description('Existing subnet, delegated to Microsoft.ContainerInstance/containerGroups, in location and in this subscription, with a way out to the internet (a NAT gateway); empty: create one (vnetAddressPrefix) or none.')
 param subnetId string = ''
 
 @description('With subnetId: also give the app\'s identity the subnet-join role on it (in the subnet\'s resource group).')
@@ -47,12 +50,20 @@ param vnetAddressPrefix string = ''
 @description('Delegated subnet prefix inside vnetAddressPrefix; empty: the whole address space.')
 param aciSubnetPrefix string = ''
 
+@description('With vnetAddressPrefix: an existing NAT gateway (same region) for the subnet; empty: one is created, unless routeTableId is set.')
+param natGatewayId string = ''
+
+@description('With vnetAddressPrefix: an existing route table whose default route leads to your firewall, instead of a NAT gateway.')
+param routeTableId string = ''
+
 var createVnet = empty(subnetId) && !empty(vnetAddressPrefix)
 var existingSubnet = !empty(subnetId)
 var hasSubnet = createVnet || existingSubnet
 // /subscriptions/{0}/resourceGroups/{1}/providers/Microsoft.Network/virtualNetworks/{2}/subnets/{3}
 var subnetParts = split(subnetId, '/')
-var joinSubscriptionId = existingSubnet ? subnetParts[2] : subscription().subscriptionId
+// A subnet in another subscription can never hold this placement's container groups.
+var sameSubscription = existingSubnet ? (toLower(subnetParts[2]) == toLower(subscription().subscriptionId)) : true
+var checkedSubnetId = sameSubscription ? subnetId : fail('aciPlacements: subnetId ${subnetId} is in subscription ${subnetParts[2]}, but the placement is in ${subscription().subscriptionId}; Azure Container Instances needs the subnet and the container groups in the same subscription')
 var joinResourceGroup = existingSubnet ? subnetParts[4] : resourceGroupName
 var joinVnetName = existingSubnet ? subnetParts[8] : vnetName
 var joinSubnetName = existingSubnet ? last(subnetParts) : 'aci-runners'
@@ -84,6 +95,8 @@ module network 'aci-network.bicep' = if (createVnet) {
     vnetName: vnetName
     addressPrefix: vnetAddressPrefix
     aciSubnetPrefix: aciSubnetPrefix
+    natGatewayId: natGatewayId
+    routeTableId: routeTableId
   }
   dependsOn: [
     group
@@ -92,7 +105,7 @@ module network 'aci-network.bicep' = if (createVnet) {
 
 module subnetJoin 'subnet-join.bicep' = if (createVnet || (existingSubnet && grantSubnetJoin)) {
   name: take('${namePrefix}-aci-join-${suffix}', 64)
-  scope: resourceGroup(joinSubscriptionId, joinResourceGroup)
+  scope: resourceGroup(joinResourceGroup)
   params: {
     appPrincipalId: appPrincipalId
     vnetName: joinVnetName
@@ -103,7 +116,7 @@ module subnetJoin 'subnet-join.bicep' = if (createVnet || (existingSubnet && gra
   ]
 }
 
-var placementSubnetId = createVnet ? network.outputs.aciSubnetId : subnetId
+var placementSubnetId = createVnet ? network.outputs.aciSubnetId : checkedSubnetId
 
 output location string = location
 output subscriptionId string = subscription().subscriptionId

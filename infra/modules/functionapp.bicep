@@ -4,9 +4,11 @@
 // the deployment container, Application Insights, Key Vault references, Batch
 // and ARM. App settings follow the names of design.md ("Settings").
 //
-// Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION,
-// WEBSITE_RUN_FROM_PACKAGE and WEBSITE_CONTENT* as app settings: the runtime is
-// functionAppConfig.runtime and the package comes from the deployment container.
+// None of the site properties and app settings of Microsoft's "Flex Consumption plan
+// deprecations" table is set (check_bicep.py checks it): the runtime is
+// functionAppConfig.runtime (not FUNCTIONS_WORKER_RUNTIME), the platform sets
+// FUNCTIONS_EXTENSION_VERSION itself, and the package comes from the deployment container
+// (not WEBSITE_RUN_FROM_PACKAGE or WEBSITE_CONTENT*).
 
 param location string
 param tags object
@@ -30,7 +32,8 @@ param appInsightsConnectionString string
 ])
 param instanceMemoryMB int = 2048
 
-@minValue(40)
+@description('Most instances the app scales out to: 1-1000 on Flex Consumption (the lowest maximum was 40 until 2025).')
+@minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -79,7 +82,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: GitHub webhook deliveries carry no client certificate; the HMAC signature authenticates them
   // checkov:skip=CKV_AZURE_212: Flex Consumption has no worker count; the platform scales instances and httpAlwaysReady keeps warm ones
   // checkov:skip=CKV_AZURE_213: Flex Consumption does not support the App Service health check feature
-  // checkov:skip=CKV_AZURE_78: ftpsState is deprecated on Flex Consumption (ARM error 51021 in newer regions); Flex has no FTP deployment
+  // checkov:skip=CKV_AZURE_78: ftpsState is on Microsoft's list of Flex Consumption deprecations; Flex has no FTP deployment
   name: appName
   location: location
   tags: tags
@@ -94,8 +97,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     // Only what Flex Consumption accepts: ftpsState is among Microsoft's "Flex Consumption
-    // plan deprecations" (newer regions refuse it, ARM error 51021); check_bicep.py fails on
-    // any property or setting of that list.
+    // plan deprecations"; check_bicep.py fails on any property or setting of that list.
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'

@@ -2,8 +2,10 @@
 // Instances (container groups join it through `subnet_id` in runners.toml) and
 // one plain subnet for Batch pool nodes. Both get a small NSG that allows
 // outbound traffic (GitHub, registries, Azure) and no inbound traffic from the
-// internet; Batch's node-management traffic is outbound-initiated under the
-// simplified node communication mode (the default since 2024).
+// internet, and both go out through a NAT gateway created here (runner-egress.bicep),
+// your own NAT gateway, or a route table to your firewall; Batch's node-management
+// traffic is outbound-initiated under the simplified node communication mode (the
+// default since 2024).
 
 param location string
 param tags object
@@ -17,6 +19,23 @@ param aciSubnetPrefix string = '10.40.0.0/22'
 
 @description('Subnet for Batch pool nodes.')
 param batchSubnetPrefix string = '10.40.4.0/22'
+
+@description('Existing NAT gateway for the subnets\' outbound traffic; empty: one is created with its public IP, unless routeTableId is set (runner-egress.bicep).')
+param natGatewayId string = ''
+
+@description('Existing route table whose default route leads to your firewall, instead of a NAT gateway; empty: none.')
+param routeTableId string = ''
+
+module egress 'runner-egress.bicep' = {
+  name: take('${deployment().name}-egress', 64)
+  params: {
+    location: location
+    tags: tags
+    namePrefix: vnetName
+    natGatewayId: natGatewayId
+    routeTableId: routeTableId
+  }
+}
 
 resource nsg 'Microsoft.Network/networkSecurityGroups@2024-05-01' = {
   name: '${vnetName}-runners-nsg'
@@ -54,7 +73,8 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
     subnets: [
       {
         name: 'aci-runners'
-        properties: {
+        // The NAT gateway (or route table) of runner-egress.bicep: the runners' way out.
+        properties: union({
           addressPrefix: aciSubnetPrefix
           networkSecurityGroup: {
             id: nsg.id
@@ -67,16 +87,16 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
               }
             }
           ]
-        }
+        }, egress.outputs.subnetProperties)
       }
       {
         name: 'batch-nodes'
-        properties: {
+        properties: union({
           addressPrefix: batchSubnetPrefix
           networkSecurityGroup: {
             id: nsg.id
           }
-        }
+        }, egress.outputs.subnetProperties)
       }
     ]
   }

@@ -5,7 +5,8 @@
 #   is installed; every skip must carry a reason), hadolint on both runner Dockerfiles
 #   (every ignore carries a reason in the Dockerfile), a PowerShell grammar parse of
 #   entrypoint.ps1 and of the Windows Dockerfile's RUN commands (check_powershell.py),
-#   YAML syntax of the example workflow.
+#   YAML syntax of the example workflow, and the build context of every documented image
+#   build (check_build_contexts.py: the context holds what the Dockerfile copies).
 # Usage: infra/scripts/lint.sh        (exit 1 on any finding)
 #   REQUIRE_TOOLS=1     a missing checker (shellcheck, pycep-parser, checkov, hadolint,
 #                       tree-sitter-powershell) is a failure instead of a skip (.ci/run
@@ -95,6 +96,10 @@ for f in runner-image/Dockerfile runner-image/Dockerfile.windows; do
     status=1
   fi
 done
+
+# Every documented build (docs, runner-image/README.md, update-runner.yml) sends a context
+# that holds what its Dockerfile copies.
+python3 infra/scripts/check_build_contexts.py || status=1
 
 # The runner images: no Docker engine here, so hadolint reads them (running ShellCheck
 # on the Linux RUN commands too) and a PowerShell grammar parses the Windows ones.

@@ -14,6 +14,7 @@ mod pools_file;
 mod settings;
 
 pub use model::*;
+pub use pools_file::placement_subnet_problems;
 pub(crate) use pools_file::{PoolKeys, Role};
 pub use settings::*;
 

@@ -88,6 +88,45 @@ impl PoolsConfig {
     }
 }
 
+/// Placements whose `subnet_id` lies in another subscription than the placement's own: Azure
+/// Container Instances puts a container group only in a subnet of its own subscription
+/// (Microsoft's ACI virtual network page), so every create there would fail. A placement's
+/// subscription is its `subscription_id`, else `default_subscription` (`AZURE_SUBSCRIPTION_ID`,
+/// as `sites` resolves it); `None` checks only the placements that name theirs (the pools file
+/// alone). Keys are `pools[i].placements[j].subnet_id`.
+#[must_use]
+pub fn placement_subnet_problems<'a>(
+    pools: impl IntoIterator<Item = &'a Pool>,
+    default_subscription: Option<&str>,
+) -> Vec<ConfigProblem> {
+    let mut out = Vec::new();
+    for pool in pools {
+        let placements = match &pool.compute {
+            Compute::Aci(aci) => &aci.placements,
+            Compute::Vm(vm) => &vm.places.placements,
+            Compute::Batch(_) => continue,
+        };
+        for (j, p) in placements.iter().enumerate() {
+            let (Some(subnet), Some(own)) = (&p.subnet_id, p.subscription_id.as_deref().or(default_subscription))
+            else {
+                continue;
+            };
+            // /subscriptions/{subscription}/resourceGroups/...: parsing checked the prefix.
+            let theirs = subnet.split('/').nth(2).unwrap_or_default();
+            if !theirs.eq_ignore_ascii_case(own) {
+                out.push(ConfigProblem {
+                    key: format!("pools[{}].placements[{j}].subnet_id", pool.index),
+                    message: format!(
+                        "is in subscription {theirs:?}, but the placement's runners go to subscription {own:?}; a container group or a VM's network interface needs its subnet in the same subscription"
+                    ),
+                    warning: false,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// The keys every pool has, whatever its backend.
 const COMMON_POOL_KEYS: &[&str] = &[
     "name",
@@ -758,6 +797,7 @@ impl Walker {
         for p in pools {
             self.idle_isolation(p, github);
         }
+        self.problems.extend(placement_subnet_problems(pools, None));
         let mut names: BTreeMap<&str, usize> = BTreeMap::new();
         for p in pools {
             if let Some(first) = names.insert(p.name.as_str(), p.index) {
@@ -1173,6 +1213,41 @@ cpu = 0
         assert_eq!(keys(&err), vec!["pools[0].run_on_host", "pools[1].memory_gb", "pools[2].backend", "pools[2].cpu"]);
         let backend = err.0.iter().find(|p| p.key == "pools[2].backend").expect("named");
         assert_eq!(backend.message, "\"lambda\" is not one of: aci, batch, vm");
+    }
+
+    #[test]
+    fn a_placement_subnet_in_another_subscription_is_refused_by_its_key() {
+        let sub = |s: &str| {
+            format!("/subscriptions/{s}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/aci")
+        };
+        let text = format!(
+            "[github]\nallowed_owners = [\"o\"]\n[[pools]]\nname = \"p\"\nbackend = \"aci\"\nlabels = [\"a\"]\nimage = \"i\"\nresource_group = \"rg\"\nplacements = [\n  {{ location = \"westeurope\", subscription_id = \"AAAAAAAA-0000-0000-0000-00000000000A\", subnet_id = \"{}\" }},\n  {{ location = \"northeurope\", subscription_id = \"aaaaaaaa-0000-0000-0000-00000000000a\", subnet_id = \"{}\" }},\n  {{ location = \"swedencentral\", subnet_id = \"{}\" }},\n]\n",
+            sub("aaaaaaaa-0000-0000-0000-00000000000a"),
+            sub("bbbbbbbb-0000-0000-0000-00000000000b"),
+            sub("bbbbbbbb-0000-0000-0000-00000000000b"),
+        );
+        // Parsing alone knows the subscription of the placements that name theirs.
+        let e = PoolsConfig::parse(&text).expect_err("another subscription");
+        assert_eq!(keys(&e), ["pools[0].placements[1].subnet_id"]);
+        assert!(
+            e.0[0].message.contains("\"bbbbbbbb-0000-0000-0000-00000000000b\"")
+                && e.0[0].message.contains("\"aaaaaaaa-0000-0000-0000-00000000000a\""),
+            "{}",
+            e.0[0].message
+        );
+        // The third takes AZURE_SUBSCRIPTION_ID's: refused when that is another one.
+        let cfg = PoolsConfig::parse(
+            &text.replace(&sub("bbbbbbbb-0000-0000-0000-00000000000b"), &sub("aaaaaaaa-0000-0000-0000-00000000000a")),
+        )
+        .expect("all in aaaa");
+        let pools: Vec<&Pool> = cfg.pools.iter().map(AsRef::as_ref).collect();
+        assert!(placement_subnet_problems(pools.iter().copied(), None).is_empty());
+        assert!(
+            placement_subnet_problems(pools.iter().copied(), Some("AAAAAAAA-0000-0000-0000-00000000000A")).is_empty()
+        );
+        let found = placement_subnet_problems(pools.iter().copied(), Some("cccccccc-0000-0000-0000-00000000000c"));
+        let found: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(found, ["pools[0].placements[2].subnet_id"]);
     }
 
     #[test]
