@@ -393,15 +393,23 @@ impl Reconciler {
                 });
             }
             let missing = count.saturating_sub(kept + booting).min(MAX_TOP_UP_PER_PASS);
+            let mut made = 0;
             for _ in 0..missing {
                 match p.provision_idle(pool, &ctx).await {
-                    Ok(_) => report.idle_created += 1,
+                    Ok(_) => {
+                        report.idle_created += 1;
+                        made += 1;
+                    }
                     Err(e) => {
                         report.errors += 1;
                         tracing::warn!(event = "reconcile_error", step = "top_up", pool = %pool.name, target = %ctx.target.api_prefix(), error = %e, "could not make an idle runner");
                         break;
                     }
                 }
+            }
+            if target.is_some() {
+                // What a job's arrival tops up from until the next pass (see provision::top_up).
+                p.note_idle_level(pool, &ctx, idle_now - retired + booting + made);
             }
         }
         if let Some(t) = &target {

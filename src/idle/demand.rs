@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{AUTO_WINDOW, Demand, RATE_WINDOW};
+use super::{Demand, RATE_WINDOW};
 use crate::azure::TokenSource;
 
 /// Records are kept in buckets of this many minutes.
@@ -157,7 +157,8 @@ impl History {
     }
 
     /// Arrivals per minute over [`RATE_WINDOW`], or none when no job came in the last
-    /// [`AUTO_WINDOW`] (distinct jobs: a redelivered request is recorded again), and the
+    /// [`super::AUTO_WINDOW`] (longer for batches: [`super::quiet_window`]) (distinct jobs:
+    /// a redelivered request is recorded again), their burst dispersion, and the
     /// mean cold start over the whole history. The longer window keeps the target steady
     /// at low rates (a 5-minute count of a job a minute swings the target between 2 and 5,
     /// and each swing trims and re-creates runners); the shorter one lets it fall to its
@@ -173,7 +174,9 @@ impl History {
                 _ => None,
             })
             .collect();
-        let recent = jobs.iter().any(|(at, _)| *at > self.now - secs(AUTO_WINDOW));
+        // Batches (matrices) come with quiet gaps between them: see `quiet_window`.
+        let dispersion = super::dispersion(&jobs, self.now, RATE_WINDOW);
+        let recent = jobs.iter().any(|(at, _)| *at > self.now - secs(super::quiet_window(&jobs, self.now)));
         let mut ids: Vec<u64> = jobs.drain(..).map(|(_, job)| job).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -190,7 +193,7 @@ impl History {
             let mean = cold.iter().sum::<i64>() / i64::try_from(cold.len()).unwrap_or(1);
             Duration::from_secs(mean.unsigned_abs())
         });
-        Demand { arrivals_per_minute, cold_start }
+        Demand { arrivals_per_minute, cold_start, dispersion }
     }
 
     /// Idle runner-minutes: each reconcile sample counts for one period.

@@ -6,6 +6,7 @@ pub mod backend;
 pub mod dry_run;
 pub mod placement;
 pub mod throttle;
+pub mod top_up;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -161,6 +162,8 @@ pub struct Provisioner {
     /// The time of day for job ages, runner ages and demand windows: the system clock,
     /// or a simulated one (see [`Provisioner::with_clock`]).
     clock: Clock,
+    /// Idle levels as reconcile last counted them, for top-ups at a job's arrival.
+    levels: top_up::Levels,
 }
 
 /// A source of the time of day. The system clock in service; the time-to-runner benchmark
@@ -186,6 +189,7 @@ impl Provisioner {
             made: Mutex::new(std::collections::VecDeque::new()),
             demand: Arc::new(MemoryDemandLog::default()),
             clock: Arc::new(OffsetDateTime::now_utc),
+            levels: top_up::Levels::default(),
         }
     }
 
@@ -459,6 +463,7 @@ impl Provisioner {
         let outcome = self.create(&pool, &job, &request, registration, admission, true).await?;
         if outcome == CreateOutcome::Created {
             events::runner_requested(msg, &pool, self.backends.for_pool(&pool).kind(), attempt);
+            self.top_up_idle(&pool, &job).await;
         }
         Ok(match outcome {
             CreateOutcome::Created => ProvisionOutcome::Created { backend: self.backends.for_pool(&pool).kind() },
