@@ -471,9 +471,13 @@ impl Reconciler {
         let idle_now = list.iter().filter(|s| s.registration.as_ref().is_some_and(|r| r.online && !r.busy)).count();
         let idle_after = u32::try_from(idle_now - retired).unwrap_or(u32::MAX);
         let missing = count.saturating_sub(kept + booting).min(MAX_TOP_UP_PER_PASS);
+        let mut made = 0;
         for _ in 0..missing {
             match p.provision_idle(pool, ctx).await {
-                Ok(_) => report.idle_created += 1,
+                Ok(_) => {
+                    report.idle_created += 1;
+                    made += 1;
+                }
                 Err(e) => {
                     report.errors += 1;
                     tracing::warn!(event = "reconcile_error", step = "top_up", pool = %pool.name, target = %ctx.target.api_prefix(), error = %e, "could not make an idle runner");
@@ -481,6 +485,8 @@ impl Reconciler {
                 }
             }
         }
+        // What a job's arrival tops up from until the next pass (see provision::top_up).
+        p.note_idle_level(pool, ctx, idle_now - retired + booting + made);
         tracing::info!(event = "idle_target", pool = %pool.name, registration_target = %name, target = t.count, idle = idle_after, why = %serde_json::to_string(&t.why).unwrap_or_default(), "idle level held");
         let sample = Record::Idle { at: now.unix_timestamp(), idle: idle_after };
         crate::idle::demand::record_for(&*p.demand, &pool.name, &name, &[sample]).await;

@@ -146,8 +146,10 @@ fn describe(why: &crate::idle::Why) -> String {
     match why {
         crate::idle::Why::Fixed => "idle_runners".to_owned(),
         crate::idle::Why::Window { index, window } => format!("idle_schedule[{index}]: {window}"),
-        crate::idle::Why::Auto { arrivals_per_minute, cold_start_s, floor, max } => {
-            format!("auto: {arrivals_per_minute} jobs/min x {cold_start_s} s cold start, floor {floor}, max {max}")
+        crate::idle::Why::Auto { arrivals_per_minute, cold_start_s, dispersion, floor, max } => {
+            format!(
+                "auto: {arrivals_per_minute} jobs/min x {cold_start_s} s cold start, burst dispersion {dispersion}, floor {floor}, max {max}"
+            )
         }
     }
 }

@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{AUTO_WINDOW, Demand, RATE_WINDOW};
+use super::{Demand, RATE_WINDOW};
 use crate::azure::TokenSource;
 
 /// Records are kept in buckets of this many minutes.
@@ -231,12 +231,12 @@ impl History {
 
     /// The pool's demand at all its targets together (and lines recorded without one).
     /// Arrivals per minute over [`RATE_WINDOW`], or none when no job came in the last
-    /// [`AUTO_WINDOW`] (distinct jobs), and the cold start: the median (and p95) of
-    /// queued-to-started times of jobs that ran on the runner made for them, one per job.
-    /// The longer window keeps the target steady at low rates (a 5-minute count of a job a
-    /// minute swings the target between 2 and 5, and each swing trims and re-creates
-    /// runners); the shorter one lets it fall to its floor by the second pass after demand
-    /// stops.
+    /// [`super::AUTO_WINDOW`] (longer for batches: [`super::quiet_window`]) (distinct jobs),
+    /// their burst dispersion, and the cold start: the median (and p95) of queued-to-started
+    /// times of jobs that ran on the runner made for them, one per job. The longer window
+    /// keeps the target steady at low rates (a 5-minute count of a job a minute swings the
+    /// target between 2 and 5, and each swing trims and re-creates runners); the shorter one
+    /// lets it fall to its floor by the second pass after demand stops.
     #[must_use]
     pub fn demand(&self) -> Demand {
         self.demand_where(|_| true)
@@ -244,16 +244,19 @@ impl History {
 
     fn demand_where(&self, counts: impl Fn(&Entry) -> bool) -> Demand {
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-        let mut recent = false;
-        let mut ids: Vec<u64> = Vec::new();
-        for e in self.records.iter().filter(|e| counts(e)) {
-            if let Record::Arrival { job, at } = e.record {
-                if at > self.now - secs(RATE_WINDOW) {
-                    recent |= at > self.now - secs(AUTO_WINDOW);
-                    ids.push(job);
-                }
-            }
-        }
+        let mut jobs: Vec<(i64, u64)> = self
+            .records
+            .iter()
+            .filter(|e| counts(e))
+            .filter_map(|e| match e.record {
+                Record::Arrival { job, at } if at > self.now - secs(RATE_WINDOW) => Some((at, job)),
+                _ => None,
+            })
+            .collect();
+        // Batches (matrices) come with quiet gaps between them: see `quiet_window`.
+        let dispersion = super::dispersion(&jobs, self.now, RATE_WINDOW);
+        let recent = jobs.iter().any(|(at, _)| *at > self.now - secs(super::quiet_window(&jobs, self.now)));
+        let mut ids: Vec<u64> = jobs.drain(..).map(|(_, job)| job).collect();
         ids.sort_unstable();
         ids.dedup();
         let arrivals_per_minute = if recent { ids.len() as f64 / (RATE_WINDOW.as_secs_f64() / 60.0) } else { 0.0 };
@@ -263,6 +266,7 @@ impl History {
             arrivals_per_minute,
             cold_start: percentile(&cold, 50).map(as_duration),
             cold_start_p95: percentile(&cold, 95).map(as_duration),
+            dispersion,
         }
     }
 

@@ -35,6 +35,11 @@ pub const AUTO_WINDOW: Duration = Duration::from_secs(300);
 /// While jobs come, `"auto"` reads their rate over this long: steady at low rates.
 pub const RATE_WINDOW: Duration = Duration::from_secs(900);
 
+/// Arrivals are counted in bins of this long to see batches: a matrix queues its jobs
+/// within a second or two, and counting per bin (not chaining close arrivals) keeps steady
+/// traffic at a dispersion of 1 whatever its rate.
+pub const BATCH_BIN: Duration = Duration::from_secs(5);
+
 /// The cold start assumed for `"auto"`, and its floor once the pool has measured its own
 /// (queued to started on runners made for their job, over the last hour).
 pub const DEFAULT_COLD_START: Duration = Duration::from_secs(60);
@@ -72,7 +77,7 @@ pub enum Why {
     /// An `idle_schedule` window holds (its index and text).
     Window { index: usize, window: String },
     /// `"auto"`: from demand, not below the window's figure, not above `idle_runners_max`.
-    Auto { arrivals_per_minute: f64, cold_start_s: u64, floor: u32, max: u32 },
+    Auto { arrivals_per_minute: f64, cold_start_s: u64, dispersion: f64, floor: u32, max: u32 },
 }
 
 /// How many idle runners a pool wants now, per registration target.
@@ -93,6 +98,10 @@ pub struct Demand {
     pub cold_start: Option<Duration>,
     /// The 95th percentile of the same: how far ahead a schedule window's runners are made.
     pub cold_start_p95: Option<Duration>,
+    /// How bursty arrivals are over [`RATE_WINDOW`]: the index of dispersion of the number
+    /// of jobs queued per [`BATCH_BIN`] (see [`dispersion`]). 1 for steady (Poisson)
+    /// arrivals, about the batch size when jobs come in batches (a matrix); below 1 reads as 1.
+    pub dispersion: f64,
 }
 
 impl Demand {
@@ -163,11 +172,13 @@ impl IdlePolicy {
                 // boots. Never below the default (the benchmark: p95 24 s without the floor
                 // at 10 jobs/min, 2.5 s with it).
                 let cold = demand.cold_start.map_or(DEFAULT_COLD_START, |c| c.max(DEFAULT_COLD_START));
+                let dispersion = demand.dispersion.max(1.0);
                 Target {
-                    count: auto_count(demand.arrivals_per_minute, cold).max(floor).min(max),
+                    count: auto_count(demand.arrivals_per_minute, cold, dispersion).max(floor).min(max),
                     why: Why::Auto {
                         arrivals_per_minute: (demand.arrivals_per_minute * 100.0).round() / 100.0,
                         cold_start_s: cold.as_secs(),
+                        dispersion: (dispersion * 10.0).round() / 10.0,
                         floor,
                         max,
                     },
@@ -179,17 +190,22 @@ impl IdlePolicy {
 
 /// The `"auto"` rule. Jobs that an idle runner takes each leave their own runner booting,
 /// so at any moment about `m = arrivals × cold start` idle runners are away being
-/// replaced (a Poisson count: runners in boot form an M/G/∞ queue). Keeping `m` plus two
-/// standard deviations (`2√m`) finds an idle runner for about 98 % of jobs; the idle
-/// runner-minutes paid are about `2√m` per minute, so per job they shrink as demand grows.
-/// No arrivals: zero (the floor). The benchmark's time-to-runner table is the evidence.
+/// replaced. Keeping `m` plus two standard deviations of the number of jobs queued in a
+/// cold start finds an idle runner for about 98 % of jobs. For steady (Poisson) arrivals
+/// that deviation is `√m` (runners in boot form an M/G/∞ queue); when jobs come in
+/// batches it is `√(m × dispersion)` (the variance of a compound Poisson count is the mean
+/// times `E[B²]/E[B]`, which the dispersion measures), so a pool fed by matrices of ten
+/// keeps about `m + 2√(10m)`. The idle runner-minutes paid are about the margin per
+/// minute, so per job they shrink as demand grows and grow with the batch size. No
+/// arrivals: zero (the floor). The benchmark's time-to-runner table is the evidence.
 #[must_use]
-pub fn auto_count(arrivals_per_minute: f64, cold_start: Duration) -> u32 {
-    if arrivals_per_minute <= 0.0 {
+pub fn auto_count(arrivals_per_minute: f64, cold_start: Duration, dispersion: f64) -> u32 {
+    if arrivals_per_minute <= 0.0 || arrivals_per_minute.is_nan() {
         return 0;
     }
     let m = arrivals_per_minute * cold_start.as_secs_f64() / 60.0;
-    let want = (m + 2.0 * m.sqrt()).ceil().max(1.0);
+    let dispersion = if dispersion.is_finite() { dispersion.max(1.0) } else { 1.0 };
+    let want = (m + 2.0 * (m * dispersion).sqrt()).ceil().max(1.0);
     if want >= f64::from(u32::MAX) { u32::MAX } else { want as u32 }
 }
 
@@ -209,6 +225,62 @@ fn idle_count(v: &toml::Value) -> Result<u32, String> {
             .ok_or_else(|| format!("{n} is more than {MAX_IDLE_RUNNERS}, the most idle runners a count may ask for")),
         _ => Err("must be a whole number of runners (0 or more)".into()),
     }
+}
+
+/// The index of dispersion (variance over mean) of the number of jobs queued per
+/// [`BATCH_BIN`] over the `window` before `now`, from `(queued at, job id)` in unix seconds
+/// (one count per job: repeated ids count once; times outside the window are left out).
+/// Poisson arrivals give 1 at any rate; batches of `B` jobs give about `E[B²]/E[B]` (`B`
+/// when every batch has `B` jobs). No arrivals: 1.
+#[must_use]
+pub fn dispersion(arrivals: &[(i64, u64)], now: i64, window: Duration) -> f64 {
+    let bin = i64::try_from(BATCH_BIN.as_secs()).unwrap_or(5).max(1);
+    let span = i64::try_from(window.as_secs()).unwrap_or(i64::MAX).max(bin);
+    let from = now.saturating_sub(span);
+    let mut jobs: Vec<(u64, i64)> =
+        arrivals.iter().filter(|(at, _)| *at > from && *at <= now).map(|(at, job)| (*job, *at)).collect();
+    jobs.sort_unstable();
+    jobs.dedup_by_key(|(job, _)| *job);
+    if jobs.is_empty() {
+        return 1.0;
+    }
+    let mut per_bin: std::collections::BTreeMap<i64, u64> = std::collections::BTreeMap::new();
+    for (_, at) in &jobs {
+        *per_bin.entry((now - at) / bin).or_default() += 1;
+    }
+    let n = jobs.len() as f64;
+    let bins = (span / bin) as f64;
+    let sum_sq: f64 = per_bin.values().map(|k| (*k as f64) * (*k as f64)).sum();
+    // Var/mean over all bins (empty ones included) = Σk²/n − n/bins.
+    (sum_sq / n - n / bins).max(1.0)
+}
+
+/// How long without a job reads as "demand stopped": [`AUTO_WINDOW`], or for traffic
+/// that comes in batches (a [`dispersion`] of 2 or more) three mean gaps between batches
+/// (the [`BATCH_BIN`]s with arrivals over [`RATE_WINDOW`]), at most [`RATE_WINDOW`]. A
+/// matrix every few minutes then keeps its level across an ordinary gap (95 % of the gaps
+/// between batches arriving at random are shorter) instead of trimming it and making it
+/// again at the next batch; steady traffic keeps [`AUTO_WINDOW`], and so its decay within
+/// two passes after the last job.
+#[must_use]
+pub fn quiet_window(arrivals: &[(i64, u64)], now: i64) -> Duration {
+    if dispersion(arrivals, now, RATE_WINDOW) < 2.0 {
+        return AUTO_WINDOW;
+    }
+    let bin = i64::try_from(BATCH_BIN.as_secs()).unwrap_or(5).max(1);
+    let span = i64::try_from(RATE_WINDOW.as_secs()).unwrap_or(i64::MAX);
+    let mut bins: Vec<i64> = arrivals
+        .iter()
+        .filter(|(at, _)| *at > now.saturating_sub(span) && *at <= now)
+        .map(|(at, _)| (now - at) / bin)
+        .collect();
+    bins.sort_unstable();
+    bins.dedup();
+    if bins.is_empty() {
+        return AUTO_WINDOW;
+    }
+    let mean_gap = RATE_WINDOW.as_secs_f64() / bins.len() as f64;
+    Duration::from_secs_f64(3.0 * mean_gap).clamp(AUTO_WINDOW, RATE_WINDOW)
 }
 
 /// Reads and checks the `idle_*` keys of one pool: every problem with its key.
@@ -359,12 +431,83 @@ mod tests {
     #[test]
     fn auto_keeps_the_runners_in_boot_plus_two_deviations_and_nothing_without_demand() {
         let cold = Duration::from_secs(54);
-        assert_eq!(auto_count(0.0, cold), 0);
+        assert_eq!(auto_count(0.0, cold, 1.0), 0);
         // 10 jobs a minute, 54 s to start: 9 in boot, plus 2 × 3.
-        assert_eq!(auto_count(10.0, cold), 15);
+        assert_eq!(auto_count(10.0, cold, 1.0), 15);
         // One job an hour still keeps one.
-        assert_eq!(auto_count(1.0 / 60.0, cold), 1);
-        assert_eq!(auto_count(60.0, cold), 54 + 15);
+        assert_eq!(auto_count(1.0 / 60.0, cold, 1.0), 1);
+        assert_eq!(auto_count(60.0, cold, 1.0), 54 + 15);
+    }
+
+    #[test]
+    fn auto_widens_the_margin_by_the_burst_dispersion_and_reads_poisson_as_before() {
+        let cold = Duration::from_secs(60);
+        // Steady arrivals: m + 2√m as before (10 in boot, plus 2 × 3.2).
+        assert_eq!(auto_count(10.0, cold, 1.0), 17);
+        // Matrices of 10: the count of jobs queued in a cold start varies ten times as much,
+        // so the margin is 2√(10 m): 10 + 20.
+        assert_eq!(auto_count(10.0, cold, 10.0), 30);
+        // Batches of 50 at the same mean: 10 + 2√500.
+        assert_eq!(auto_count(10.0, cold, 50.0), 55);
+        // Less than Poisson, or nonsense, reads as Poisson; no demand is still nothing.
+        for odd in [0.0, 0.5, f64::NAN, f64::INFINITY] {
+            assert_eq!(auto_count(10.0, cold, odd), 17, "{odd}");
+        }
+        assert_eq!(auto_count(0.0, cold, 50.0), 0);
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn dispersion_is_one_for_steady_arrivals_and_about_the_batch_size_for_batches() {
+        let window = RATE_WINDOW;
+        // One job every 6 s for 15 minutes (10 a minute, never two in a bin).
+        let steady: Vec<(i64, u64)> = (0..150).map(|i| (NOW - 6 * i, i as u64)).collect();
+        assert!((dispersion(&steady, NOW, window) - 1.0).abs() < 1e-9);
+        // A matrix of 10 in one second, once a minute: Σk²/n − n/bins = 10 − 150/180.
+        let batches: Vec<(i64, u64)> = (0..150).map(|i| (NOW - 60 * (i / 10) - 1, i as u64)).collect();
+        assert!((dispersion(&batches, NOW, window) - (10.0 - 150.0 / 180.0)).abs() < 1e-9);
+        // A redelivered arrival counts once; arrivals outside the window or in the future not at all.
+        let mut repeated = steady.clone();
+        repeated.extend(steady.iter().map(|(at, job)| (*at, *job)));
+        repeated.push((NOW + 30, 9_999));
+        repeated.push((NOW - 3_600, 9_998));
+        assert!((dispersion(&repeated, NOW, window) - 1.0).abs() < 1e-9);
+        assert!((dispersion(&[], NOW, window) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_quiet_window_stretches_to_three_gaps_between_batches_within_the_rate_window() {
+        let steady: Vec<(i64, u64)> = (0..15).map(|i| (NOW - 60 * i, i as u64)).collect();
+        assert_eq!(quiet_window(&steady, NOW), AUTO_WINDOW, "a job a minute: demand stops after 5 quiet minutes");
+        let sparse: Vec<(i64, u64)> = (0..3).map(|i| (NOW - 300 * i, i as u64)).collect();
+        assert_eq!(quiet_window(&sparse, NOW), AUTO_WINDOW, "steady however sparse");
+        assert_eq!(quiet_window(&[], NOW), AUTO_WINDOW);
+        // Three matrices of 50 in 15 minutes: 5 minutes apart on average, so 15 quiet minutes.
+        let matrices: Vec<(i64, u64)> = (0..150).map(|i| (NOW - 300 * (i / 50) - 10, i as u64)).collect();
+        assert_eq!(quiet_window(&matrices, NOW), RATE_WINDOW);
+        // Six of them: 2.5 minutes apart, 7.5 quiet minutes.
+        let six: Vec<(i64, u64)> = (0..300).map(|i| (NOW - 150 * (i / 50) - 10, i as u64)).collect();
+        assert_eq!(quiet_window(&six, NOW), Duration::from_secs(450));
+    }
+
+    #[test]
+    fn a_batch_flow_keeps_its_demand_through_an_ordinary_gap_and_steady_traffic_does_not() {
+        let now = time::OffsetDateTime::from_unix_timestamp(NOW).unwrap();
+        let arrivals = |list: Vec<(i64, u64)>| {
+            demand::History::from_records(
+                list.into_iter().map(|(at, job)| demand::Record::Arrival { job, at }).collect(),
+                now,
+            )
+            .demand()
+        };
+        // Matrices of 50 at 14, 10 and 6 minutes ago: nothing for 6 minutes.
+        let matrices = arrivals((0..150).map(|i| (NOW - 360 - 240 * (i / 50), i as u64)).collect());
+        assert!(matrices.arrivals_per_minute > 9.9, "{matrices:?}");
+        assert!(matrices.dispersion > 40.0, "{matrices:?}");
+        // A job every 20 s until 6 minutes ago: demand has stopped.
+        let steady = arrivals((0..25).map(|i| (NOW - 360 - 20 * i, i as u64)).collect());
+        assert!(steady.arrivals_per_minute.abs() < f64::EPSILON, "{steady:?}");
     }
 
     fn window(days: &str, hours: &str, n: u32) -> Window {

@@ -4,6 +4,7 @@
 
 pub mod dry_run;
 pub mod throttle;
+pub mod top_up;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -126,6 +127,8 @@ pub struct Provisioner {
     /// The time of day for job ages, runner ages and demand windows: the system clock,
     /// or a simulated one (see [`Provisioner::with_clock`]).
     clock: Clock,
+    /// Idle levels as reconcile last counted them, for top-ups at a job's arrival.
+    levels: top_up::Levels,
 }
 
 /// A source of the time of day. The system clock in service; the time-to-runner benchmark
@@ -151,6 +154,7 @@ impl Provisioner {
             made: Mutex::new(std::collections::VecDeque::new()),
             demand: Arc::new(MemoryDemandLog::default()),
             clock: Arc::new(OffsetDateTime::now_utc),
+            levels: top_up::Levels::default(),
         }
     }
 
@@ -469,6 +473,7 @@ impl Provisioner {
             if pool.idle.is_auto() {
                 self.record_arrival(&pool, msg, &job).await;
             }
+            self.top_up_idle(&pool, &job).await;
         }
         Ok(match outcome {
             CreateOutcome::Created => ProvisionOutcome::Created { backend: self.backends.for_pool(&pool).kind() },
