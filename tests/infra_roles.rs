@@ -25,15 +25,20 @@ fn role_actions(bicep: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The ARM actions the container-group client needs: one per HTTP method it sends
-/// (`self.client.<method>(`), all on the container-group URLs of `groups_url`.
+/// The ARM actions the container-group client needs: one per HTTP method it sends through
+/// the shared ARM client (`self.arm.client.<method>(`, and `self.arm.get_json(` /
+/// `self.arm.list_all(`, which GET), all on the container-group URLs of `groups_url`.
 fn called_actions(source: &str) -> BTreeSet<String> {
     let resource = "Microsoft.ContainerInstance/containerGroups";
     assert!(source.contains(&format!("/providers/{resource}\"")), "aci.rs builds its URLs under /providers/{resource}");
     let mut out = BTreeSet::new();
-    for (at, _) in source.match_indices("self.client.") {
+    let reads = ["self.arm.get_json(", "self.arm.list_all("];
+    if reads.iter().any(|r| source.contains(r)) {
+        out.insert(format!("{resource}/read"));
+    }
+    for (at, _) in source.match_indices("self.arm.client.") {
         let method: String =
-            source[at + "self.client.".len()..].chars().take_while(char::is_ascii_alphabetic).collect();
+            source[at + "self.arm.client.".len()..].chars().take_while(char::is_ascii_alphabetic).collect();
         let action = match method.as_str() {
             "get" => "read",
             "put" | "patch" => "write",
@@ -64,8 +69,7 @@ fn the_container_group_role_grants_exactly_what_the_aci_client_calls() {
 fn the_role_reader_and_the_call_reader_see_what_they_should() {
     let bicep = "actions: [\n  'A/read'\n  'A/write'\n]\nnotActions: []\ndataActions: [\n  'B'\n]\n";
     assert_eq!(role_actions(bicep), BTreeSet::from(["A/read".to_owned(), "A/write".to_owned()]));
-    let source =
-        "\"{}/providers/Microsoft.ContainerInstance/containerGroups\" self.client.get(&u) self.client.delete(&u)";
+    let source = "\"{}/providers/Microsoft.ContainerInstance/containerGroups\" self.arm.get_json(&w, &u) self.arm.client.delete(&u)";
     assert_eq!(
         called_actions(source),
         BTreeSet::from([
