@@ -1,7 +1,10 @@
 //! The docs, checked against the code: every `runner-dispatch` command line quoted in a
 //! code block parses with the real command-line parser, every pools file in the docs
-//! passes the same validation as `check-config --pools-only`, and every Bicep parameter
-//! the docs set exists in infra/main.bicep. Failures name the file and line.
+//! passes the same validation as `check-config --pools-only`, every Bicep parameter the
+//! docs set exists in infra/main.bicep, every pool, `[github]` and placement key and every
+//! setting the code reads has its row in docs/configuration.md, every event is in
+//! docs/operations.md, README's layout names every module, and every relative link
+//! reaches its file and heading. Failures name the file and line, or the key.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +32,18 @@ fn docs() -> Vec<PathBuf> {
     }
     files.sort();
     files
+}
+
+/// Each doc: its path, its name from the repository root (for messages), its text.
+fn read_docs() -> Vec<(PathBuf, String, String)> {
+    docs()
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).expect("read doc");
+            let name = path.strip_prefix(root()).unwrap_or(&path).display().to_string();
+            (path, name, text)
+        })
+        .collect()
 }
 
 /// Fenced code blocks: (language, first line number, text).
@@ -105,9 +120,7 @@ fn shell_words(line: &str) -> Vec<String> {
 /// leading `VAR=value` assignments and anything after a pipe, a redirect or `#` dropped.
 fn command_lines() -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    for path in docs() {
-        let text = std::fs::read_to_string(&path).expect("read doc");
-        let name = path.strip_prefix(root()).unwrap_or(&path).display().to_string();
+    for (_, name, text) in read_docs() {
         for (lang, first, body) in code_blocks(&text) {
             if !matches!(lang.as_str(), "" | "sh" | "bash" | "shell" | "console") {
                 continue;
@@ -148,9 +161,7 @@ fn every_runner_dispatch_command_line_in_the_docs_parses() {
 fn every_pools_file_in_the_docs_passes_check_config() {
     let mut checked = 0;
     let mut problems = Vec::new();
-    for path in docs() {
-        let text = std::fs::read_to_string(&path).expect("read doc");
-        let name = path.strip_prefix(root()).unwrap_or(&path).display().to_string();
+    for (_, name, text) in read_docs() {
         // A block with [github] is a whole file; a block with only [[pools]] adds pools to
         // the last whole file of the same document.
         let mut last_whole: Option<String> = None;
@@ -200,9 +211,7 @@ fn every_bicep_parameter_the_docs_set_exists() {
     };
     let mut named = 0;
     let mut problems = Vec::new();
-    for path in docs() {
-        let text = std::fs::read_to_string(&path).expect("read doc");
-        let name = path.strip_prefix(root()).unwrap_or(&path).display().to_string();
+    for (_, name, text) in read_docs() {
         for (i, line) in text.lines().enumerate() {
             // `param name = ...` (parameter files), `name = 'value'` or `name=value` in
             // backticks or on a --parameters line.
@@ -293,4 +302,178 @@ fn the_readme_layout_names_every_module() {
         }
     }
     assert!(missing.is_empty(), "modules missing from README's layout: {missing:?}");
+}
+
+/// The strings of `const NAME: &[&str] = &[...]` in a source file: the key lists the code
+/// keeps private (the common pool keys, `[github]`'s, a placement's).
+fn const_str_list(file: &str, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join(file)).expect("read source");
+    let start = text.find(&format!("const {name}: &[&str]")).unwrap_or_else(|| panic!("{file} declares {name}"));
+    let rest = &text[start..];
+    let list = &rest[rest.find("&[").expect("a list") + 2..];
+    let list = &list[list.find("&[").map_or(0, |i| i + 2)..];
+    let list = &list[..list.find(']').expect("the list ends")];
+    let keys: Vec<String> = list.split('"').skip(1).step_by(2).map(str::to_owned).collect();
+    assert!(!keys.is_empty(), "{file}: {name} lists no keys");
+    keys
+}
+
+/// The keys docs/configuration.md documents: backticked names in the first column of its
+/// tables (`| `cpu`, `memory_gb` | ...` documents both).
+fn documented_keys() -> (String, std::collections::BTreeSet<String>) {
+    let text = std::fs::read_to_string(root().join("docs/configuration.md")).expect("docs/configuration.md");
+    let keys = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('|'))
+        .filter_map(|l| l.split('|').next())
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    (text, keys)
+}
+
+#[test]
+fn every_pool_and_github_key_is_documented_in_configuration_md() {
+    use runner_dispatch::backends::Backend;
+    let mut keys = const_str_list("src/config/pools_file.rs", "COMMON_POOL_KEYS");
+    keys.extend(runner_dispatch::idle::POOL_KEYS.iter().map(|k| (*k).to_owned()));
+    for backend in Backend::ALL {
+        keys.extend(backend.pool_keys().iter().map(|k| (*k).to_owned()));
+    }
+    keys.extend(const_str_list("src/config/pools_file.rs", "GITHUB_KEYS"));
+    assert!(keys.len() > 40, "expected every pool and [github] key, found {keys:?}");
+    let (text, documented) = documented_keys();
+    let mut missing: Vec<String> = keys.into_iter().filter(|k| !documented.contains(k)).collect();
+    // A placement's keys are documented in the `placements` row's `{ ... }`.
+    let placements_row = text.lines().find(|l| l.starts_with("| `placements` |")).expect("a `placements` row");
+    let shape = placements_row.split('{').nth(1).and_then(|s| s.split('}').next()).expect("{ ... } in the row");
+    for key in const_str_list("src/azure/aci.rs", "PLACEMENT_KEYS") {
+        if !shape.split(',').any(|k| k.trim().trim_end_matches('?') == key) {
+            missing.push(format!("placements: {key}"));
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "keys the code reads that docs/configuration.md has no table row for: {missing:?}");
+}
+
+/// Every environment variable the code reads (`get("NAME")`, `var("NAME")`,
+/// `var_os("NAME")` and the like in src/, tests and fakes aside), and `RUST_LOG` where
+/// the log filter comes from the environment.
+fn settings_read() -> std::collections::BTreeMap<String, String> {
+    fn is_setting(s: &str) -> bool {
+        let upper = s.len() > 3
+            && s.contains('_')
+            && s.starts_with(|c: char| c.is_ascii_uppercase())
+            && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        upper || s.strip_prefix("AzureWebJobsStorage__").is_some_and(|r| !r.is_empty())
+    }
+    fn walk(dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "testing") {
+                    walk(&path, out);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).expect("read");
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                let at = path.strip_prefix(root()).unwrap_or(&path).display().to_string();
+                for (i, part) in code.split("(\"").enumerate().skip(1) {
+                    let before = code.split("(\"").nth(i - 1).unwrap_or("");
+                    // `env!("CARGO_PKG_VERSION")` is the build's, not a setting.
+                    if before.ends_with("env!") {
+                        continue;
+                    }
+                    if let Some((name, after)) = part.split_once('"') {
+                        if after.starts_with(')') && is_setting(name) {
+                            out.entry(name.to_owned()).or_insert_with(|| at.clone());
+                        }
+                    }
+                }
+                if code.contains("from_default_env") {
+                    out.entry("RUST_LOG".to_owned()).or_insert(at);
+                }
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(&root().join("src"), &mut out);
+    out
+}
+
+#[test]
+fn every_setting_the_code_reads_is_documented_in_configuration_md() {
+    let settings = settings_read();
+    for expected in ["GITHUB_WEBHOOK_SECRET", "AZURE_SUBSCRIPTION_ID", "RUNNER_DISPATCH_SPOOL_MAX", "RUST_LOG"] {
+        assert!(settings.contains_key(expected), "the scan misses {expected}: {settings:?}");
+    }
+    let (_, documented) = documented_keys();
+    let missing: Vec<String> =
+        settings.iter().filter(|(s, _)| !documented.contains(*s)).map(|(s, at)| format!("{s} ({at})")).collect();
+    assert!(
+        missing.is_empty(),
+        "settings the code reads that docs/configuration.md has no table row for:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a Markdown file's headings (code blocks skipped; a repeated heading
+/// gets `-1`, `-2`, ... as on GitHub).
+fn anchors(text: &str) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    let mut out = std::collections::BTreeSet::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if let Some(heading) = line.strip_prefix('#').filter(|_| !in_code) {
+            let slug = anchor(heading.trim_start_matches('#'));
+            let n = seen.entry(slug.clone()).or_default();
+            out.insert(if *n == 0 { slug.clone() } else { format!("{slug}-{n}") });
+            *n += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn every_relative_link_in_the_docs_reaches_its_file_and_heading() {
+    let mut checked = 0;
+    let mut problems = Vec::new();
+    for (path, name, text) in read_docs() {
+        for (i, line) in text.lines().enumerate() {
+            for part in line.split("](").skip(1) {
+                let Some(target) = part.split(')').next() else { continue };
+                if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                    continue;
+                }
+                checked += 1;
+                let (file, fragment) = target.split_once('#').unwrap_or((target, ""));
+                let linked = if file.is_empty() { path.clone() } else { path.parent().expect("dir").join(file) };
+                if !linked.exists() {
+                    problems.push(format!("{name}:{}: {target}: no such file", i + 1));
+                    continue;
+                }
+                if !fragment.is_empty() {
+                    let linked_text = std::fs::read_to_string(&linked).unwrap_or_default();
+                    if !anchors(&linked_text).contains(fragment) {
+                        problems.push(format!("{name}:{}: {target}: no heading with that anchor", i + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 20, "expected the docs' links, checked {checked}");
+    assert!(problems.is_empty(), "links that lead nowhere:\n{}", problems.join("\n"));
 }
