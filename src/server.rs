@@ -35,7 +35,7 @@ pub const REQUEUED_WHILE_THROTTLED: &str = "requeued:throttled";
 /// Longest a raw webhook request may take, body upload included; slower clients get a bare
 /// 408. GitHub itself gives up after 10 s, so nothing legitimate is cut short. Header size is
 /// bounded by hyper's defaults (at most 100 headers and a ~400 KiB read buffer for the request
-/// head, beyond which it answers 431); see the README's Security section.
+/// head, beyond which it answers 431); see docs/configuration.md, "Security".
 pub const RAW_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client may take to send a request's head (line and headers). GitHub sends

@@ -215,7 +215,7 @@ fn doctor_names_what_is_missing_and_exits_1() {
     assert!(text.contains("FAIL") && text.contains("GITHUB_WEBHOOK_SECRET"), "{text}");
 }
 
-/// `func start` as the README has it: the host runs the binary with the values of
+/// `func start` as docs/running.md has it: the host runs the binary with the values of
 /// `local.settings.json` (copied from the example unchanged) and FUNCTIONS_CUSTOMHANDLER_PORT,
 /// in a folder holding runners.toml. The handler must come up and answer `GET /`.
 #[test]
