@@ -131,6 +131,32 @@ azure_test!(
 );
 
 azure_test!(
+    /// The fake refuses, as ARM would, a VM body Microsoft's model refuses (here a field the
+    /// model does not know), and creates nothing: the other tests' passing bodies mean
+    /// something.
+    vm_a_body_the_model_refuses_is_answered_400_and_creates_nothing,
+    async {
+        let fake = start_arm().await;
+        let p = pool("docker");
+        let mut body = vm::dry_run_body(&p, vm_part(&p), &jit_request(&p, 6));
+        body["properties"]["unknownField"] = json!(true);
+        let url = format!(
+            "{}/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-runners/providers/Microsoft.Compute/virtualMachines/ghr-6?api-version={}",
+            fake.url,
+            vm::COMPUTE_API_VERSION
+        );
+        let client = runner_dispatch::tls::client_builder().build().expect("client");
+        let answer = client.put(&url).bearer_auth(token_for(&fake.url)).json(&body).send().await.expect("PUT");
+        assert_eq!(answer.status(), 400);
+        let error: Value = answer.json().await.expect("json");
+        assert_eq!(error["error"]["code"], "InvalidRequestContent", "{error}");
+        assert!(error["error"]["message"].as_str().is_some_and(|m| m.contains("unknownField")), "{error}");
+        assert!(fake.lock().vms.is_empty());
+        assert_eq!(fake.lock().bodies_checked, 0);
+    }
+);
+
+azure_test!(
     /// Delete-with-VM on the NIC and the OS disk, no public IP anywhere, Spot with a delete
     /// eviction policy, and the body Microsoft's model accepts.
     vm_body_deletes_nic_and_disk_with_the_vm_and_has_no_public_ip,
