@@ -5,8 +5,9 @@ use serde_json::{Value, json};
 
 use runner_dispatch::azure::aci::{AciPool, container_group_body};
 use runner_dispatch::azure::batch::{batch_job_body, batch_task_body};
+use runner_dispatch::azure::vm::vm_body;
 use runner_dispatch::config::Compute;
-use runner_dispatch::testing::azure::{Schema, batch_part, jit_request, pool, pools, registration_request};
+use runner_dispatch::testing::azure::{SUBNET, Schema, batch_part, jit_request, pool, pools, registration_request};
 
 #[test]
 fn every_body_builder_output_is_schema_valid() {
@@ -26,6 +27,10 @@ fn every_body_builder_output_is_schema_valid() {
             let aci_part = if let Compute::Aci(a) = &p.compute { a } else { &default_aci };
             let aci = container_group_body(p, aci_part, &req, "westeurope");
             assert_eq!(Schema::ContainerGroup.errors(&aci), Vec::<String>::new(), "ACI body of {}", p.name);
+            if let Compute::Vm(v) = &p.compute {
+                let vm = vm_body(p, v, &req, "westeurope", SUBNET);
+                assert_eq!(Schema::VirtualMachine.errors(&vm), Vec::<String>::new(), "VM body of {}", p.name);
+            }
             if let Compute::Batch(b) = &p.compute {
                 let task = batch_task_body(p, b, &req);
                 assert_eq!(Schema::BatchTask.errors(&task), Vec::<String>::new(), "task of {}", p.name);

@@ -1,20 +1,20 @@
 //! The compute contract: what every backend behind `ComputeBackend` must do, written once
 //! as scenarios and run against each backend over its fake from `runner_dispatch::testing`
-//! (ACI over the ARM fake, Batch over the Batch fake), through the real managed identity
-//! path: each test runs in a child process pointed at the fake identity endpoint
-//! (`azure_test!`). A create the fake accepts has passed Microsoft's model of the body.
+//! (ACI and the VM lane over the ARM fake, Batch over the Batch fake), through the real
+//! managed identity path: each test runs in a child process pointed at the fake identity
+//! endpoint (`azure_test!`). A create the fake accepts has passed Microsoft's model of the body.
 //!
-//! Adding a backend (the VM lane, say) takes one adapter and one line:
+//! Adding a backend (Container Apps, say) takes one adapter and one line:
 //! 1. `impl Adapter` below for a unit struct: its fake (a `testing::azure::core::Service`,
 //!    like ARM's and Batch's) and the backend over it, which pools of
 //!    `tests/fixtures/pools/azure.toml` it serves (add them there), and how its fake refuses
 //!    creates for quota, ends a runner, backdates one, and shows what a create sent;
-//! 2. an entry `vm: VmOverCompute { <the scenarios listed per backend> },` in `contract!`
+//! 2. an entry `aca: AcaOverArm { <the scenarios listed per backend> },` in `contract!`
 //!    at the bottom.
 //!
-//! Every scenario then runs against it as `vm::<scenario>`. Backend-specific behaviour
-//! (paging, bodies, auth, error codes) stays in the backend's own file (tests/aci_backend.rs,
-//! tests/batch_backend.rs, tests/aci_placements.rs).
+//! Every scenario then runs against it as `aca::<scenario>`. Backend-specific behaviour
+//! (paging, bodies, auth, error codes, Spot, doctor) stays in the backend's own file
+//! (tests/aci_backend.rs, tests/batch_backend.rs, tests/aci_placements.rs, tests/vm_backend.rs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +26,7 @@ use time::format_description::well_known::Rfc3339;
 
 use runner_dispatch::azure::aci::AciBackend;
 use runner_dispatch::azure::batch::BatchBackend;
+use runner_dispatch::azure::vm::VmBackend;
 use runner_dispatch::azure_test;
 use runner_dispatch::config::{Pool, PoolsConfig, RunnerKind};
 use runner_dispatch::provision::{
@@ -34,7 +35,7 @@ use runner_dispatch::provision::{
 };
 use runner_dispatch::reconcile::Reconciler;
 use runner_dispatch::testing::FakeGitHub;
-use runner_dispatch::testing::azure::arm::{Arm, ArmFake};
+use runner_dispatch::testing::azure::arm::{Arm, ArmFake, boot_env_value, vm_boot_env};
 use runner_dispatch::testing::azure::batch::{Batch, BatchFake};
 use runner_dispatch::testing::azure::core::{Fake, Service};
 use runner_dispatch::testing::azure::{
@@ -465,6 +466,56 @@ impl Adapter for BatchOverAccount {
     }
 }
 
+/// The VM lane over the same ARM fake. A VM cannot say how its runner exited (the boot
+/// script powers it off either way): a runner that ended is a stopped VM, and a failed one
+/// is a VM whose provisioning failed, as ARM reports a VM that never booted.
+struct VmOverArm;
+
+impl Adapter for VmOverArm {
+    type Service = Arm;
+    type Backend = VmBackend;
+    /// Spot, so a refused create is also refused at regular priority.
+    const POOL: &'static str = "docker";
+    const NEIGHBOUR: &'static str = "docker-large";
+
+    async fn start() -> (ArmFake, VmBackend) {
+        let fake = start_arm().await;
+        let backend = azure::vm(&fake.url, &[]).with_active_count_ttl(Duration::ZERO);
+        (fake, backend)
+    }
+
+    fn holds(fake: &Fake<Arm>, name: &str) -> bool {
+        fake.vms.keys().any(|(_, _, n)| n == name)
+    }
+
+    fn quota_refusal(echo: &str) -> (Method, &'static str, Canned) {
+        let message = format!(
+            "Operation could not be completed as it results in exceeding approved standardDADSv5Family Cores quota. Additional details - Deployment Model: Resource Manager, Location: westeurope, Current Limit: 10, Current Usage: 10, Additional Required: 4 ({echo})."
+        );
+        (Method::PUT, "/virtualMachines/", Arm::error(409, "OperationNotAllowed", &message))
+    }
+
+    fn end(fake: &mut Fake<Arm>, name: &str, success: bool) {
+        if success {
+            fake.set_power(name, "stopped");
+        } else {
+            let vm = fake.vm_mut(name).expect("a VM");
+            vm["properties"]["provisioningState"] = json!("Failed");
+            vm["properties"]["instanceView"]["statuses"] =
+                json!([{"code": "ProvisioningState/failed/OSProvisioningTimedOut"}]);
+        }
+    }
+
+    fn backdate(fake: &mut Fake<Arm>, name: &str, ago: Duration) {
+        fake.vm_mut(name).expect("a VM")["properties"]["timeCreated"] = json!(rfc3339(OffsetDateTime::now_utc() - ago));
+    }
+
+    fn sent(seen: &[Seen], name: &str, var: &str) -> Option<String> {
+        let put = seen.iter().rev().find(|s| s.method == Method::PUT && s.path.ends_with(&format!("/{name}")))?;
+        boot_env_value(&vm_boot_env(put.body.as_ref()?)?, var)
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Every scenario against every backend
 // ---------------------------------------------------------------------------------------
@@ -506,4 +557,5 @@ macro_rules! scenarios {
 contract! {
     aci: AciOverArm {},
     batch: BatchOverAccount {},
+    vm: VmOverArm {},
 }

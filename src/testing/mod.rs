@@ -8,18 +8,15 @@
 //! - seam fakes with latency and limits in (tokio) simulated time, for benchmarks:
 //!   [`sim::SimGitHub`] and [`sim::SimCompute`];
 //! - the real router on 127.0.0.1:0 over those seams: [`spawn_app`] and friends;
-//! - local fakes of ARM, Batch, Blob storage and the managed identity endpoint, which
-//!   check what they receive against Microsoft's models: [`azure`] (feature `azure-fakes`);
-//! - an HTTP fake of ARM for the VM backend: [`FakeArmVms`], with [`managed_identity`]
-//!   (the token endpoint `azure_identity` calls).
+//! - local fakes of ARM (container groups and VMs), Batch, Blob storage and the managed
+//!   identity endpoint, which check what they receive against Microsoft's models: [`azure`]
+//!   (feature `azure-fakes`).
 //!
 //! Tests reach all of it as `common::*` (tests/common re-exports this module).
 
-mod arm_vm;
 #[cfg(feature = "azure-fakes")]
 pub mod azure;
 mod compute;
-pub mod managed_identity;
 mod registry;
 mod server;
 pub mod sim;
@@ -27,7 +24,6 @@ pub mod sim;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use arm_vm::{ArmCall, ArmVmState, BodyCheck, FakeArmVms, PutRefusal};
 pub use compute::ScriptedBackend;
 pub use registry::FakeGitHub;
 pub use server::{TestApp, serve_fake, spawn_app, spawn_app_with, spawn_app_with_settings, spawn_dry_run};

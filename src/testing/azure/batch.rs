@@ -7,7 +7,7 @@ use axum::http::Method;
 use serde_json::{Value, json};
 
 use super::Schema;
-use super::core::{Canned, FakeServer, Seen, Service, now_rfc3339, page};
+use super::core::{Admitted, Canned, FakeServer, Seen, Service, now_rfc3339, page};
 use crate::azure::batch::{BATCH_API_VERSION, BATCH_CONTENT_TYPE};
 
 /// A Batch account; see [`Batch`].
@@ -84,17 +84,17 @@ impl Service for Batch {
         )
     }
 
-    const API_VERSION: &'static str = BATCH_API_VERSION;
     const UNAUTHORIZED: (u16, &'static str) = (403, "AuthenticationFailed");
     const NO_API_VERSION: &'static str = "MissingRequiredQueryParameter";
     const INVALID_BODY: &'static str = "InvalidPropertyValue";
 
-    fn admit(req: &Seen) -> Result<Schema, Canned> {
+    fn admit(req: &Seen) -> Result<Admitted, Canned> {
         let content_type = req.headers.get("content-type").and_then(|v| v.to_str().ok());
         if req.method == Method::POST && content_type != Some(BATCH_CONTENT_TYPE) {
             return Err(Self::error(400, "InvalidHeaderValue", "content-type"));
         }
-        Ok(if req.path == "/jobs" { Schema::BatchJob } else { Schema::BatchTask })
+        let schema = if req.path == "/jobs" { Schema::BatchJob } else { Schema::BatchTask };
+        Ok(Admitted { api_version: BATCH_API_VERSION, schema: Some(schema) })
     }
 
     fn answer(&mut self, base: &str, req: &Seen) -> Canned {

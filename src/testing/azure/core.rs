@@ -125,10 +125,17 @@ impl<S> DerefMut for Fake<S> {
     }
 }
 
+/// What a service requires of a request it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admitted {
+    /// The `api-version` the request must carry (ARM's differ by resource provider).
+    pub api_version: &'static str,
+    /// The model a body on this request must satisfy (`None`: it takes no body).
+    pub schema: Option<Schema>,
+}
+
 /// A service's paths, errors and state changes; [`Fake`] does the rest.
 pub trait Service: Default + Send + 'static {
-    /// The `api-version` every request must carry.
-    const API_VERSION: &'static str;
     /// Status and code of the answer to a wrong credential.
     const UNAUTHORIZED: (u16, &'static str);
     /// Code of the answer to a missing `api-version`.
@@ -140,11 +147,11 @@ pub trait Service: Default + Send + 'static {
     fn error(status: u16, code: &str, message: &str) -> Canned;
 
     /// Refuses what the service refuses before reading a body (a path it does not serve, a
-    /// wrong content type); else the model a body on this request must satisfy.
+    /// wrong content type); else what the request must carry.
     ///
     /// # Errors
     /// The refusal.
-    fn admit(req: &Seen) -> Result<Schema, Canned>;
+    fn admit(req: &Seen) -> Result<Admitted, Canned>;
 
     /// Acts on a request that passed every check. `base`: the fake's URL, for next links.
     fn answer(&mut self, base: &str, req: &Seen) -> Canned;
@@ -156,14 +163,17 @@ impl<S: Service> Fake<S> {
             let (status, code) = S::UNAUTHORIZED;
             return S::error(status, code, "the credential is not the one expected");
         }
-        if !req.query.contains(&format!("api-version={}", S::API_VERSION)) {
-            return S::error(400, S::NO_API_VERSION, "api-version");
-        }
-        let schema = match S::admit(req) {
-            Ok(schema) => schema,
+        let Admitted { api_version, schema } = match S::admit(req) {
+            Ok(admitted) => admitted,
             Err(refusal) => return refusal,
         };
+        if !req.query.split('&').any(|kv| kv == format!("api-version={api_version}")) {
+            return S::error(400, S::NO_API_VERSION, "api-version");
+        }
         if let Some(body) = &req.body {
+            let Some(schema) = schema else {
+                return S::error(400, S::INVALID_BODY, "this request takes no body");
+            };
             let errors = schema.errors(body);
             if !errors.is_empty() {
                 return S::error(400, S::INVALID_BODY, &errors.join("; "));

@@ -2,7 +2,8 @@
 //!
 //! - [`identity`]: the managed identity endpoint, and [`azure_test!`](crate::azure_test),
 //!   which runs a test in a child process pointed at it (the real `azure_identity` path);
-//! - [`arm::ArmFake`]: ARM's container groups over any subscriptions and resource groups;
+//! - [`arm::ArmFake`]: ARM's container groups and virtual machines over any subscriptions
+//!   and resource groups, with what the VM lane's `doctor` reads (permissions, images);
 //! - [`batch::BatchFake`]: a Batch account's jobs and tasks (Entra ID or Shared Key);
 //! - [`blob::BlobFake`]: the Function App's Blob storage (the idle runners' demand log).
 //!
@@ -28,6 +29,7 @@ pub use self::core::{Canned, Credential, FakeServer, Seen};
 use crate::azure::aci::{AciBackend, AciPool};
 use crate::azure::batch::{BatchBackend, BatchPool};
 use crate::azure::credential::{AzureCredential, CredentialKind};
+use crate::azure::vm::{VmBackend, VmPool};
 use crate::config::{Compute, Pool, PoolsConfig, Settings};
 use crate::provision::{ComputeRequest, EnvValue, JobInfo, ProvisionError, Purpose};
 use crate::secret::Secret;
@@ -59,15 +61,19 @@ pub enum Schema {
     BatchJob,
     /// Batch add-task.
     BatchTask,
+    /// `Microsoft.Compute/virtualMachines` PUT.
+    VirtualMachine,
 }
 
 impl Schema {
     fn validator(self) -> &'static jsonschema::Validator {
-        static VALIDATORS: [OnceLock<jsonschema::Validator>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        static VALIDATORS: [OnceLock<jsonschema::Validator>; 4] =
+            [OnceLock::new(), OnceLock::new(), OnceLock::new(), OnceLock::new()];
         let (i, file) = match self {
             Schema::ContainerGroup => (0, "aci-container-group.schema.json"),
             Schema::BatchJob => (1, "batch-job.schema.json"),
             Schema::BatchTask => (2, "batch-task.schema.json"),
+            Schema::VirtualMachine => (3, "compute-virtual-machine.schema.json"),
         };
         VALIDATORS[i].get_or_init(|| {
             let path = format!("{}/tests/fixtures/azure-schemas/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -83,13 +89,16 @@ impl Schema {
     }
 }
 
-/// The pools of `tests/fixtures/pools/azure.toml`.
+/// `tests/fixtures/pools/azure.toml`: every ACI, Batch and VM pool shape the backend tests use.
+pub const POOLS: &str = include_str!("../../../tests/fixtures/pools/azure.toml");
+
+/// The pools of [`POOLS`].
 ///
 /// # Panics
 /// The file does not parse.
 #[must_use]
 pub fn pools() -> PoolsConfig {
-    PoolsConfig::parse(include_str!("../../../tests/fixtures/pools/azure.toml")).expect("azure test pools")
+    PoolsConfig::parse(POOLS).expect("azure test pools")
 }
 
 /// One pool of [`pools`].
@@ -121,6 +130,18 @@ pub fn aci_part(pool: &Pool) -> &AciPool {
 pub fn batch_part(pool: &Pool) -> &BatchPool {
     match &pool.compute {
         Compute::Batch(b) => b,
+        other => panic!("{} is a {other:?} pool", pool.name),
+    }
+}
+
+/// The VM part of a VM pool.
+///
+/// # Panics
+/// Another kind of pool.
+#[must_use]
+pub fn vm_part(pool: &Pool) -> &VmPool {
+    match &pool.compute {
+        Compute::Vm(v) => v,
         other => panic!("{} is a {other:?} pool", pool.name),
     }
 }
@@ -223,6 +244,13 @@ pub fn aci(arm: &str, extra: &[(&str, &str)]) -> AciBackend {
 pub fn batch(url: &str, extra: &[(&str, &str)]) -> BatchBackend {
     let s = settings("http://127.0.0.1:9", url, extra);
     BatchBackend::new(&s, &credential(&s)).expect("batch backend")
+}
+
+/// The VM backend against ARM at `arm`, with `extra` settings.
+#[must_use]
+pub fn vm(arm: &str, extra: &[(&str, &str)]) -> VmBackend {
+    let s = settings(arm, "http://127.0.0.1:9", extra);
+    VmBackend::new(&s, &credential(&s))
 }
 
 /// The `Retry-After` an error carries, if any.
