@@ -44,6 +44,7 @@ use runner_dispatch::provision::{
     Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Provisioner,
 };
 use runner_dispatch::reconcile::{PERIOD, Reconciler};
+use runner_dispatch::testing::sim::{BootModel, assign_delay};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Notify;
@@ -55,16 +56,6 @@ const MEASURED: Duration = Duration::from_secs(2 * 3600);
 /// After the last arrival: time for the last jobs to be assigned (else they are lost).
 const DRAIN: Duration = Duration::from_secs(20 * 60);
 const JOB_RUNS: Duration = Duration::from_secs(5 * 60);
-/// GitHub hands a queued job to a free online runner in 2 s, give or take half a second.
-const ASSIGN_MS: (u64, u64) = (1_500, 2_500);
-const BOOT_MEDIAN_S: f64 = 45.0;
-const BOOT_P95_S: f64 = 120.0;
-/// A VM's create to runner online (an assumption, BENCHMARKS.md cites its source): Microsoft
-/// reports about 2 minutes for GitHub's own hosted-runner VMs to be deleted, recreated and
-/// made ready by extension scripts; taken whole as the median (the VM lane deletes after the
-/// job and runs no extension, so this leans slow), with a tail of twice that.
-const VM_BOOT_MEDIAN_S: f64 = 120.0;
-const VM_BOOT_P95_S: f64 = 240.0;
 /// The decay scenario: this long busy, then this long without jobs.
 const DECAY_BUSY: Duration = Duration::from_secs(3600);
 const DECAY_QUIET: Duration = Duration::from_secs(3600);
@@ -106,9 +97,9 @@ cpu = 4
 /// Which backend the simulated pool uses, and so how long its compute takes to boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lane {
-    /// ACI container groups: log-normal boot, median 45 s, p95 120 s.
+    /// ACI container groups ([`BootModel::ACI`]).
     Aci,
-    /// A fresh VM per job: log-normal boot, median [`VM_BOOT_MEDIAN_S`], p95 [`VM_BOOT_P95_S`].
+    /// A fresh VM per job ([`BootModel::VM`]).
     Vm,
 }
 
@@ -120,11 +111,11 @@ impl Lane {
         }
     }
 
-    /// Create to runner online: (median, p95) in seconds of a log-normal time.
-    fn boot(self) -> (f64, f64) {
+    /// Create to runner online.
+    fn boot(self) -> BootModel {
         match self {
-            Lane::Aci => (BOOT_MEDIAN_S, BOOT_P95_S),
-            Lane::Vm => (VM_BOOT_MEDIAN_S, VM_BOOT_P95_S),
+            Lane::Aci => BootModel::ACI,
+            Lane::Vm => BootModel::VM,
         }
     }
 
@@ -219,8 +210,8 @@ struct World {
     /// Whether jobs go to two pools (a share asks for [`BIG_LABEL`]).
     two_pools: bool,
     window: (u64, u64),
-    /// The lane's boot time: (median, p95) seconds.
-    boot: (f64, f64),
+    /// The lane's boot time.
+    boot: BootModel,
     idle_runner_ms: f64,
     /// Compute that exists (booting, running, finished until deleted), integrated over the
     /// window: what a VM is billed for.
@@ -267,12 +258,7 @@ impl World {
     }
 
     fn boot_time(&mut self) -> Duration {
-        // Log-normal: ln(boot) ~ N(mu, sigma), median e^mu, p95 e^(mu + 1.645 sigma).
-        let (median, p95) = self.boot;
-        let (mu, sigma) = (median.ln(), (p95 / median).ln() / 1.644_854);
-        let (u1, u2): (f64, f64) = (self.rng.random::<f64>().max(f64::MIN_POSITIVE), self.rng.random());
-        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        Duration::from_secs_f64((mu + sigma * z).exp())
+        self.boot.sample(&mut self.rng)
     }
 
     /// GitHub matches waiting jobs, oldest first, to free online runners whose labels fit
@@ -300,7 +286,7 @@ impl World {
                     j.found_ready = true;
                 }
             }
-            let at = now + self.rng.random_range(ASSIGN_MS.0..=ASSIGN_MS.1);
+            let at = now + ms(assign_delay(&mut self.rng));
             self.push(at, Event::Assign { job, reg: id });
         }
     }
@@ -923,7 +909,7 @@ const VM_SPOT_HOUR: f64 = 0.0124;
 /// A Batch node from zero, one task per node: the node boots (the VM model's median), runs
 /// the 5-minute job, and is removed at the next autoscale evaluation (2.5 minutes later on
 /// average). Not simulated.
-const BATCH_NODE_MIN_PER_JOB: f64 = VM_BOOT_MEDIAN_S / 60.0 + 5.0 + 2.5;
+const BATCH_NODE_MIN_PER_JOB: f64 = BootModel::VM.median_s / 60.0 + 5.0 + 2.5;
 
 impl Lane {
     /// What `minutes` of this lane's compute cost: (list price, Spot), in USD.
