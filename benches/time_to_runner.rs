@@ -1,4 +1,4 @@
-//! Time to runner with idle runners kept ready (issue 17), on simulated time.
+//! Time to runner with idle runners kept ready (issues 17, 22, 25), on simulated time.
 //!
 //! `cargo bench --bench time_to_runner` drives the real `Provisioner::provision`,
 //! `Provisioner::cleanup` and `Reconciler::run` through their seams: GitHub
@@ -16,6 +16,13 @@
 //! simulated: API latency and errors, create quotas (ACI's limits are far above these rates),
 //! webhook delivery delays, the queue between the webhook and `provision` (a request is
 //! provisioned when its job is queued, retried as the queue would after a deferral).
+//!
+//! The lanes (issue 25): the same traffic at 10 jobs/min on a `vm` pool, whose VMs take
+//! longer to boot (log-normal, median 120 s, p95 240 s: an assumption from a Microsoft
+//! figure, BENCHMARKS.md cites it), cold and with idle runners, beside ACI; compute-minutes
+//! per job (compute that exists, from create to delete) priced at list prices. Batch from
+//! zero nodes is not simulated: its row states the design's 5-15 minutes and prices one node
+//! per job.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashSet, VecDeque};
@@ -37,6 +44,7 @@ use runner_dispatch::provision::{
     Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Provisioner,
 };
 use runner_dispatch::reconcile::{PERIOD, Reconciler};
+use runner_dispatch::testing::sim::{BootModel, assign_delay};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::Notify;
@@ -48,10 +56,6 @@ const MEASURED: Duration = Duration::from_secs(2 * 3600);
 /// After the last arrival: time for the last jobs to be assigned (else they are lost).
 const DRAIN: Duration = Duration::from_secs(20 * 60);
 const JOB_RUNS: Duration = Duration::from_secs(5 * 60);
-/// GitHub hands a queued job to a free online runner in 2 s, give or take half a second.
-const ASSIGN_MS: (u64, u64) = (1_500, 2_500);
-const BOOT_MEDIAN_S: f64 = 45.0;
-const BOOT_P95_S: f64 = 120.0;
 /// The decay scenario: this long busy, then this long without jobs.
 const DECAY_BUSY: Duration = Duration::from_secs(3600);
 const DECAY_QUIET: Duration = Duration::from_secs(3600);
@@ -62,22 +66,16 @@ const BIG_LABEL: &str = "big";
 /// In the two-pool cases, this share of jobs asks for the second pool's label.
 const BIG_SHARE: f64 = 0.3;
 
-fn pools_text(idle: &str, two_pools: bool) -> String {
-    let mut text = format!(
+fn pools_text(idle: &str, two_pools: bool, lane: Lane) -> String {
+    let mut text = String::from(
         r#"
 [github]
 allowed_owners = ["octo-org"]
 token_mode = "jit"
 check_job_queued = "stale"
-
-[[pools]]
-name = "aci"
-backend = "aci"
-labels = ["self-hosted", "linux", "aci"]
-image = "example.azurecr.io/runner:1"
-{idle}
-"#
+"#,
     );
+    let _ = writeln!(text, "{}{idle}", lane.pool());
     if two_pools {
         let _ = write!(
             text,
@@ -94,6 +92,60 @@ cpu = 4
         );
     }
     text
+}
+
+/// Which backend the simulated pool uses, and so how long its compute takes to boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// ACI container groups ([`BootModel::ACI`]).
+    Aci,
+    /// A fresh VM per job ([`BootModel::VM`]).
+    Vm,
+}
+
+impl Lane {
+    fn name(self) -> &'static str {
+        match self {
+            Lane::Aci => "aci",
+            Lane::Vm => "vm",
+        }
+    }
+
+    /// Create to runner online.
+    fn boot(self) -> BootModel {
+        match self {
+            Lane::Aci => BootModel::ACI,
+            Lane::Vm => BootModel::VM,
+        }
+    }
+
+    /// The first pool's table (the idle keys follow it).
+    fn pool(self) -> &'static str {
+        match self {
+            Lane::Aci => {
+                r#"
+[[pools]]
+name = "aci"
+backend = "aci"
+labels = ["self-hosted", "linux", "aci"]
+image = "example.azurecr.io/runner:1"
+"#
+            }
+            Lane::Vm => {
+                r#"
+[[pools]]
+name = "vm"
+backend = "vm"
+labels = ["self-hosted", "linux", "docker"]
+image = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-runners/providers/Microsoft.Compute/galleries/runners/images/docker-runner"
+vm_size = "Standard_D2ads_v5"
+resource_group = "rg-runners"
+location = "westeurope"
+subnet_id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-runners/providers/Microsoft.Network/virtualNetworks/vnet/subnets/vm-runners"
+"#
+            }
+        }
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -158,7 +210,12 @@ struct World {
     /// Whether jobs go to two pools (a share asks for [`BIG_LABEL`]).
     two_pools: bool,
     window: (u64, u64),
+    /// The lane's boot time.
+    boot: BootModel,
     idle_runner_ms: f64,
+    /// Compute that exists (booting, running, finished until deleted), integrated over the
+    /// window: what a VM is billed for.
+    compute_ms: f64,
     last_tick: u64,
     creates: usize,
     github_calls: usize,
@@ -189,6 +246,7 @@ impl World {
         if to > from {
             let idle = self.regs.values().filter(|r| r.online && !r.busy).count();
             self.idle_runner_ms += idle as f64 * (to - from) as f64;
+            self.compute_ms += self.computes.len() as f64 * (to - from) as f64;
         }
         self.last_tick = now;
     }
@@ -200,11 +258,7 @@ impl World {
     }
 
     fn boot_time(&mut self) -> Duration {
-        // Log-normal: ln(boot) ~ N(mu, sigma), median e^mu, p95 e^(mu + 1.645 sigma).
-        let (mu, sigma) = (BOOT_MEDIAN_S.ln(), (BOOT_P95_S / BOOT_MEDIAN_S).ln() / 1.644_854);
-        let (u1, u2): (f64, f64) = (self.rng.random::<f64>().max(f64::MIN_POSITIVE), self.rng.random());
-        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-        Duration::from_secs_f64((mu + sigma * z).exp())
+        self.boot.sample(&mut self.rng)
     }
 
     /// GitHub matches waiting jobs, oldest first, to free online runners whose labels fit
@@ -232,7 +286,7 @@ impl World {
                     j.found_ready = true;
                 }
             }
-            let at = now + self.rng.random_range(ASSIGN_MS.0..=ASSIGN_MS.1);
+            let at = now + ms(assign_delay(&mut self.rng));
             self.push(at, Event::Assign { job, reg: id });
         }
     }
@@ -345,14 +399,14 @@ impl RunnerRegistry for FakeGitHub {
     }
 }
 
-/// ACI at the `ComputeBackend` seam: a created container group boots, then its runner
+/// ACI or ARM VMs at the `ComputeBackend` seam: created compute boots, then its runner
 /// comes online.
-struct FakeAci(Arc<Shared>);
+struct FakeCompute(Arc<Shared>, Lane);
 
 #[async_trait]
-impl ComputeBackend for FakeAci {
+impl ComputeBackend for FakeCompute {
     fn kind(&self) -> &'static str {
-        "aci"
+        self.1.name()
     }
 
     async fn find(&self, _pool: &Pool, name: &str) -> Result<Option<ComputeInfo>, ProvisionError> {
@@ -394,7 +448,7 @@ impl ComputeBackend for FakeAci {
         Ok(())
     }
 
-    /// A pool's container groups (ACI lists by the pool's tag).
+    /// A pool's compute (ACI and ARM list by the pool's tag).
     async fn list(&self, pool: &Pool) -> Result<Vec<ComputeInfo>, ProvisionError> {
         let w = self.0.world();
         Ok(w.computes.values().filter(|c| c.pool_name() == Some(pool.name.as_str())).cloned().collect())
@@ -623,6 +677,7 @@ struct Outcome {
     /// Of those, the jobs that found a free runner online when they were queued.
     found_ready: usize,
     idle_runner_minutes: f64,
+    compute_minutes: f64,
     creates: usize,
     github_calls: usize,
     duplicates: usize,
@@ -659,17 +714,21 @@ struct Traffic {
     /// Jobs per arrival (1: Poisson arrivals of single jobs; more: batches at the same mean).
     batch: usize,
     two_pools: bool,
+    lane: Lane,
 }
 
 impl Traffic {
     const fn poisson(jobs_per_minute: f64) -> Self {
-        Self { jobs_per_minute, batch: 1, two_pools: false }
+        Self { jobs_per_minute, batch: 1, two_pools: false, lane: Lane::Aci }
     }
 
     fn label(self) -> String {
         let mut s = if self.batch == 1 { "Poisson".to_owned() } else { format!("batches of {}", self.batch) };
         if self.two_pools {
             s.push_str(", two pools");
+        }
+        if self.lane != Lane::Aci {
+            s = format!("{} lane, {s}", self.lane.name());
         }
         s
     }
@@ -686,8 +745,10 @@ async fn simulate(
     let jobs_per_minute = traffic.jobs_per_minute;
     // One seed per traffic: every configuration sees the same arrivals and boot times drawn in order.
     let seed = jobs_per_minute.to_bits() ^ (traffic.batch as u64 - 1) << 48 ^ u64::from(traffic.two_pools) << 56;
-    let pools =
-        Arc::new(PoolsConfig::parse(&pools_text(&idle.keys(), traffic.two_pools)).expect("the simulated pools parse"));
+    let pools = Arc::new(
+        PoolsConfig::parse(&pools_text(&idle.keys(), traffic.two_pools, traffic.lane))
+            .expect("the simulated pools parse"),
+    );
     let pool = pools.pools[0].clone();
     let big = pools.pools.get(1).cloned();
     let start = Instant::now();
@@ -710,7 +771,9 @@ async fn simulate(
             batch: traffic.batch,
             two_pools: traffic.two_pools,
             window: (ms(window.0), ms(window.0 + window.1)),
+            boot: traffic.lane.boot(),
             idle_runner_ms: 0.0,
+            compute_ms: 0.0,
             last_tick: 0,
             creates: 0,
             github_calls: 0,
@@ -725,7 +788,7 @@ async fn simulate(
         Provisioner::new(
             pools,
             Arc::new(FakeGitHub(shared.clone())),
-            Backends::single(Arc::new(FakeAci(shared.clone()))),
+            Backends::single(Arc::new(FakeCompute(shared.clone(), traffic.lane))),
         )
         .with_demand_log(Arc::new(MemoryDemandLog::default()))
         .with_clock(Arc::new(move || base() + (Instant::now() - clock_start))),
@@ -777,6 +840,7 @@ async fn simulate(
         waits: measured.iter().filter_map(|j| j.assigned.map(|a| (a - j.queued) as f64 / 1000.0)).collect(),
         found_ready: measured.iter().filter(|j| j.found_ready).count(),
         idle_runner_minutes: w.idle_runner_ms / 60_000.0,
+        compute_minutes: w.compute_ms / 60_000.0,
         creates: w.creates,
         github_calls: w.github_calls,
         duplicates: w.duplicate_creates + w.jobs.values().filter(|j| j.times_assigned > 1).count(),
@@ -804,6 +868,8 @@ struct Row {
     p50: f64,
     p95: f64,
     idle_per_job: f64,
+    /// Minutes of compute that existed per job (boot, job, idle, until deleted).
+    billed_per_job: f64,
     runners_per_job: f64,
     /// Duplicates and lost jobs.
     faults: (usize, usize),
@@ -826,7 +892,101 @@ fn measure(idle: Idle, traffic: Traffic) -> Row {
         o.duplicates,
         o.lost + o.given_up,
     );
-    Row { p50, p95, idle_per_job, runners_per_job, faults: (o.duplicates, o.lost + o.given_up), line }
+    let billed_per_job = o.per_job(o.compute_minutes);
+    Row { p50, p95, idle_per_job, billed_per_job, runners_per_job, faults: (o.duplicates, o.lost + o.given_up), line }
+}
+
+/// List prices (pay-as-you-go, Linux), the assumptions of the cost columns: BENCHMARKS.md
+/// says where they come from. ACI per vCPU-second and per GB-second; VMs per hour.
+const ACI_VCPU_S: f64 = 0.000_013_5;
+const ACI_GB_S: f64 = 0.000_001_5;
+/// The simulated ACI pool's size (the `aci` backend's defaults).
+const ACI_VCPU: f64 = 2.0;
+const ACI_GB: f64 = 4.0;
+/// Standard_D2ads_v5 (2 vCPU, 8 GiB), regular and Spot.
+const VM_HOUR: f64 = 0.103;
+const VM_SPOT_HOUR: f64 = 0.0124;
+/// A Batch node from zero, one task per node: the node boots (the VM model's median), runs
+/// the 5-minute job, and is removed at the next autoscale evaluation (2.5 minutes later on
+/// average). Not simulated.
+const BATCH_NODE_MIN_PER_JOB: f64 = BootModel::VM.median_s / 60.0 + 5.0 + 2.5;
+
+impl Lane {
+    /// What `minutes` of this lane's compute cost: (list price, Spot), in USD.
+    fn cost(self, minutes: f64) -> (f64, Option<f64>) {
+        match self {
+            Lane::Aci => (minutes * 60.0 * (ACI_VCPU * ACI_VCPU_S + ACI_GB * ACI_GB_S), None),
+            Lane::Vm => (minutes * VM_HOUR / 60.0, Some(minutes * VM_SPOT_HOUR / 60.0)),
+        }
+    }
+}
+
+/// Issue 25: the ACI and VM lanes at 10 Poisson jobs a minute, cold and with `"auto"`: time
+/// to runner, idle runner-minutes and compute-minutes per job, and cost per job; Batch from
+/// zero by its stated model. Adds the issue's goal rows to `goals`.
+fn lanes(auto: Idle, wanted: &dyn Fn(&str) -> bool, goals: &mut Vec<Goal>) -> String {
+    let mut table = String::from(
+        "| lane | idle runners | p50 s | p95 s | found a ready runner | idle runner-min/job | compute-min/job | cost/job, list | cost/job, Spot |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut cold_p95: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut stated: Vec<String> = Vec::new();
+    for lane in [Lane::Aci, Lane::Vm] {
+        // For the VM lane, also fixed levels: what it takes to meet the goal `"auto"` misses.
+        let levels: &[Idle] =
+            if lane == Lane::Vm { &[Idle::Off, auto, Idle::Fixed(30), Idle::Fixed(40)] } else { &[Idle::Off, auto] };
+        for &idle in levels {
+            let name = format!("lane {}: {}", lane.name(), idle.label());
+            if !wanted(&name) {
+                continue;
+            }
+            let row = measure(idle, Traffic { lane, ..Traffic::poisson(10.0) });
+            let (list, spot) = lane.cost(row.billed_per_job);
+            let figures: Vec<&str> = row.line.split(" | ").skip(4).take(4).collect();
+            let _ = writeln!(
+                table,
+                "| {} | {} | {} | {:.2} | ${list:.4} | {} |",
+                lane.name(),
+                idle.label(),
+                figures.join(" | "),
+                row.billed_per_job,
+                spot.map_or("–".into(), |s| format!("${s:.4}")),
+            );
+            eprintln!("  {name}: done");
+            stated.push(format!(
+                "{} {}: ${list:.4}{}",
+                lane.name(),
+                idle.label(),
+                spot.map_or(String::new(), |s| format!(" (Spot ${s:.4})"))
+            ));
+            if matches!(idle, Idle::Off) {
+                cold_p95.insert(lane.name(), row.p95);
+            }
+            if lane == Lane::Vm && matches!(idle, Idle::Off) {
+                let aci = cold_p95.get("aci").copied().unwrap_or(f64::NAN);
+                goals.push((
+                    format!("vm lane, cold, Poisson at 10/min: p95 ≤ 2 × ACI's cold p95 ({aci:.1} s)"),
+                    format!("{:.1} s ({:.2} ×)", row.p95, row.p95 / aci),
+                    row.p95 <= 2.0 * aci,
+                ));
+            }
+            if lane == Lane::Vm && matches!(idle, Idle::Auto { .. }) {
+                goals.push((
+                    format!("vm lane, {}, Poisson at 10/min: p95 ≤ 5 s", idle.label()),
+                    format!("{:.1} s", row.p95),
+                    row.p95 <= 5.0,
+                ));
+            }
+        }
+    }
+    let batch = (BATCH_NODE_MIN_PER_JOB * VM_HOUR / 60.0, BATCH_NODE_MIN_PER_JOB * VM_SPOT_HOUR / 60.0);
+    let _ = writeln!(
+        table,
+        "| batch (pool at zero nodes; not simulated) | idle_runners = 0 | 5-15 min | | | | {BATCH_NODE_MIN_PER_JOB:.2} | ${:.4} | ${:.4} |",
+        batch.0, batch.1
+    );
+    stated.push(format!("batch from zero: ${:.4} (Spot ${:.4})", batch.0, batch.1));
+    goals.push(("cost per job stated for the three lanes (5-minute job, list prices)".into(), stated.join("; "), true));
+    table
 }
 
 fn main() {
@@ -837,8 +997,8 @@ fn main() {
     }
     let wall = std::time::Instant::now();
     let auto = Idle::Auto { max: 100 };
-    let batches = |batch: usize| Traffic { jobs_per_minute: 10.0, batch, two_pools: false };
-    let two_pools = |batch: usize| Traffic { jobs_per_minute: 10.0, batch, two_pools: true };
+    let batches = |batch: usize| Traffic { batch, ..Traffic::poisson(10.0) };
+    let two_pools = |batch: usize| Traffic { batch, two_pools: true, ..Traffic::poisson(10.0) };
     let mut cases: Vec<(Idle, Traffic)> = Vec::new();
     for idle in [Idle::Off, Idle::Fixed(10), auto] {
         for rate in [1.0, 10.0, 60.0] {
@@ -932,6 +1092,7 @@ fn main() {
         let _ = writeln!(curve, "| {} | {} |", idle.label(), figures.join(" | "));
         eprintln!("  curve {}: done ({:.1} s wall)", idle.label(), wall.elapsed().as_secs_f64());
     }
+    let lanes = lanes(auto, &wanted, &mut goals);
     let decay = run(auto, Traffic::poisson(10.0), DECAY_BUSY, DECAY_QUIET, (Duration::ZERO, DECAY_BUSY));
     let (passes, capacity) = decay.decay();
     let trail: Vec<String> = capacity.iter().take(6).map(ToString::to_string).collect();
@@ -945,7 +1106,7 @@ fn main() {
         passes.is_some_and(|p| p <= 2),
     ));
     println!(
-        "## Time to runner (simulated)\n\n{table}\n### Batches of 10 at 10 jobs/min: the trade-off\n\n{curve}\n| goal | measured | ok |\n|---|---|---|\n{}",
+        "## Time to runner (simulated)\n\n{table}\n### Batches of 10 at 10 jobs/min: the trade-off\n\n{curve}\n### Lanes at 10 Poisson jobs/min: time to runner and cost per job\n\n{lanes}\n| goal | measured | ok |\n|---|---|---|\n{}",
         goals
             .iter()
             .map(|(what, measured, ok)| format!("| {what} | {measured} | {} |", if *ok { "ok" } else { "MISS" }))

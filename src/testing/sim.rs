@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rand::Rng;
 use tokio::time::Instant;
 
 use crate::config::Pool;
@@ -29,6 +30,38 @@ use crate::github::{
     RunnerRegistry,
 };
 use crate::provision::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
+
+/// How long created compute takes until its runner is online: a log-normal time given by
+/// its median and 95th percentile (the time-to-runner benchmark's boot models; each is an
+/// assumption, BENCHMARKS.md gives its source).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BootModel {
+    pub median_s: f64,
+    pub p95_s: f64,
+}
+
+impl BootModel {
+    /// An ACI container group with a 1-2 GB runner image: median 45 s, p95 120 s.
+    pub const ACI: BootModel = BootModel { median_s: 45.0, p95_s: 120.0 };
+    /// A fresh VM from a gallery image: median 120 s, p95 240 s (Microsoft's ~2 minutes for
+    /// GitHub's hosted-runner VMs to be recreated and made ready, taken whole).
+    pub const VM: BootModel = BootModel { median_s: 120.0, p95_s: 240.0 };
+
+    /// One boot time: `ln(boot) ~ N(mu, sigma)`, median `e^mu`, p95 `e^(mu + 1.645 sigma)`
+    /// (two draws from `rng`, Box-Muller).
+    pub fn sample(&self, rng: &mut impl Rng) -> Duration {
+        let (mu, sigma) = (self.median_s.ln(), (self.p95_s / self.median_s).ln() / 1.644_854);
+        let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        Duration::from_secs_f64((mu + sigma * z).exp())
+    }
+}
+
+/// How long GitHub takes to hand a queued job to a free online runner whose labels fit: 1.5
+/// to 2.5 s, uniform (an assumption, not a measurement).
+pub fn assign_delay(rng: &mut impl Rng) -> Duration {
+    Duration::from_millis(rng.random_range(1_500..=2_500))
+}
 
 /// ACI's container group create limits per subscription and region: 100 in 5 minutes, 300 an hour.
 pub const ACI_CREATE_LIMITS: &[(usize, Duration)] =
