@@ -1,8 +1,8 @@
 //! The 5-minute repair pass: redeliver missed webhooks; reap failed starts, idle,
 //! finished and over-TTL runners and orphan registrations; hold idle levels. One
-//! [`snapshot`] is gathered per pass and separate passes act on it, in this order:
+//! snapshot (`snapshot.rs`) is gathered per pass and separate passes act on it, in this order:
 //! redelivery, reaping, idle level, orphans; `status` renders the same snapshot. The passes
-//! reach the provisioner only through [`fleet::Fleet`]. Stateless but for the runners seen
+//! reach the provisioner only through `fleet::Fleet`. Stateless but for the runners seen
 //! idle and the orphans seen last time (each is acted on only when seen twice).
 
 mod fleet;
