@@ -150,6 +150,29 @@ async fn a_busy_or_foreign_registration_is_never_removed() {
 }
 
 #[tokio::test]
+async fn runners_at_a_target_that_cannot_be_listed_are_listed_once_and_left_alone() {
+    let (r, gh, backend) = setup(false);
+    // Past the boot timeout with no registration seen: failed starts, if the list could
+    // be trusted. Every pool of POOLS lists them (one scripted backend).
+    put(&backend, compute("ghr-2", 2, ComputeState::Pending, 20));
+    put(&backend, compute("ghr-3", 3, ComputeState::Pending, 20));
+    *gh.list_runners_fails.lock().expect("lock") = true;
+    let report = r.run().await;
+    assert_eq!((report.failed_starts, report.errors), (0, 1), "{report:?}");
+    assert!(exists(&backend, "ghr-2") && exists(&backend, "ghr-3"), "runners were deleted on a failed list");
+    let listed = |gh: &FakeGitHub| gh.calls().iter().filter(|c| *c == "list-runners").count();
+    assert_eq!(listed(&gh), 1, "one list per registration target and pass: {:?}", gh.calls());
+    // `status` reads the same snapshot: one list, and the failure named in every pool that
+    // has runners there.
+    let status = r.status().await;
+    assert_eq!(listed(&gh), 2, "{:?}", gh.calls());
+    for pool in &status {
+        assert_eq!(pool.errors.len(), 1, "{pool:?}");
+        assert!(pool.errors[0].starts_with("runners at ") && pool.errors[0].ends_with("scripted outage"), "{pool:?}");
+    }
+}
+
+#[tokio::test]
 async fn missed_deliveries_are_redelivered_when_a_hook_is_configured() {
     let (r, gh, _) = setup(true);
     let d = |id, guid: &str, code, redelivery| Delivery {

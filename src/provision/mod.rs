@@ -104,10 +104,14 @@ pub enum ProvisionOutcome {
 }
 
 /// Runs the provisioning algorithm and cleanup against GitHub and the backends.
+///
+/// `pools` and `demand` are public for tests and the time-to-runner benchmark, which read
+/// the configuration and the demand log the provisioner acts on; GitHub and the backends
+/// are reached through its methods (reconcile's through [`crate::reconcile`]'s `Fleet`).
 pub struct Provisioner {
     pub pools: Arc<PoolsConfig>,
-    pub github: Arc<dyn RunnerRegistry>,
-    pub backends: Backends,
+    github: Arc<dyn RunnerRegistry>,
+    backends: Backends,
     /// Paces JIT configuration calls (`github.jit_per_minute`, bursts of ten seconds' worth
     /// less one call of slack for latency jitter).
     jit_pacer: throttle::Pacer,
@@ -170,6 +174,16 @@ impl Provisioner {
     #[must_use]
     pub fn now(&self) -> OffsetDateTime {
         (self.clock)()
+    }
+
+    /// The GitHub runner registry (for reconcile's `Fleet`).
+    pub(crate) fn registry(&self) -> &dyn RunnerRegistry {
+        &*self.github
+    }
+
+    /// The compute backends (for reconcile's `Fleet`).
+    pub(crate) fn backends(&self) -> &Backends {
+        &self.backends
     }
 
     /// Keeps demand records in `log` (a file store standalone, blobs under the host)

@@ -19,6 +19,8 @@ pub struct FakeGitHub {
     pub deliveries: Mutex<Vec<Delivery>>,
     pub jit_script: Mutex<VecDeque<Result<(), GitHubError>>>,
     pub busy_on_delete: Mutex<Vec<u64>>,
+    /// While set, listing runners fails (a GitHub outage at every registration target).
+    pub list_runners_fails: Mutex<bool>,
     pub calls: Mutex<Vec<String>>,
     pub next_id: Mutex<u64>,
     /// Put into every JIT config and registration token handed out (leak tests look for it).
@@ -76,6 +78,9 @@ impl RunnerRegistry for FakeGitHub {
 
     async fn list_runners(&self, _job: &JobContext) -> Result<Vec<RunnerInfo>, GitHubError> {
         self.call("list-runners".into());
+        if *self.list_runners_fails.lock().expect("lock") {
+            return Err(GitHubError::Transient("scripted outage".into()));
+        }
         Ok(self.runners.lock().expect("lock").clone())
     }
 
