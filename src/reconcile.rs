@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::compute::ComputeInfo;
 use crate::config::{Backend, Pool, RunnerKind};
 use crate::github::{Delivery, JobContext, JobState, RunnerDeletion, RunnerInfo, RunnerTarget};
 use crate::idle::demand::{History, Record};
 use crate::idle::{IdleBase, Target};
 use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
-use crate::provision::{ComputeInfo, Provisioner, idle_target_of};
+use crate::provision::{Provisioner, idle_target_of};
 
 /// How often the timer fires.
 pub const PERIOD: Duration = Duration::from_secs(300);

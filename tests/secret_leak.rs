@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{ComputeBackend, ProvisionError};
 use runner_dispatch::config::{PoolsConfig, Settings};
 use runner_dispatch::github::RunnerRegistry;
 use runner_dispatch::provision::dry_run::DryRunBackend;
-use runner_dispatch::provision::{Backends, ComputeBackend, ProvisionError};
 use runner_dispatch::server::{AppState, RAW_REQUEST_TIMEOUT, router_with_timeout};
 use runner_dispatch::spool::Spool;
 use serde_json::{Value, json};

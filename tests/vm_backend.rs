@@ -16,11 +16,12 @@ use common::managed_identity::{run_isolated, token_for, token_requests};
 use common::*;
 use runner_dispatch::azure::AzureCredential;
 use runner_dispatch::azure::vm::{self, SUBNET_JOIN, VmBackend};
-use runner_dispatch::config::{Compute, Pool, PoolsConfig, Settings};
-use runner_dispatch::provision::{
-    Backends, ComputeBackend, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError,
-    ProvisionOutcome, Provisioner, Purpose,
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{
+    ComputeBackend, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError, Purpose,
 };
+use runner_dispatch::config::{Compute, Pool, PoolsConfig, Settings};
+use runner_dispatch::provision::{ProvisionOutcome, Provisioner};
 use runner_dispatch::reconcile::Reconciler;
 use runner_dispatch::secret::Secret;
 

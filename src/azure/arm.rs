@@ -13,9 +13,9 @@ use serde_json::Value;
 use super::aci::Places;
 use super::credential::{AzureCredential, TokenSource, arm_scope};
 use super::http::{AzureError, http_client, same_origin, transport_error};
+use crate::compute::placement::{Pauses, Place, Refusal, create_in_order};
+use crate::compute::{ComputeInfo, ComputeRequest, CreateOutcome, ProvisionError};
 use crate::config::{Pool, Settings};
-use crate::provision::placement::{Pauses, Place, Refusal, create_in_order};
-use crate::provision::{ComputeInfo, ComputeRequest, CreateOutcome, ProvisionError};
 
 /// Requests to Azure Resource Manager with the app's identity.
 pub struct ArmClient {

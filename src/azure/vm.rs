@@ -920,7 +920,7 @@ mod tests {
     fn the_boot_script_quotes_values_and_carries_them_only_in_base64() {
         let request = ComputeRequest {
             name: "ghr-1".into(),
-            purpose: crate::provision::Purpose::Idle { target: "o".into() },
+            purpose: crate::compute::Purpose::Idle { target: "o".into() },
             runner_id: None,
             env: vec![
                 ("RUNNER_JITCONFIG".into(), EnvValue::Secret(Secret::new("s3cr3t-jit"))),

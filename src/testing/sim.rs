@@ -23,12 +23,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use crate::compute::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
 use crate::config::Pool;
 use crate::github::{
     Delivery, GitHubError, JitConfig, JobContext, JobState, RegistrationToken, RunnerDeletion, RunnerInfo,
     RunnerRegistry,
 };
-use crate::provision::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
 
 /// ACI's container group create limits per subscription and region: 100 in 5 minutes, 300 an hour.
 pub const ACI_CREATE_LIMITS: &[(usize, Duration)] =

@@ -28,8 +28,8 @@ pub use self::core::{Canned, Credential, FakeServer, Seen};
 use crate::azure::aci::{AciBackend, AciPool};
 use crate::azure::batch::{BatchBackend, BatchPool};
 use crate::azure::credential::{AzureCredential, CredentialKind};
+use crate::compute::{ComputeRequest, EnvValue, JobInfo, ProvisionError, Purpose};
 use crate::config::{Compute, Pool, PoolsConfig, Settings};
-use crate::provision::{ComputeRequest, EnvValue, JobInfo, ProvisionError, Purpose};
 use crate::secret::Secret;
 
 /// `AZURE_SUBSCRIPTION_ID` of [`settings`].
