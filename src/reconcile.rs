@@ -17,8 +17,8 @@ use crate::idle::{IdleBase, Target};
 use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
 use crate::provision::{Provisioner, idle_target_of};
 
-/// How often the timer fires.
-pub const PERIOD: Duration = Duration::from_secs(300);
+/// How often the timer fires (idle levels are held at this pace: see [`crate::idle::PASS_PERIOD`]).
+pub const PERIOD: Duration = crate::idle::PASS_PERIOD;
 /// At most this many idle runners are made per pool and target in one pass (a sudden
 /// large target fills over a few passes, within the create quota's pace).
 pub const MAX_TOP_UP_PER_PASS: usize = 50;

@@ -14,9 +14,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::aci::ACTIVE_COUNT_TTL;
-use super::aci::{Places, TAG_PLACEMENT, TAG_POOL, is_valid_aci_name, parse_places, quota_refusal, tagged_info, tags};
+use super::aci::{TAG_PLACEMENT, TAG_POOL, is_valid_aci_name, quota_refusal, tagged_info, tags};
 use super::arm::{
-    ActiveCounts, ArmClient, Site, SiteDefaults, all_paused, create_across, distinct_scopes, find_across, resolve_sites,
+    ActiveCounts, ArmClient, Places, Site, SiteDefaults, all_paused, create_across, distinct_scopes, find_across,
+    parse_places, resolve_sites,
 };
 use super::credential::AzureCredential;
 use super::http::AzureError;

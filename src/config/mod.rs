@@ -4,11 +4,13 @@
 //! - [`settings`]: the environment (Function App settings) to [`Settings`];
 //! - [`pools_file`]: the TOML pools file to the model, every problem with its key;
 //! - [`model`]: pools, the `[github]` section and the names they use;
+//! - `idle_keys`: a pool's `idle_*` keys to its [`crate::idle::IdlePolicy`];
 //! - [`azure_names`]: subscription ids and resource group names, checked before they reach a URL.
 
 use std::fmt;
 
 pub mod azure_names;
+mod idle_keys;
 mod model;
 mod pools_file;
 mod settings;
