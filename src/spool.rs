@@ -208,8 +208,7 @@ impl Spool {
     }
 }
 
-pub use crate::disposition::AttemptResult;
-use crate::disposition::{Disposition, Transport, decide};
+use crate::disposition::{AttemptResult, Disposition, Transport, decide};
 
 /// Runs one attempt of an item; implemented by the server over the shared handlers.
 pub type Handler = Arc<

@@ -208,7 +208,7 @@ async fn spawn(
 ) -> App {
     let dir = tempfile::tempdir().expect("tmp");
     let queue = standalone.then(|| (Spool::open(dir.path()).expect("spool"), fast_queue()));
-    let state = runner_dispatch::cli::assemble_state(settings, pools, github, Backends::single(backend), queue);
+    let state = runner_dispatch::app::assemble_state(settings, pools, github, Backends::single(backend), queue);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = router_with_timeout(state.clone(), RAW_REQUEST_TIMEOUT);

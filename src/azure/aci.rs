@@ -10,10 +10,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::arm::{
-    ActiveCounts, ArmClient, Placement, Places, all_paused, create_across, distinct_scopes, find_across, parse_places,
-    resolve_sites,
+    ActiveCounts, ArmClient, Placement, Places, Site, SiteDefaults, all_paused, create_across, distinct_scopes,
+    find_across, parse_places, resolve_sites,
 };
-pub use super::arm::{Site, SiteDefaults};
 use super::credential::AzureCredential;
 use super::http::{AzureError, registry_host};
 use crate::compute::placement::Pauses;
