@@ -5,7 +5,7 @@
 //! where the first of three placements answers capacity errors for its first 30 minutes.
 //! It drives the real `Provisioner::provision` (its JIT pacing, create gate, held
 //! registrations and deferrals) and the real placement failover
-//! (`provision::placement::create_in_order`, which the ACI backend uses) on tokio's paused
+//! (`compute::placement::create_in_order`, which the ACI backend uses) on tokio's paused
 //! clock. GitHub and each placement's ARM are the shared simulations of
 //! `runner_dispatch::testing::sim`; the queue is a small simulated one that does what the
 //! standalone queue does with an answer (done; a deferral comes back after its
@@ -21,13 +21,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::placement::{Pauses, Place, Refusal, create_in_order};
+use runner_dispatch::compute::{ComputeBackend, ComputeInfo, ComputeRequest, CreateOutcome, ProvisionError};
 use runner_dispatch::config::{Pool, PoolsConfig};
 use runner_dispatch::message::RunnerMessage;
-use runner_dispatch::provision::placement::{Pauses, Place, Refusal, create_in_order};
-use runner_dispatch::provision::{
-    Backends, ComputeBackend, ComputeInfo, ComputeRequest, CreateOutcome, ProvisionError, Provisioner,
-    STANDALONE_HELD_REGISTRATION_TTL,
-};
+use runner_dispatch::provision::{Provisioner, STANDALONE_HELD_REGISTRATION_TTL};
 use runner_dispatch::testing::provision_message;
 use runner_dispatch::testing::sim::{ACI_CREATE_LIMITS, JitLimit, SimCompute, SimGitHub};
 use tokio::time::Instant;

@@ -745,10 +745,10 @@ mod burst {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use runner_dispatch::backends::Backends;
     use runner_dispatch::config::{Pool, PoolsConfig, Settings};
     use runner_dispatch::github::RunnerRegistry;
     use runner_dispatch::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
-    use runner_dispatch::provision::Backends;
     use runner_dispatch::spool::{QueueOptions, Spool};
     use runner_dispatch::testing::sim::{ACI_CREATE_LIMITS, JitLimit, SimCompute, SimGitHub};
     use serde::{Deserialize, Serialize};
@@ -1093,7 +1093,7 @@ fn generated_pools(n: usize) -> String {
 
 fn pool_matching(report: &mut Report) {
     use runner_dispatch::config::PoolsConfig;
-    use runner_dispatch::pools::choose_pool;
+    use runner_dispatch::routing::choose_pool;
     let n = 5000;
     eprintln!("[5] pool matching among {n} pools");
     let text = generated_pools(n);

@@ -33,6 +33,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError,
+};
 use runner_dispatch::config::{Pool, PoolsConfig};
 use runner_dispatch::github::{
     Delivery, GitHubError, JitConfig, JobContext, JobState, RegistrationToken, RunnerDeletion, RunnerInfo,
@@ -40,9 +44,7 @@ use runner_dispatch::github::{
 };
 use runner_dispatch::idle::demand::MemoryDemandLog;
 use runner_dispatch::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
-use runner_dispatch::provision::{
-    Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Provisioner,
-};
+use runner_dispatch::provision::Provisioner;
 use runner_dispatch::reconcile::{PERIOD, Reconciler};
 use runner_dispatch::testing::sim::{BootModel, assign_delay};
 use time::OffsetDateTime;

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
+use crate::azure::demand_blob::{BlobDemandLog, STORAGE_SCOPE};
+use crate::backends::Backends;
 use crate::config::{GitHubAuth, PoolsConfig, Settings};
 use crate::github::RunnerRegistry;
 use crate::github::client::GitHubClient;
 use crate::github::dry_run::DryRunRegistry;
-use crate::idle::demand::{BlobDemandLog, DemandLog, FileDemandLog, MemoryDemandLog, STORAGE_SCOPE};
+use crate::idle::demand::{DemandLog, FileDemandLog, MemoryDemandLog};
+use crate::provision::Provisioner;
 use crate::provision::dry_run::DryRunBackend;
-use crate::provision::{Backends, Provisioner};
 use crate::reconcile::Reconciler;
 use crate::server::AppState;
 use crate::spool::{QueueOptions, Spool, StandaloneQueue};

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::azure::aci::{self, AciPool, Placement};
+use crate::azure::aci::{self, AciPool};
+use crate::azure::arm::Placement;
 use crate::azure::batch::{self, BatchPool};
 use crate::azure::vm::{self, VmPool};
 use crate::azure::{AzureCredential, CredentialError};

@@ -4,7 +4,7 @@
 use crate::config::Pool;
 use crate::message::RunnerMessage;
 use crate::telemetry::loggable;
-pub use crate::timestamps::{now_rfc3339, parse_time, seconds_between};
+use crate::timestamps::seconds_between;
 
 /// The pool's tags as one JSON text field (cost attribution in queries).
 pub(crate) fn tags_json(pool: &Pool) -> String {

@@ -36,6 +36,3 @@ pub mod timestamps;
 pub mod tls;
 pub mod webhook;
 pub mod worker;
-
-/// The old name of [`routing`], kept while branches that use it are merged.
-pub use routing as pools;

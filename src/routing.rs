@@ -6,8 +6,6 @@ use std::sync::Arc;
 
 use crate::config::{Pool, PoolsConfig};
 
-pub use crate::glob::Glob;
-
 /// Why a pool does not fit a job (for `route` and logs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Misfit {
@@ -109,6 +107,7 @@ pub fn explain_route(config: &PoolsConfig, labels: &[String], repository: Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::glob::Glob;
 
     fn cfg(pools: &str) -> PoolsConfig {
         PoolsConfig::parse(&format!("[github]\nallowed_owners=[\"o\"]\n{pools}")).expect("valid")

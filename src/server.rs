@@ -26,7 +26,6 @@ use crate::secret::Secret;
 use crate::spool::{EnqueueError, SPOOL_FULL_RETRY_AFTER, StandaloneQueue};
 use crate::webhook::{self, Headers, MAX_BODY_BYTES, WebhookVerdict};
 use crate::worker::process_message;
-pub use crate::worker::{ATTEMPT_TIMEOUT, DEFAULT_MAX_ATTEMPTS, queue_handler};
 
 /// `origin` of a provision request queued again because the host's retries ran out while
 /// creates were throttled.

@@ -208,8 +208,7 @@ impl Spool {
     }
 }
 
-pub use crate::disposition::AttemptResult;
-use crate::disposition::{Disposition, Transport, decide};
+use crate::disposition::{AttemptResult, Disposition, Transport, decide};
 
 /// Runs one attempt of an item; implemented by the server over the shared handlers.
 pub type Handler = Arc<
@@ -375,7 +374,7 @@ impl StandaloneQueue {
         // A request that carries no job time gets the time it was queued, so the 24 h age
         // limit still ends it (deferrals are not attempts).
         if message.job_created_at.is_none() {
-            message.job_created_at = crate::events::now_rfc3339();
+            message.job_created_at = crate::timestamps::now_rfc3339();
         }
         let item = SpoolItem { message, attempts: 0 };
         if !self.spool.put_new(&item)? {

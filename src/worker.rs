@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::compute::ProvisionError;
 use crate::disposition::AttemptResult;
 use crate::message::{MessageKind, RunnerMessage};
-use crate::provision::{ProvisionError, ProvisionOutcome, Provisioner};
+use crate::provision::{ProvisionOutcome, Provisioner};
 
 /// A provisioning attempt that runs longer than this is abandoned and retried.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(240);

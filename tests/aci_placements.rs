@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use runner_dispatch::azure::aci::AciBackend;
 use runner_dispatch::azure_test;
+use runner_dispatch::compute::{ComputeBackend, ProvisionError};
 use runner_dispatch::config::{PoolsConfig, Settings};
-use runner_dispatch::provision::{ComputeBackend, ProvisionError};
 use runner_dispatch::testing::azure::arm::{Arm, ArmFake};
 use runner_dispatch::testing::azure::core::Service;
 use runner_dispatch::testing::azure::{SUBNET, aci, retry_after_of, start_arm};
@@ -69,7 +69,7 @@ async fn spread(max_runners: u32) -> Spread {
     let provisioner = runner_dispatch::provision::Provisioner::new(
         spread_pools(max_runners),
         github.clone(),
-        runner_dispatch::provision::Backends::single(backend.clone()),
+        runner_dispatch::backends::Backends::single(backend.clone()),
     );
     Spread { fake, provisioner, github, backend }
 }

@@ -11,7 +11,8 @@ azure_test!(
     /// one), later appends just append, and the history reads back what was written.
     demand_log_appends_to_blobs_in_the_function_apps_storage_with_the_app_identity,
     async {
-        use runner_dispatch::idle::demand::{BlobDemandLog, Record, STORAGE_SCOPE, history, record};
+        use runner_dispatch::azure::demand_blob::{BlobDemandLog, STORAGE_SCOPE};
+        use runner_dispatch::idle::demand::{Record, history, record};
         let fake = BlobFake::start().await;
         let url = fake.url.clone();
         let s = settings("http://unused", "http://unused", &[("AzureWebJobsStorage__blobServiceUri", &url)]);

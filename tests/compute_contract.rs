@@ -28,11 +28,12 @@ use runner_dispatch::azure::aci::AciBackend;
 use runner_dispatch::azure::batch::BatchBackend;
 use runner_dispatch::azure::vm::VmBackend;
 use runner_dispatch::azure_test;
-use runner_dispatch::config::{Pool, PoolsConfig, RunnerKind};
-use runner_dispatch::provision::{
-    Backends, ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError,
-    ProvisionOutcome, Provisioner, Purpose,
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{
+    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError, Purpose,
 };
+use runner_dispatch::config::{Pool, PoolsConfig, RunnerKind};
+use runner_dispatch::provision::{ProvisionOutcome, Provisioner};
 use runner_dispatch::reconcile::Reconciler;
 use runner_dispatch::testing::FakeGitHub;
 use runner_dispatch::testing::azure::arm::{Arm, ArmFake, boot_env_value, vm_boot_env};

@@ -7,11 +7,13 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{ComputeInfo, ComputeState, ProvisionError};
 use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::github::JobState;
 use runner_dispatch::idle::demand::{DemandLog, Entry, FileDemandLog, History, MemoryDemandLog, Record, history};
 use runner_dispatch::message::{MessageKind, RunnerMessage};
-use runner_dispatch::provision::{Backends, ComputeInfo, ComputeState, ProvisionError, ProvisionOutcome, Provisioner};
+use runner_dispatch::provision::{ProvisionOutcome, Provisioner};
 use runner_dispatch::reconcile::Reconciler;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

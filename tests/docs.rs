@@ -335,7 +335,7 @@ fn documented_keys() -> (String, std::collections::BTreeSet<String>) {
 fn every_pool_and_github_key_is_documented_in_configuration_md() {
     use runner_dispatch::backends::Backend;
     let mut keys = const_str_list("src/config/pools_file.rs", "COMMON_POOL_KEYS");
-    keys.extend(runner_dispatch::idle::POOL_KEYS.iter().map(|k| (*k).to_owned()));
+    keys.extend(runner_dispatch::config::IDLE_POOL_KEYS.iter().map(|k| (*k).to_owned()));
     for backend in Backend::ALL {
         keys.extend(backend.pool_keys().iter().map(|k| (*k).to_owned()));
     }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use runner_dispatch::provision::ProvisionError;
+use runner_dispatch::compute::ProvisionError;
 use serde_json::{Value, json};
 
 fn envelope(headers: &[(&str, &str)], body: Option<&[u8]>) -> Value {
@@ -401,7 +401,7 @@ fn host_json_and_function_folders_declare_the_contract() {
     assert_eq!(host["extensions"]["queues"]["visibilityTimeout"], "00:01:00");
     assert_eq!(
         host["extensions"]["queues"]["maxDequeueCount"].as_u64(),
-        Some(u64::from(runner_dispatch::server::DEFAULT_MAX_ATTEMPTS)),
+        Some(u64::from(runner_dispatch::worker::DEFAULT_MAX_ATTEMPTS)),
         "the handler gives up on the attempt the host would poison"
     );
     let read = |f: &str| -> Value {

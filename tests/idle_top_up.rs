@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{CreateOutcome, ProvisionError};
 use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::idle::demand::MemoryDemandLog;
-use runner_dispatch::provision::{Backends, CreateOutcome, ProvisionError, ProvisionOutcome, Provisioner};
+use runner_dispatch::provision::{ProvisionOutcome, Provisioner};
 use runner_dispatch::reconcile::Reconciler;
 
 const IDLE_POOLS: &str = include_str!("fixtures/pools/idle.toml");

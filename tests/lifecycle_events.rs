@@ -6,9 +6,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::*;
+use runner_dispatch::backends::Backends;
 use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::message::MessageKind;
-use runner_dispatch::provision::{Backends, Provisioner};
+use runner_dispatch::provision::Provisioner;
 use runner_dispatch::webhook::{Headers, accept};
 
 #[derive(Clone, Default)]

@@ -6,8 +6,8 @@ use std::sync::LazyLock;
 use proptest::prelude::*;
 use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::functions_host::{parse_http_invocation, parse_queue_invocation};
+use runner_dispatch::glob::Glob;
 use runner_dispatch::message::{MessageKind, RunnerMessage, decode_message};
-use runner_dispatch::pools::Glob;
 use runner_dispatch::secret::Secret;
 use runner_dispatch::webhook::{Headers, accept, sign, verify_signature};
 

@@ -6,10 +6,12 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{EnvValue, ProvisionError};
 use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::github::{GitHubError, JobState};
 use runner_dispatch::message::{MessageKind, RunnerMessage};
-use runner_dispatch::provision::{Backends, EnvValue, ProvisionError, ProvisionOutcome, Provisioner};
+use runner_dispatch::provision::{ProvisionOutcome, Provisioner};
 
 fn message(job_id: u64, minutes_old: i64) -> RunnerMessage {
     let created = time::OffsetDateTime::now_utc() - time::Duration::minutes(minutes_old);

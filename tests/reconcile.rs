@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use common::*;
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{ComputeInfo, ComputeState};
 use runner_dispatch::config::PoolsConfig;
 use runner_dispatch::github::{Delivery, JobState};
 use runner_dispatch::idle::demand::{MemoryDemandLog, Record, record, record_for};
 use runner_dispatch::message::{MessageKind, RunnerMessage};
-use runner_dispatch::provision::{Backends, ComputeInfo, ComputeState, ProvisionOutcome, Provisioner};
+use runner_dispatch::provision::{ProvisionOutcome, Provisioner};
 use runner_dispatch::reconcile::Reconciler;
 
 fn compute(name: &str, job_id: u64, state: ComputeState, minutes_old: i64) -> ComputeInfo {

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{ComputeBackend, ProvisionError};
 use runner_dispatch::config::{PoolsConfig, Settings};
 use runner_dispatch::github::RunnerRegistry;
 use runner_dispatch::provision::dry_run::DryRunBackend;
-use runner_dispatch::provision::{Backends, ComputeBackend, ProvisionError};
 use runner_dispatch::server::{AppState, RAW_REQUEST_TIMEOUT, router_with_timeout};
 use runner_dispatch::spool::Spool;
 use serde_json::{Value, json};
@@ -207,7 +208,7 @@ async fn spawn(
 ) -> App {
     let dir = tempfile::tempdir().expect("tmp");
     let queue = standalone.then(|| (Spool::open(dir.path()).expect("spool"), fast_queue()));
-    let state = runner_dispatch::cli::assemble_state(settings, pools, github, Backends::single(backend), queue);
+    let state = runner_dispatch::app::assemble_state(settings, pools, github, Backends::single(backend), queue);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = router_with_timeout(state.clone(), RAW_REQUEST_TIMEOUT);

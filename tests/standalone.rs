@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use runner_dispatch::provision::ProvisionError;
+use runner_dispatch::compute::ProvisionError;
 use runner_dispatch::provision::dry_run::DryRunBackend;
 use runner_dispatch::spool::QueueOptions;
 
@@ -85,7 +85,7 @@ async fn retryable_failures_are_retried_with_backoff_then_given_up_with_the_reas
     let dir = tempfile::tempdir().expect("tmp");
     let backend = ScriptedBackend::with(vec![
         Err(ProvisionError::retryable("throttled")),
-        Ok(runner_dispatch::provision::CreateOutcome::Created),
+        Ok(runner_dispatch::compute::CreateOutcome::Created),
     ]);
     let app = spawn_app(backend.clone(), Some(dir.path()), fast_queue()).await;
     let body = fresh_queued(601);
@@ -310,7 +310,7 @@ async fn a_request_waiting_on_max_runners_is_deferred_never_given_up() {
 async fn capped(
     dir: &std::path::Path,
     max: usize,
-    backend: Arc<dyn runner_dispatch::provision::ComputeBackend>,
+    backend: Arc<dyn runner_dispatch::compute::ComputeBackend>,
     options: QueueOptions,
 ) -> TestApp {
     let settings = runner_dispatch::config::Settings { spool_max: Some(max), ..settings() };

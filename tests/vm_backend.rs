@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 
 use runner_dispatch::azure::vm::{self, SUBNET_JOIN};
 use runner_dispatch::azure_test;
+use runner_dispatch::backends::Backends;
+use runner_dispatch::compute::{ComputeBackend, ComputeState, CreateOutcome, ProvisionError};
 use runner_dispatch::config::{Compute, PoolsConfig};
-use runner_dispatch::provision::{
-    Backends, ComputeBackend, ComputeState, CreateOutcome, ProvisionError, ProvisionOutcome, Provisioner,
-};
+use runner_dispatch::provision::{ProvisionOutcome, Provisioner};
 use runner_dispatch::reconcile::Reconciler;
 use runner_dispatch::testing::azure::arm::{Arm, ArmFake, boot_env_value, vm_boot_env};
 use runner_dispatch::testing::azure::core::Service;

@@ -9,8 +9,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::arm::{ActiveCounts, ArmClient, all_paused, create_across, distinct_scopes, find_across, resolve_sites};
-pub use super::arm::{Site, SiteDefaults};
+use super::arm::{
+    ActiveCounts, ArmClient, Placement, Places, Site, SiteDefaults, all_paused, create_across, distinct_scopes,
+    find_across, parse_places, resolve_sites,
+};
 use super::credential::AzureCredential;
 use super::http::{AzureError, registry_host};
 use crate::compute::placement::Pauses;
@@ -80,21 +82,6 @@ pub struct AciPool {
     pub placements: Vec<Placement>,
 }
 
-/// One place an ACI pool's container groups may go: a region in a subscription and
-/// resource group, with its own (regional) subnet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    pub location: String,
-    /// Else `AZURE_SUBSCRIPTION_ID`.
-    pub subscription_id: Option<String>,
-    /// Else the pool's `resource_group`, else `AZURE_RESOURCE_GROUP`.
-    pub resource_group: Option<String>,
-    pub subnet_id: Option<String>,
-}
-
-/// The keys of one `placements` entry.
-const PLACEMENT_KEYS: &[&str] = &["location", "subscription_id", "resource_group", "subnet_id"];
-
 /// The pool keys only ACI reads.
 pub const POOL_KEYS: &[&str] = &["cpu", "memory_gb", "subnet_id", "resource_group", "location", "placements"];
 
@@ -110,118 +97,6 @@ pub(crate) fn parse_pool(keys: &mut PoolKeys<'_>, role: Role) -> Option<AciPool>
     }
     let Places { subnet_id, resource_group, location, placements } = parse_places(keys);
     (role == Role::Chosen).then_some(AciPool { cpu, memory_gb, subnet_id, resource_group, location, placements })
-}
-
-/// Where a pool's ARM compute goes: the keys the ACI and VM pools share.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Places {
-    pub subnet_id: Option<String>,
-    /// Else `AZURE_RESOURCE_GROUP`.
-    pub resource_group: Option<String>,
-    /// Else `AZURE_LOCATION`.
-    pub location: Option<String>,
-    /// In order of preference; empty: the one placement above.
-    pub placements: Vec<Placement>,
-}
-
-/// Reads and checks `subnet_id`, `resource_group`, `location` and `placements`.
-pub(crate) fn parse_places(keys: &mut PoolKeys<'_>) -> Places {
-    let subnet_id = keys.resource_id("subnet_id");
-    let resource_group = keys.resource_group("resource_group");
-    let location = keys.string("location");
-    let placements = parse_placements(keys, resource_group.as_deref());
-    if !placements.is_empty() {
-        // A location set on the pool beside placements is a contradiction; one inherited
-        // from [defaults] is simply overridden. A subnet is regional, so neither may apply.
-        let (_, location_key) = keys.raw("location");
-        if location.is_some() && !location_key.starts_with("defaults.") {
-            keys.error(location_key, "set each placement's location in placements, not location beside it");
-        }
-        if subnet_id.is_some() {
-            let k = keys.key("subnet_id");
-            keys.error(k, "subnets are regional: with placements, give each placement its own subnet_id");
-        }
-    }
-    Places { subnet_id, resource_group, location, placements }
-}
-
-/// `placements = [{ location, subscription_id?, resource_group?, subnet_id? }, ...]`: every
-/// problem with its key; duplicates (same subscription, resource group and location) too.
-fn parse_placements(keys: &mut PoolKeys<'_>, pool_resource_group: Option<&str>) -> Vec<Placement> {
-    let (v, key) = keys.raw("placements");
-    let Some(v) = v else { return Vec::new() };
-    let Some(list) = v.as_array().filter(|l| !l.is_empty()) else {
-        keys.error(key, "must be a non-empty list: [{ location = \"westeurope\", subnet_id = \"...\" }, ...]");
-        return Vec::new();
-    };
-    let mut out: Vec<Placement> = Vec::new();
-    for (i, entry) in list.iter().enumerate() {
-        let at = format!("{key}[{i}]");
-        let Some(t) = entry.as_table() else {
-            keys.error(at, "must be a table: { location, subscription_id, resource_group, subnet_id }");
-            continue;
-        };
-        let mut ok = true;
-        for k in t.keys().filter(|k| !PLACEMENT_KEYS.contains(&k.as_str())) {
-            keys.error(
-                format!("{at}.{k}"),
-                "unknown key; a placement has location, subscription_id, resource_group and subnet_id",
-            );
-            ok = false;
-        }
-        let mut text = |k: &str| match t.get(k) {
-            None => None,
-            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-            Some(_) => {
-                keys.error(format!("{at}.{k}"), "must be a non-empty string");
-                ok = false;
-                None
-            }
-        };
-        let location = text("location");
-        let subscription_id = text("subscription_id");
-        let resource_group = text("resource_group");
-        let subnet_id = text("subnet_id");
-        let ids = [
-            ("subscription_id", &subscription_id, crate::config::azure_names::check_subscription_id as fn(&str) -> _),
-            ("resource_group", &resource_group, crate::config::azure_names::check_resource_group),
-        ];
-        for (k, value, check) in ids {
-            if let Some(Err(e)) = value.as_deref().map(check) {
-                keys.error(format!("{at}.{k}"), e);
-                ok = false;
-            }
-        }
-        if location.is_none() && !t.contains_key("location") {
-            keys.error(format!("{at}.location"), "required: the region of this placement");
-            ok = false;
-        }
-        if subnet_id.as_deref().is_some_and(|s| !s.starts_with("/subscriptions/")) {
-            keys.error(format!("{at}.subnet_id"), "must be a full Azure resource id (/subscriptions/...)");
-            ok = false;
-        }
-        let (Some(location), true) = (location, ok) else { continue };
-        let placement = Placement { location, subscription_id, resource_group, subnet_id };
-        // Azure compares all three without case.
-        let same_text = |a: Option<&str>, b: Option<&str>| match (a, b) {
-            (Some(a), Some(b)) => a.to_lowercase() == b.to_lowercase(),
-            (a, b) => a == b,
-        };
-        let same = |a: &Placement, b: &Placement| {
-            a.location.eq_ignore_ascii_case(&b.location)
-                && same_text(a.subscription_id.as_deref(), b.subscription_id.as_deref())
-                && same_text(
-                    a.resource_group.as_deref().or(pool_resource_group),
-                    b.resource_group.as_deref().or(pool_resource_group),
-                )
-        };
-        if let Some(j) = out.iter().position(|p| same(p, &placement)) {
-            keys.error(at, format!("duplicates {key}[{j}] (same subscription, resource group and location)"));
-            continue;
-        }
-        out.push(placement);
-    }
-    out
 }
 
 /// Settings ACI pools need and the environment lacks: the subscription always, the

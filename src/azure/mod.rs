@@ -1,11 +1,13 @@
-//! The Azure side: credentials (azure_identity), and thin REST clients for Azure Batch,
+//! The Azure side: credentials (azure_identity), thin REST clients for Azure Batch,
 //! Azure Container Instances and Azure virtual machines implementing
-//! [`crate::compute::ComputeBackend`].
+//! [`crate::compute::ComputeBackend`], and the idle runners' demand log in Blob Storage
+//! ([`demand_blob`]).
 
 pub mod aci;
 pub mod arm;
 pub mod batch;
 pub mod credential;
+pub mod demand_blob;
 pub mod http;
 pub mod vm;
 

@@ -14,9 +14,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::aci::ACTIVE_COUNT_TTL;
-use super::aci::{Places, TAG_PLACEMENT, TAG_POOL, is_valid_aci_name, parse_places, quota_refusal, tagged_info, tags};
+use super::aci::{TAG_PLACEMENT, TAG_POOL, is_valid_aci_name, quota_refusal, tagged_info, tags};
 use super::arm::{
-    ActiveCounts, ArmClient, Site, SiteDefaults, all_paused, create_across, distinct_scopes, find_across, resolve_sites,
+    ActiveCounts, ArmClient, Places, Site, SiteDefaults, all_paused, create_across, distinct_scopes, find_across,
+    parse_places, resolve_sites,
 };
 use super::credential::AzureCredential;
 use super::http::AzureError;
@@ -920,7 +921,7 @@ mod tests {
     fn the_boot_script_quotes_values_and_carries_them_only_in_base64() {
         let request = ComputeRequest {
             name: "ghr-1".into(),
-            purpose: crate::provision::Purpose::Idle { target: "o".into() },
+            purpose: crate::compute::Purpose::Idle { target: "o".into() },
             runner_id: None,
             env: vec![
                 ("RUNNER_JITCONFIG".into(), EnvValue::Secret(Secret::new("s3cr3t-jit"))),

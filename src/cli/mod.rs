@@ -155,7 +155,6 @@ mod send_webhook;
 mod serve;
 mod status;
 
-pub use crate::app::{Runtime, assemble_state, build_state};
 use check_config::check_config;
 use doctor::doctor;
 use route::route;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::{load_pools_from_env, print_problems};
-use crate::pools::explain_route;
+use crate::routing::explain_route;
 
 pub(super) fn route(labels: &[String], repository: Option<&str>) -> ExitCode {
     let pools = match load_pools_from_env() {

@@ -4,22 +4,27 @@
 //! - [`settings`]: the environment (Function App settings) to [`Settings`];
 //! - [`pools_file`]: the TOML pools file to the model, every problem with its key;
 //! - [`model`]: pools, the `[github]` section and the names they use;
+//! - `idle_keys`: a pool's `idle_*` keys to its [`crate::idle::IdlePolicy`];
 //! - [`azure_names`]: subscription ids and resource group names, checked before they reach a URL.
 
 use std::fmt;
 
 pub mod azure_names;
+mod idle_keys;
 mod model;
 mod pools_file;
 mod settings;
 
+/// The `idle_*` pool keys (each may also sit in `[defaults]`).
+pub use idle_keys::POOL_KEYS as IDLE_POOL_KEYS;
 pub use model::*;
 pub use pools_file::placement_subnet_problems;
 pub(crate) use pools_file::{PoolKeys, Role};
 pub use settings::*;
 
 /// The pools file used when neither `RUNNER_DISPATCH_CONFIG_TOML` nor a file is given
-/// to `demo`: two pools (Linux on ACI, Windows on Batch) for the bundled sample webhooks.
+/// to `demo`: three pools (Linux on ACI, Windows on Batch, Docker on a VM) for the bundled
+/// sample webhooks.
 pub const EMBEDDED_DEMO_CONFIG: &str = include_str!("../../runners.example.toml");
 
 /// One problem found in the settings or the pools file.

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ConfigProblem;
+// The one declared cycle of the module graph: a pool holds its backend's part, and the
+// backends take a pool (README, "Module graph"; tests/module_graph.rs).
 pub use crate::backends::{Backend, Compute};
 use crate::glob::Glob;
 

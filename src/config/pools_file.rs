@@ -153,7 +153,7 @@ const COMMON_POOL_KEYS: &[&str] = &[
 /// Every key a pool (or `[defaults]`) may set: the common ones, then each backend's.
 fn pool_keys() -> Vec<&'static str> {
     let mut keys = COMMON_POOL_KEYS.to_vec();
-    keys.extend_from_slice(crate::idle::POOL_KEYS);
+    keys.extend_from_slice(super::idle_keys::POOL_KEYS);
     for b in Backend::ALL {
         keys.extend_from_slice(b.pool_keys());
     }
@@ -683,7 +683,7 @@ impl Walker {
                 compute = parsed;
             }
         }
-        let idle = crate::idle::parse_pool(&mut keys);
+        let idle = super::idle_keys::parse_pool(&mut keys);
         let max_runners = keys.max_runners;
         if identity.is_some()
             && !repositories.is_empty()

@@ -66,7 +66,7 @@ pub struct Settings {
     /// routes; unset, standalone does not serve them.
     pub admin_token: Option<Secret>,
     /// `RUNNER_DISPATCH_MAX_ATTEMPTS`: the attempt at which a failing request is given up;
-    /// `None`: the default (`server::DEFAULT_MAX_ATTEMPTS`, equal to host.json's
+    /// `None`: the default (`worker::DEFAULT_MAX_ATTEMPTS`, equal to host.json's
     /// `maxDequeueCount`).
     pub max_attempts: Option<u32>,
     /// `RUNNER_DISPATCH_SPOOL_MAX`: standalone, the most requests pending in the spool

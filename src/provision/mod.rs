@@ -12,19 +12,15 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::backends::Backends;
+use crate::compute::{ComputeInfo, ComputeRequest, CreateOutcome, EnvValue, JobInfo, ProvisionError, Purpose};
 use crate::config::{CheckJobQueued, Pool, PoolsConfig, RunnerKind, RunnerScope, TokenMode};
 use crate::events;
 use crate::github::{GitHubError, JobContext, JobState, RunnerDeletion, RunnerRegistry, RunnerTarget};
 use crate::idle::demand::{self, DemandLog, MemoryDemandLog, Record};
 use crate::message::RunnerMessage;
-use crate::pools::choose_pool;
-
-pub use crate::backends::Backends;
-pub use crate::compute::placement;
-pub use crate::compute::{
-    ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, EnvValue, JobInfo, ProvisionError,
-    Purpose,
-};
+use crate::routing::choose_pool;
+use crate::timestamps;
 
 /// Jobs older than this are given up: GitHub cancels a job no runner took in 24 h.
 pub const MAX_JOB_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -199,7 +195,7 @@ impl Provisioner {
     /// time when that is missing or out of bounds).
     async fn record_arrival(&self, pool: &Pool, msg: &RunnerMessage, job: &JobContext) {
         let now = self.now();
-        let at = events::parse_time(msg.job_created_at.as_deref()).map_or(now, |t| demand::bounded(t, now));
+        let at = timestamps::parse_time(msg.job_created_at.as_deref()).map_or(now, |t| demand::bounded(t, now));
         let record = Record::Arrival { job: msg.job_id, at: at.unix_timestamp() };
         demand::record_for(&*self.demand, &pool.name, &idle_target_of(job), &[record]).await;
     }
@@ -209,9 +205,10 @@ impl Provisioner {
     /// sample, and a cold start counts at most `runner_boot_timeout` (one job that waited
     /// hours on quota says nothing about how long a runner takes to boot).
     async fn record_started(&self, pool: &Pool, msg: &RunnerMessage, ran_on_kind: &str) {
-        let (Some(queued), Some(started)) =
-            (events::parse_time(msg.job_created_at.as_deref()), events::parse_time(msg.job_started_at.as_deref()))
-        else {
+        let (Some(queued), Some(started)) = (
+            timestamps::parse_time(msg.job_created_at.as_deref()),
+            timestamps::parse_time(msg.job_started_at.as_deref()),
+        ) else {
             return;
         };
         let now = self.now();
@@ -368,7 +365,7 @@ impl Provisioner {
     }
 
     /// The pool a provision request may use: the one it names, if that pool is enabled and
-    /// fits the job's labels and repository by the routing rule ([`crate::pools::fits`]);
+    /// fits the job's labels and repository by the routing rule ([`crate::routing::fits`]);
     /// the pool the job's labels choose now if the named one was removed or disabled since.
     /// A message can come by a route other than the signed webhook (an envelope, a spool
     /// file), so a pool it names is never taken on its word: a runner with a pool's
@@ -385,11 +382,11 @@ impl Provisioner {
                 ))
             });
         };
-        let labels = crate::pools::normalize_labels(&msg.labels);
+        let labels = crate::routing::normalize_labels(&msg.labels);
         let verdict = if labels.is_empty() {
             Err("the job has no labels".to_owned())
         } else {
-            crate::pools::fits(named, &labels, Some(&msg.repository)).map_err(|m| m.to_string())
+            crate::routing::fits(named, &labels, Some(&msg.repository)).map_err(|m| m.to_string())
         };
         verdict.map(|()| named.clone()).map_err(|why| {
             ProvisionError::permanent(format!(
@@ -876,7 +873,7 @@ pub const MAX_RUNNERS_RECHECK: Duration = Duration::from_secs(30);
 /// How long before `now` GitHub created the job.
 #[must_use]
 pub fn job_age(msg: &RunnerMessage, now: OffsetDateTime) -> Option<Duration> {
-    let created = events::parse_time(msg.job_created_at.as_deref())?;
+    let created = timestamps::parse_time(msg.job_created_at.as_deref())?;
     let age = now - created;
     age.try_into().ok()
 }

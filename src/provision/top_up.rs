@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{ProvisionError, Provisioner};
+use super::Provisioner;
+use crate::compute::ProvisionError;
 use crate::config::Pool;
 use crate::github::JobContext;
 use crate::idle::Demand;

@@ -5,10 +5,11 @@ use std::future::Future;
 
 use time::OffsetDateTime;
 
+use crate::compute::ComputeInfo;
 use crate::config::{Pool, PoolsConfig};
 use crate::github::{Delivery, JobContext, JobState, RunnerDeletion, RunnerInfo};
 use crate::idle::demand::{History, Record};
-use crate::provision::{ComputeInfo, Provisioner};
+use crate::provision::Provisioner;
 
 /// The operations of a reconcile pass and of `status`. Errors are the callee's message
 /// (what the logs and `status` print).

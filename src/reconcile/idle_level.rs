@@ -11,11 +11,12 @@ use super::fleet::Fleet;
 use super::reap::Standing;
 use super::snapshot::{PoolView, Snapshot, age_of, census};
 use super::{MAX_TOP_UP_PER_PASS, PERIOD, ReconcileReport};
+use crate::compute::ComputeInfo;
 use crate::config::{Pool, RunnerKind};
 use crate::github::{JobContext, RunnerDeletion, RunnerInfo};
 use crate::idle::demand::{History, Record};
 use crate::idle::{IdleBase, Target};
-use crate::provision::{ComputeInfo, idle_target_of};
+use crate::provision::idle_target_of;
 
 /// Runners seen online and idle: in the last pass (`before`) and in this one (`now`).
 #[derive(Default)]

@@ -27,7 +27,7 @@ pub use snapshot::Census;
 pub use status::PoolStatus;
 
 /// How often the timer fires.
-pub const PERIOD: Duration = Duration::from_secs(300);
+pub const PERIOD: Duration = crate::idle::PASS_PERIOD;
 /// At most this many idle runners are made per pool and target in one pass (a sudden
 /// large target fills over a few passes, within the create quota's pace).
 pub const MAX_TOP_UP_PER_PASS: usize = 50;

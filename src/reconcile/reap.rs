@@ -9,10 +9,10 @@ use time::OffsetDateTime;
 use super::ReconcileReport;
 use super::fleet::Fleet;
 use super::snapshot::{Snapshot, age_of, registration_of};
+use crate::compute::ComputeInfo;
 use crate::config::Pool;
 use crate::github::{JobContext, JobState, RunnerInfo};
 use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
-use crate::provision::ComputeInfo;
 
 /// One of our runners still standing after the reaping, with its registration.
 pub(super) struct Standing {

@@ -11,10 +11,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::fleet::Fleet;
+use crate::compute::ComputeInfo;
 use crate::config::{Backend, Pool, RunnerKind};
 use crate::github::{JobContext, RunnerInfo};
 use crate::idle::demand::History;
-use crate::provision::ComputeInfo;
 
 /// One pass's view of the deployment. Read-only once gathered.
 pub(crate) struct Snapshot {

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::compute::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
 use crate::config::{Backend, Pool};
-use crate::provision::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
 
 /// A backend whose `create` answers from a script (then `Created`), recording every call.
 #[derive(Default)]

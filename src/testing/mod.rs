@@ -4,7 +4,7 @@
 //! - fixtures: [`POOLS`], [`SECRET`], [`fixture`], [`fresh_queued`], [`settings`], [`pools`];
 //! - scripted seam fakes for the algorithm's branches: [`FakeGitHub`] (a
 //!   [`RunnerRegistry`](crate::github::RunnerRegistry)) and [`ScriptedBackend`] (a
-//!   [`ComputeBackend`](crate::provision::ComputeBackend));
+//!   [`ComputeBackend`](crate::compute::ComputeBackend));
 //! - seam fakes with latency and limits in (tokio) simulated time, for benchmarks:
 //!   [`sim::SimGitHub`] and [`sim::SimCompute`];
 //! - the real router on 127.0.0.1:0 over those seams: [`spawn_app`] and friends;

@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::backends::Backends;
+use crate::compute::ComputeBackend;
 use crate::config::{PoolsConfig, Settings};
 use crate::github::RunnerRegistry;
 use crate::github::dry_run::DryRunRegistry;
 use crate::provision::dry_run::DryRunBackend;
-use crate::provision::{Backends, ComputeBackend};
 use crate::server::AppState;
 use crate::spool::{QueueOptions, Spool};
 

@@ -24,12 +24,12 @@ use async_trait::async_trait;
 use rand::Rng;
 use tokio::time::Instant;
 
+use crate::compute::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
 use crate::config::Pool;
 use crate::github::{
     Delivery, GitHubError, JitConfig, JobContext, JobState, RegistrationToken, RunnerDeletion, RunnerInfo,
     RunnerRegistry,
 };
-use crate::provision::{ComputeBackend, ComputeInfo, ComputeRequest, ComputeState, CreateOutcome, ProvisionError};
 
 /// How long created compute takes until its runner is online: a log-normal time given by
 /// its median and 95th percentile (the time-to-runner benchmark's boot models; each is an

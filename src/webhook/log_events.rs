@@ -2,8 +2,9 @@
 //! lines of a job's story; the rest are in [`crate::events`].
 
 use crate::config::Pool;
-use crate::events::{seconds_between, tags_json};
+use crate::events::tags_json;
 use crate::telemetry::loggable;
+use crate::timestamps::seconds_between;
 
 use super::WorkflowJobEvent;
 

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::config::PoolsConfig;
 use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
-use crate::pools::choose_pool;
+use crate::routing::choose_pool;
 use crate::secret::Secret;
 
 pub use event::{EventError, WorkflowJobEvent, parse_workflow_job};
@@ -201,7 +201,7 @@ pub fn job_created_at(sent: Option<&str>, received: time::OffsetDateTime) -> Str
     use time::format_description::well_known::Rfc3339;
     // Compared before the move to UTC, which could leave the year range for a date at
     // its far end (9999-12-31T23:59:59-01:00).
-    let at = crate::events::parse_time(sent)
+    let at = crate::timestamps::parse_time(sent)
         .filter(|t| *t <= received + MAX_CREATED_AT_SKEW)
         .map_or(received, |t| t.to_offset(time::UtcOffset::UTC));
     // A year before 0 in UTC does not format: then the receive time.
@@ -264,7 +264,7 @@ mod tests {
     #[test]
     fn created_at_in_the_future_or_unreadable_becomes_the_receive_time() {
         let now = "2026-12-06T03:00:00Z";
-        let received = crate::events::parse_time(Some(now)).expect("time");
+        let received = crate::timestamps::parse_time(Some(now)).expect("time");
         for sent in [
             Some("2099-01-01T00:00:00Z"),
             Some("2026-12-06T03:05:01Z"),

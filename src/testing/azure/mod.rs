@@ -30,8 +30,8 @@ use crate::azure::aci::{AciBackend, AciPool};
 use crate::azure::batch::{BatchBackend, BatchPool};
 use crate::azure::credential::{AzureCredential, CredentialKind};
 use crate::azure::vm::{VmBackend, VmPool};
+use crate::compute::{ComputeRequest, EnvValue, JobInfo, ProvisionError, Purpose};
 use crate::config::{Compute, Pool, PoolsConfig, Settings};
-use crate::provision::{ComputeRequest, EnvValue, JobInfo, ProvisionError, Purpose};
 use crate::secret::Secret;
 
 /// `AZURE_SUBSCRIPTION_ID` of [`settings`].
