@@ -189,14 +189,24 @@ impl IdlePolicy {
     }
 }
 
+/// Traffic whose [`dispersion`] is at least this comes in batches (matrices).
+pub const BURST_DISPERSION: f64 = 2.0;
+
+/// Standard deviations of margin kept for batch traffic. Two (Poisson's) would find a
+/// ready runner for about 98 % of jobs; for batches that costs 2.7 idle runner-minutes per
+/// job at batches of 10 in the benchmark, over the goal of 2. One keeps 90 % on a
+/// ready runner (p95 12.8 s, 1.62 idle runner-minutes per job): the jobs beyond it wait
+/// one cold start, and `idle_runners_max` still caps it (BENCHMARKS.md's trade-off curve).
+pub const BURST_Z: f64 = 1.0;
+
 /// The `"auto"` rule. Jobs that an idle runner takes each leave their own runner booting,
 /// so at any moment about `m = arrivals × cold start` idle runners are away being
 /// replaced. Keeping `m` plus two standard deviations of the number of jobs queued in a
 /// cold start finds an idle runner for about 98 % of jobs. For steady (Poisson) arrivals
 /// that deviation is `√m` (runners in boot form an M/G/∞ queue); when jobs come in
 /// batches it is `√(m × dispersion)` (the variance of a compound Poisson count is the mean
-/// times `E[B²]/E[B]`, which the dispersion measures), so a pool fed by matrices of ten
-/// keeps about `m + 2√(10m)`. The idle runner-minutes paid are about the margin per
+/// times `E[B²]/E[B]`, which the dispersion measures), of which [`BURST_Z`] are kept, so a
+/// pool fed by matrices of ten keeps about `m + √(10m)`. The idle runner-minutes paid are about the margin per
 /// minute, so per job they shrink as demand grows and grow with the batch size. No
 /// arrivals: zero (the floor). The benchmark's time-to-runner table is the evidence.
 #[must_use]
@@ -206,7 +216,8 @@ pub fn auto_count(arrivals_per_minute: f64, cold_start: Duration, dispersion: f6
     }
     let m = arrivals_per_minute * cold_start.as_secs_f64() / 60.0;
     let dispersion = if dispersion.is_finite() { dispersion.max(1.0) } else { 1.0 };
-    let want = (m + 2.0 * (m * dispersion).sqrt()).ceil().max(1.0);
+    let z = if dispersion >= BURST_DISPERSION { BURST_Z } else { 2.0 };
+    let want = (m + z * (m * dispersion).sqrt()).ceil().max(1.0);
     if want >= f64::from(u32::MAX) { u32::MAX } else { want as u32 }
 }
 
@@ -287,10 +298,12 @@ mod tests {
         // Steady arrivals: m + 2√m as before (10 in boot, plus 2 × 3.2).
         assert_eq!(auto_count(10.0, cold, 1.0), 17);
         // Matrices of 10: the count of jobs queued in a cold start varies ten times as much,
-        // so the margin is 2√(10 m): 10 + 20.
-        assert_eq!(auto_count(10.0, cold, 10.0), 30);
-        // Batches of 50 at the same mean: 10 + 2√500.
-        assert_eq!(auto_count(10.0, cold, 50.0), 55);
+        // so the deviation is √(10 m); one of it is kept (see `BURST_Z`): 10 + 10.
+        assert_eq!(auto_count(10.0, cold, 10.0), 20);
+        // Batches of 50 at the same mean: 10 + √500.
+        assert_eq!(auto_count(10.0, cold, 50.0), 33);
+        // Just below the batch threshold it is still Poisson's two deviations.
+        assert_eq!(auto_count(10.0, cold, 1.9), 10 + (2.0 * 19.0_f64.sqrt()).ceil() as u32);
         // Less than Poisson, or nonsense, reads as Poisson; no demand is still nothing.
         for odd in [0.0, 0.5, f64::NAN, f64::INFINITY] {
             assert_eq!(auto_count(10.0, cold, odd), 17, "{odd}");
