@@ -13,7 +13,7 @@ use crate::config::{Backend, Pool, RunnerKind};
 use crate::github::{Delivery, JobContext, JobState, RunnerDeletion, RunnerInfo, RunnerTarget};
 use crate::idle::demand::{History, Record};
 use crate::idle::{IdleBase, Target};
-use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
+use crate::message::RunnerMessage;
 use crate::provision::{ComputeInfo, Provisioner, idle_target_of};
 
 /// How often the timer fires.
@@ -640,24 +640,7 @@ impl Reconciler {
 
     fn requeue_message(&self, pool: &Pool, info: &ComputeInfo, job: &JobContext, job_id: u64) -> RunnerMessage {
         let _ = self;
-        RunnerMessage {
-            v: MESSAGE_VERSION,
-            kind: MessageKind::Provision,
-            job_id,
-            run_id: info.run_id.unwrap_or_default(),
-            repository: job.repository.clone(),
-            owner: job.owner.clone(),
-            installation_id: job.installation_id,
-            labels: pool.labels.clone(),
-            pool: pool.name.clone(),
-            runner_name: pool.runner_name(job_id),
-            delivery_id: format!("reconcile-{job_id}"),
-            job_created_at: info.job_created_at.clone(),
-            ran_on: None,
-            ran_on_id: None,
-            job_started_at: None,
-            origin: Some("reconcile:failed_start".into()),
-        }
+        crate::provision::requeue_message(pool, info, job, job_id, "reconcile:failed_start")
     }
 }
 
