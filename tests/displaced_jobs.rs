@@ -188,21 +188,18 @@ async fn a_job_that_is_no_longer_queued_gets_no_second_runner() {
     }
 }
 
-#[tokio::test]
-async fn a_job_older_than_a_day_is_not_asked_about_nor_requested_again() {
-    let w = world(None).await;
-    let mut big = big_request();
-    let old = time::OffsetDateTime::now_utc() - time::Duration::hours(25);
-    big.job_created_at = Some(old.format(&time::format_description::well_known::Rfc3339).expect("fmt"));
-    // Made a day ago (provisioning gives up such a request, so the compute is put there).
+/// Puts a finished `ghb-101` (runner id 7) made for the big job, as its backend reads it
+/// back with `repository` and `job_created_at` recorded, and has the small job complete on
+/// it: the cleanup's reply.
+async fn complete_on_a_recorded_runner(w: &World, repository: &str, job_created_at: String) -> (u16, Value) {
     w.backend.existing.lock().expect("lock").insert(
         "ghb-101".into(),
         runner_dispatch::provision::ComputeInfo {
             pool: Some("big".into()),
             job_id: Some(BIG_JOB),
             run_id: Some(1),
-            repository: Some(REPOSITORY.into()),
-            job_created_at: big.job_created_at.clone(),
+            repository: Some(repository.into()),
+            job_created_at: Some(job_created_at),
             runner_id: Some(7),
             ..runner_dispatch::provision::ComputeInfo::new(
                 "ghb-101",
@@ -216,11 +213,36 @@ async fn a_job_older_than_a_day_is_not_asked_about_nor_requested_again() {
         ran_on_id: Some(7),
         ..small_request()
     };
-    let (status, reply) = w.invoke("cleanup-runner", &cleanup, 1).await;
+    w.invoke("cleanup-runner", &cleanup, 1).await
+}
+
+#[tokio::test]
+async fn a_job_older_than_a_day_is_not_asked_about_nor_requested_again() {
+    let w = world(None).await;
+    let old = time::OffsetDateTime::now_utc() - time::Duration::hours(25);
+    let old = old.format(&time::format_description::well_known::Rfc3339).expect("fmt");
+    let (status, reply) = complete_on_a_recorded_runner(&w, REPOSITORY, old).await;
     assert_eq!(status, 200, "{reply}");
     assert!(reply["Outputs"].get("runnerRequest").is_none(), "{reply}");
     assert!(!w.exists("ghb-101"));
     assert_eq!(w.job_checks(BIG_JOB), 0, "no GitHub call for a job GitHub has cancelled");
+}
+
+#[tokio::test]
+async fn a_repository_recorded_on_the_compute_reaches_github_only_under_the_webhook_rules() {
+    // Tags are editable by anyone with access to the resource group.
+    for repository in ["Octocoders/../../orgs/x", "mallory/Hello-World", "no-slash"] {
+        let w = world(None).await;
+        let (status, reply) = complete_on_a_recorded_runner(&w, repository, CREATED.clone()).await;
+        assert_eq!(status, 200, "{repository}: {reply}");
+        assert!(reply["Outputs"].get("runnerRequest").is_none(), "{repository}: {reply}");
+        assert_eq!(w.job_checks(BIG_JOB), 0, "{repository}: asked GitHub about it");
+    }
+    // The same compute with a repository the rules admit is asked about once.
+    let w = world(None).await;
+    let (_, reply) = complete_on_a_recorded_runner(&w, REPOSITORY, CREATED.clone()).await;
+    assert_eq!(reply["Outputs"]["runnerRequest"]["job_id"], BIG_JOB, "{reply}");
+    assert_eq!(w.job_checks(BIG_JOB), 1);
 }
 
 #[tokio::test]

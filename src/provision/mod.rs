@@ -815,8 +815,13 @@ impl Provisioner {
         other: u64,
         completed: &RunnerMessage,
     ) -> Result<Option<RunnerMessage>, ProvisionError> {
-        let Some((repository, owner)) = info.repository.as_deref().and_then(|r| Some((r, r.split_once('/')?.0))) else {
-            tracing::warn!(event = "displaced_job_unknown", job_id = other, runner_name = %info.name, "a job took the runner made for another job, but the runner's compute does not record that job's repository; reconcile's redelivery is its only way back");
+        // The repository comes from the compute's metadata (tags anyone with access to the
+        // resource group can edit): it reaches a GitHub URL only under the webhook's rules.
+        let recorded = info.repository.as_deref().and_then(|r| Some((r, r.split_once('/')?.0))).filter(|(r, owner)| {
+            crate::names::check_full_name(r, owner).is_ok() && self.pools.github.admits(owner, r).is_ok()
+        });
+        let Some((repository, owner)) = recorded else {
+            tracing::warn!(event = "displaced_job_unknown", job_id = other, runner_name = %info.name, "a job took the runner made for another job, but the runner's compute records no repository the allowlists admit for that job; reconcile's redelivery is its only way back");
             return Ok(None);
         };
         let now = self.now();
