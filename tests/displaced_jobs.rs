@@ -172,13 +172,15 @@ async fn a_job_whose_runner_another_pools_job_took_gets_a_runner_requested_again
 #[tokio::test]
 async fn a_job_that_is_no_longer_queued_gets_no_second_runner() {
     for state in [
-        JobState::Completed,
-        JobState::InProgress { runner_name: Some("ghs-102".into()) },
-        JobState::InProgress { runner_name: Some("GitHub Actions 3".into()) },
+        Ok(JobState::Completed),
+        Ok(JobState::InProgress { runner_name: Some("ghs-102".into()) }),
+        Ok(JobState::InProgress { runner_name: Some("GitHub Actions 3".into()) }),
+        // Deleted with its repository, or run history purged.
+        Err(GitHubError::NotFound("404".into())),
     ] {
         let w = world(None).await;
         w.provision_both_under_the_host().await;
-        w.gh.jobs.lock().expect("lock").insert(BIG_JOB, Ok(state.clone()));
+        w.gh.jobs.lock().expect("lock").insert(BIG_JOB, state.clone());
         let cleanup = w.small_job_completed_on_the_big_runner();
         let (status, reply) = w.invoke("cleanup-runner", &cleanup, 1).await;
         assert_eq!(status, 200, "{state:?}: {reply}");

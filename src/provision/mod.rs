@@ -806,8 +806,9 @@ impl Provisioner {
     /// completion makes no second runner. One job-state call per such completion.
     ///
     /// # Errors
-    /// Retryable: GitHub could not say whether `other` is still queued; the cleanup is
-    /// retried (the compute, and with it the record of `other`, is kept until then).
+    /// Retryable: GitHub could not say whether `other` is still queued (a 404 says it is
+    /// gone); the cleanup is retried, after GitHub's `Retry-After` when it gave one (the
+    /// compute, and with it the record of `other`, is kept until then).
     async fn runner_for_displaced_job(
         &self,
         pool: &Pool,
@@ -834,12 +835,18 @@ impl Provisioner {
         let job = self.context_for(repository, owner, installation);
         match self.github.job_state(&job, other).await {
             Ok(JobState::Queued) => {}
-            Ok(_) => return Ok(None),
+            // Running, done, or gone with its repository: nothing to make.
+            Ok(_) | Err(GitHubError::NotFound(_)) => return Ok(None),
             Err(e) => {
-                return Err(ProvisionError::retryable(format!(
+                let retry_after = match &e {
+                    GitHubError::RateLimited { retry_after } => Some(*retry_after),
+                    _ => None,
+                };
+                let reason = format!(
                     "could not check whether job {other}, whose runner {} ran job {}, is still queued: {e}",
                     info.name, completed.job_id
-                )));
+                );
+                return Err(ProvisionError::Retryable { reason, retry_after });
             }
         }
         let request = requeue_message(pool, info, &job, other, ORIGIN_DISPLACED);
