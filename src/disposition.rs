@@ -5,12 +5,16 @@
 
 use std::time::Duration;
 
-use crate::message::MessageKind;
+use crate::message::{MessageKind, RunnerMessage};
 
 /// What one attempt of a queued message came to (from the provisioner).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
-    Done,
+    /// Finished; `requests`: runner requests it made (a cleanup's, for a job whose runner
+    /// another job took), for the transport to queue.
+    Done {
+        requests: Vec<RunnerMessage>,
+    },
     /// Failed, retryably; `after` when the upstream said how long to wait (`Retry-After`).
     Retry {
         reason: String,
@@ -39,8 +43,8 @@ pub enum Transport {
 /// What the transport does with the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
-    /// Finished: remove it.
-    Done,
+    /// Finished: queue `requests` (see [`AttemptResult::Done`]), then remove it.
+    Done { requests: Vec<RunnerMessage> },
     /// Try again; counts as an attempt. `after`: the upstream's wait, else the transport's
     /// backoff (standalone) or visibility timeout (host).
     Retry { reason: String, after: Option<Duration> },
@@ -68,7 +72,7 @@ pub fn decide(
     let last = attempt >= max_attempts;
     let spent = |reason: String| Disposition::GiveUp { reason: format!("gave up after {attempt} attempts: {reason}") };
     match (result, transport) {
-        (AttemptResult::Done, _) => Disposition::Done,
+        (AttemptResult::Done { requests }, _) => Disposition::Done { requests },
         (AttemptResult::GiveUp { reason }, _) => Disposition::GiveUp { reason },
         (AttemptResult::Defer { reason, after }, Transport::Standalone) => Disposition::Defer { reason, after },
         (AttemptResult::Retry { reason, .. }, Transport::Standalone) if last => spent(reason),
@@ -113,7 +117,7 @@ mod tests {
     fn done_and_permanent_failures_are_the_same_everywhere() {
         for t in [Host, Standalone] {
             for k in [Provision, Cleanup] {
-                assert_eq!(decide(A::Done, 60, 60, k, t), D::Done);
+                assert_eq!(decide(A::Done { requests: vec![] }, 60, 60, k, t), D::Done { requests: vec![] });
                 assert_eq!(
                     decide(A::GiveUp { reason: "bad image".into() }, 1, 60, k, t),
                     D::GiveUp { reason: "bad image".into() }

@@ -56,6 +56,21 @@ pub fn ran_on_kind(pools: &crate::config::PoolsConfig, job_id: u64, ran_on: Opti
     }
 }
 
+/// A job took the runner made for `request`'s job, which is still queued: a runner is
+/// requested for it again (see `Provisioner::cleanup`).
+pub fn displaced_job_requeued(request: &RunnerMessage, pool: &Pool, completed: &RunnerMessage) {
+    tracing::info!(
+        event = "displaced_job_requeued",
+        job_id = request.job_id,
+        repository = %loggable(&request.repository),
+        pool = %pool.name,
+        runner_name = %request.runner_name,
+        taken_by_job_id = completed.job_id,
+        taken_by_pool = %loggable(&completed.pool),
+        "another job took this queued job's runner; a runner is requested for it again"
+    );
+}
+
 pub fn job_completed(msg: &RunnerMessage, pool: &Pool, ran_on_kind: &str) {
     tracing::info!(
         event = "job_completed",

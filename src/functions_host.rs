@@ -14,7 +14,8 @@ use crate::webhook::Headers;
 pub mod bindings {
     /// `github-webhook`: the HTTP response.
     pub const HTTP_RESPONSE: &str = "res";
-    /// `github-webhook` and `reconcile`: queue output to `runner-requests`.
+    /// `github-webhook`, `provision-runner`, `cleanup-runner` and `reconcile`: queue output
+    /// to `runner-requests`.
     pub const RUNNER_REQUEST: &str = "runnerRequest";
     /// `github-webhook`: queue output to `runner-cleanup`.
     pub const RUNNER_CLEANUP: &str = "runnerCleanup";

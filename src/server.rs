@@ -355,8 +355,9 @@ async fn host_queue(state: &AppState, body: &[u8], expected: MessageKind) -> Res
         );
     };
     match decide(result, attempt, state.max_attempts, expected, Transport::FunctionsHost) {
-        Disposition::Done => {
+        Disposition::Done { requests } => {
             reply.log(format!("job {} done", message.job_id));
+            queue_requests(state, &mut reply, &requests);
             reply_response(200, &reply)
         }
         Disposition::GiveUp { reason } => {
@@ -397,15 +398,24 @@ async fn host_reconcile(State(state): State<Arc<AppState>>, _body: Bytes) -> Res
     let report = state.reconciler.run().await;
     let mut reply = InvocationReply::new();
     reply.log(format!("reconcile: {}", serde_json::to_string(&report).unwrap_or_default()));
-    let requeue = report.requeue.iter().map(to_value).collect();
+    queue_requests(&state, &mut reply, &report.requeue);
+    reply_response(200, &reply)
+}
+
+/// Runner requests made while handling an invocation (reconcile's re-requests, a cleanup's
+/// request for a job whose runner another job took): onto `runner-requests` through the
+/// reply's output binding, or into the spool when this process runs the standalone queue.
+fn queue_requests(state: &AppState, reply: &mut InvocationReply, requests: &[RunnerMessage]) {
+    if requests.is_empty() {
+        return;
+    }
     if let Some(queue) = &state.queue {
-        for m in &report.requeue {
+        for m in requests {
             if let Err(e) = queue.enqueue(m.clone()) {
                 tracing::error!(event = "spool_error", error = %e, job_id = m.job_id, "could not spool a re-provision request");
             }
         }
     } else {
-        reply.queue(bindings::RUNNER_REQUEST, requeue);
+        reply.queue(bindings::RUNNER_REQUEST, requests.iter().map(to_value).collect());
     }
-    reply_response(200, &reply)
 }

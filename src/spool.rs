@@ -318,7 +318,7 @@ impl StandaloneQueue {
                 let depth = depth.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if run_one(item, &spool, &handler, &tx, &options).await {
+                    if run_one(item, &spool, &handler, &tx, &options, &depth).await {
                         depth.fetch_sub(1, Ordering::Relaxed);
                     }
                 });
@@ -363,25 +363,11 @@ impl StandaloneQueue {
     /// # Errors
     /// The spool write failed: the request must not be acknowledged.
     pub fn enqueue(&self, message: RunnerMessage) -> std::io::Result<bool> {
-        let spooled = self.spool_and_send(message);
-        if matches!(spooled, Ok(true)) {
-            self.depth.fetch_add(1, Ordering::Relaxed);
-        }
-        spooled
+        enqueue_counted(&self.spool, &self.tx, &self.depth, message)
     }
 
-    fn spool_and_send(&self, mut message: RunnerMessage) -> std::io::Result<bool> {
-        // A request that carries no job time gets the time it was queued, so the 24 h age
-        // limit still ends it (deferrals are not attempts).
-        if message.job_created_at.is_none() {
-            message.job_created_at = crate::timestamps::now_rfc3339();
-        }
-        let item = SpoolItem { message, attempts: 0 };
-        if !self.spool.put_new(&item)? {
-            return Ok(false);
-        }
-        self.tx.send(item).map_err(|_| std::io::Error::other("queue stopped"))?;
-        Ok(true)
+    fn spool_and_send(&self, message: RunnerMessage) -> std::io::Result<bool> {
+        spool_and_send(&self.spool, &self.tx, message)
     }
 
     #[must_use]
@@ -394,6 +380,38 @@ impl StandaloneQueue {
         let all = u32::try_from(self.options.concurrency.max(1)).unwrap_or(u32::MAX);
         tokio::time::timeout(timeout, self.inflight.acquire_many(all)).await.is_ok()
     }
+}
+
+/// [`StandaloneQueue::enqueue`], for the workers too (a cleanup's runner requests).
+fn enqueue_counted(
+    spool: &Spool,
+    tx: &mpsc::UnboundedSender<SpoolItem>,
+    depth: &AtomicUsize,
+    message: RunnerMessage,
+) -> std::io::Result<bool> {
+    let spooled = spool_and_send(spool, tx, message);
+    if matches!(spooled, Ok(true)) {
+        depth.fetch_add(1, Ordering::Relaxed);
+    }
+    spooled
+}
+
+fn spool_and_send(
+    spool: &Spool,
+    tx: &mpsc::UnboundedSender<SpoolItem>,
+    mut message: RunnerMessage,
+) -> std::io::Result<bool> {
+    // A request that carries no job time gets the time it was queued, so the 24 h age
+    // limit still ends it (deferrals are not attempts).
+    if message.job_created_at.is_none() {
+        message.job_created_at = crate::timestamps::now_rfc3339();
+    }
+    let item = SpoolItem { message, attempts: 0 };
+    if !spool.put_new(&item)? {
+        return Ok(false);
+    }
+    tx.send(item).map_err(|_| std::io::Error::other("queue stopped"))?;
+    Ok(true)
 }
 
 /// Runs a spool write (it fsyncs) on the blocking pool, so the queue's disk work never
@@ -410,6 +428,7 @@ async fn run_one(
     handler: &Handler,
     tx: &mpsc::UnboundedSender<SpoolItem>,
     options: &QueueOptions,
+    depth: &Arc<AtomicUsize>,
 ) -> bool {
     let key = spool_key(&item.message);
     item.attempts += 1;
@@ -417,7 +436,18 @@ async fn run_one(
     let result = handler(item.message.clone(), attempt).await;
     let kind = item.message.kind;
     match decide(result, attempt, options.max_attempts, kind, Transport::Standalone) {
-        Disposition::Done => {
+        Disposition::Done { requests } => {
+            // The requests are spooled before the item that made them leaves the spool.
+            for request in requests {
+                let (s, t, d) = (spool.clone(), tx.clone(), depth.clone());
+                let job_id = request.job_id;
+                let spooled = tokio::task::spawn_blocking(move || enqueue_counted(&s, &t, &d, request))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                if let Err(e) = spooled {
+                    tracing::error!(event = "spool_error", error = %e, job_id, "could not spool a re-provision request");
+                }
+            }
             let k = key.clone();
             if let Err(e) = on_disk(spool, move |s| s.remove(&k)).await {
                 tracing::error!(event = "spool_error", key, error = %e, "could not remove a finished request from the spool");
@@ -528,7 +558,7 @@ mod tests {
                 if l.len() <= 3 {
                     AttemptResult::Defer { reason: "throttled".into(), after: Duration::from_secs(5) }
                 } else {
-                    AttemptResult::Done
+                    AttemptResult::Done { requests: vec![] }
                 }
             })
         });

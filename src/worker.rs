@@ -26,11 +26,13 @@ pub async fn process_message(provisioner: &Provisioner, message: RunnerMessage, 
                     ProvisionOutcome::AlreadyExists => tracing::info!(event = "runner_exists", job_id = message.job_id, runner_name = %message.runner_name, "runner already exists; nothing to do"),
                     ProvisionOutcome::Skipped { reason } => tracing::info!(event = "runner_skipped", job_id = message.job_id, runner_name = %message.runner_name, reason = %reason, "job needs no runner"),
                 }
+                Vec::new()
             }),
-            MessageKind::Cleanup => provisioner.cleanup(&message).await.map(|deleted| {
-                if !deleted.is_empty() {
-                    tracing::info!(event = "runner_cleaned", job_id = message.job_id, deleted = %deleted.join(","), "compute of a finished job deleted");
+            MessageKind::Cleanup => provisioner.cleanup(&message).await.map(|cleaned| {
+                if !cleaned.deleted.is_empty() {
+                    tracing::info!(event = "runner_cleaned", job_id = message.job_id, deleted = %cleaned.deleted.join(","), "compute of a finished job deleted");
                 }
+                cleaned.requests
             }),
         }
     };
@@ -47,7 +49,7 @@ pub async fn process_message(provisioner: &Provisioner, message: RunnerMessage, 
         .await
         .unwrap_or_else(|_| Err(ProvisionError::retryable("attempt timed out")));
     match result {
-        Ok(()) => AttemptResult::Done,
+        Ok(requests) => AttemptResult::Done { requests },
         Err(ProvisionError::Retryable { reason, retry_after }) => AttemptResult::Retry { reason, after: retry_after },
         Err(ProvisionError::Deferred { reason, retry_after }) => AttemptResult::Defer { reason, after: retry_after },
         Err(ProvisionError::Permanent { reason }) => AttemptResult::GiveUp { reason },

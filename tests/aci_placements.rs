@@ -187,7 +187,7 @@ azure_test!(
         done.kind = runner_dispatch::message::MessageKind::Cleanup;
         done.ran_on = Some("ghr-8".into());
         done.ran_on_id = s.github.runners.lock().unwrap().iter().find(|r| r.name == "ghr-8").map(|r| r.id);
-        assert_eq!(s.provisioner.cleanup(&done).await.expect("cleanup"), ["ghr-8"]);
+        assert_eq!(s.provisioner.cleanup(&done).await.expect("cleanup").deleted, ["ghr-8"]);
         assert!(s.group_in("rg-b", "ghr-8").is_none());
         s.backend.delete(&p, "ghr-7").await.expect("delete");
         assert!(s.group_in("rg-a", "ghr-7").is_none());

@@ -450,6 +450,13 @@ fn host_json_and_function_folders_declare_the_contract() {
             .iter()
             .any(|x| x["type"] == "queueTrigger" && x["queueName"] == "runner-cleanup")
     );
+    assert!(
+        clean["bindings"].as_array().expect("b").iter().any(|x| x["type"] == "queue"
+            && x["direction"] == "out"
+            && x["queueName"] == "runner-requests"
+            && x["name"] == "runnerRequest"),
+        "cleanup-runner requests a runner again for a job whose runner another job took"
+    );
     let rec = read("reconcile");
     assert!(
         rec["bindings"]

@@ -177,7 +177,7 @@ async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_its_own_runner_t
     done.kind = MessageKind::Cleanup;
     done.ran_on = Some("ghr-60".into());
     done.ran_on_id = gh.runners.lock().expect("lock").iter().find(|r| r.name == "ghr-60").map(|r| r.id);
-    let deleted = p.cleanup(&done).await.expect("ok");
+    let deleted = p.cleanup(&done).await.expect("ok").deleted;
     assert_eq!(deleted, vec!["ghr-60"], "ghr-61 is busy with job 60 and stays");
     assert!(backend.existing.lock().expect("lock").contains_key("ghr-61"));
     // Still booting, not busy: kept all the same. Job 60 gave its runner to job 61 and
@@ -188,14 +188,14 @@ async fn cleanup_deletes_the_runner_that_ran_the_job_and_leaves_its_own_runner_t
     done.kind = MessageKind::Cleanup;
     done.ran_on = Some("ghr-63".into());
     done.ran_on_id = gh.runners.lock().expect("lock").iter().find(|r| r.name == "ghr-63").map(|r| r.id);
-    assert_eq!(p.cleanup(&done).await.expect("ok"), vec!["ghr-63"]);
+    assert_eq!(p.cleanup(&done).await.expect("ok").deleted, vec!["ghr-63"]);
     assert!(backend.existing.lock().expect("lock").contains_key("ghr-64"), "a booting swap partner was deleted");
     // A runner the job never needed (a GitHub-hosted runner ran it) is removed when idle.
     p.provision(&message(62, 0), 1).await.expect("ok");
     let mut other = message(62, 0);
     other.kind = MessageKind::Cleanup;
     other.ran_on = Some("GitHub Actions 5".into());
-    assert_eq!(p.cleanup(&other).await.expect("ok"), vec!["ghr-62"]);
+    assert_eq!(p.cleanup(&other).await.expect("ok").deleted, vec!["ghr-62"]);
 }
 
 #[tokio::test]
@@ -212,7 +212,7 @@ async fn cleanup_never_deletes_compute_for_a_job_that_ran_on_a_same_named_foreig
         done.kind = MessageKind::Cleanup;
         done.ran_on = Some("ghr-70".into());
         done.ran_on_id = ran_on_id;
-        let deleted = p.cleanup(&done).await.expect("ok");
+        let deleted = p.cleanup(&done).await.expect("ok").deleted;
         assert!(deleted.is_empty(), "{ran_on_id:?}: deleted {deleted:?}");
         assert!(backend.existing.lock().expect("lock").contains_key("ghr-70"), "{ran_on_id:?}");
     }
@@ -221,7 +221,7 @@ async fn cleanup_never_deletes_compute_for_a_job_that_ran_on_a_same_named_foreig
     done.kind = MessageKind::Cleanup;
     done.ran_on = Some("ghr-70".into());
     done.ran_on_id = victim_id;
-    assert_eq!(p.cleanup(&done).await.expect("ok"), vec!["ghr-70"]);
+    assert_eq!(p.cleanup(&done).await.expect("ok").deleted, vec!["ghr-70"]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -372,7 +372,7 @@ async fn a_job_taken_by_an_idle_runner_still_leads_to_exactly_one_new_runner() {
     msg.kind = MessageKind::Cleanup;
     msg.ran_on = Some("ghr-i-0000000c".into());
     msg.ran_on_id = Some(520);
-    let deleted = p.cleanup(&msg).await.expect("cleanup");
+    let deleted = p.cleanup(&msg).await.expect("cleanup").deleted;
     assert_eq!(deleted, ["ghr-i-0000000c"]);
     assert_eq!(named(&backend, "ghr-"), ["ghr-42"]);
 }

@@ -723,7 +723,19 @@ impl Provisioner {
     ///
     /// # Errors
     /// Retryable backend or GitHub failures (the queue retries).
-    pub async fn cleanup(&self, msg: &RunnerMessage) -> Result<Vec<String>, ProvisionError> {
+    pub async fn cleanup(&self, msg: &RunnerMessage) -> Result<Cleaned, ProvisionError> {
+        let mut cleaned = Cleaned::default();
+        cleaned.deleted = self.cleanup_compute(msg, &mut cleaned.requests).await?;
+        Ok(cleaned)
+    }
+
+    /// [`Provisioner::cleanup`]'s work: the names deleted; a runner request for a job whose
+    /// runner this job took goes into `requests`.
+    async fn cleanup_compute(
+        &self,
+        msg: &RunnerMessage,
+        requests: &mut Vec<RunnerMessage>,
+    ) -> Result<Vec<String>, ProvisionError> {
         self.check_message(msg)?;
         let Some(pool) = self.pool_for(msg) else {
             return Ok(Vec::new());
@@ -739,14 +751,22 @@ impl Provisioner {
         if let Some(ran_on) = msg.ran_on.as_deref().filter(|n| self.pools.is_runner_name(n)) {
             if let Some((owner_pool, info)) = self.compute_of_runner(&pool, ran_on).await? {
                 if ran_on_this_compute(&info, msg.ran_on_id) {
+                    // Asked before the delete: the compute's record of the job it was made
+                    // for goes with it, and a failed check must leave it for the retry.
+                    let displaced = match owner_pool.runner_kind(ran_on) {
+                        Some(RunnerKind::Job(other)) if other != msg.job_id => {
+                            self.runner_for_displaced_job(&owner_pool, &info, other, msg).await?
+                        }
+                        _ => None,
+                    };
                     self.backends.for_pool(&owner_pool).delete(&owner_pool, ran_on).await?;
                     deleted.push(ran_on.to_owned());
+                    requests.extend(displaced);
                     if ran_on != own {
-                        // The job took a runner of ours made for another job (or kept idle);
-                        // its own runner, booting or idle, is that other job's runner now.
-                        // Deleting it here would leave that job waiting with none (the
-                        // time-to-runner benchmark lost jobs so). Reconcile removes it if it
-                        // stays idle.
+                        // The job took a runner of ours made for another job (or kept idle).
+                        // Its own runner, booting or idle, is left alone: GitHub may be handing
+                        // it a job right now, and deleting it could kill that job. Reconcile
+                        // removes it if it stays idle.
                         return Ok(deleted);
                     }
                 } else {
@@ -785,6 +805,64 @@ impl Provisioner {
         backend.delete(&pool, &own).await?;
         deleted.push(own);
         Ok(deleted)
+    }
+
+    /// A completed job ran on `info`, the runner made for job `other` of `pool`: that job
+    /// lost its runner. GitHub gives a queued job to any online runner whose labels fit, so
+    /// the one that took it may be of another pool, and the job's own runner cannot stand in
+    /// for `other` (its labels may not fit) nor be counted on (another job may take it). One
+    /// rule, within a pool or across pools: while `other` is still queued and under 24 h old,
+    /// a runner is requested for it again, in its own pool and under its own name
+    /// `<prefix>-<job id>`, which provisioning locks on, so a redelivery or a second
+    /// completion makes no second runner. One job-state call per such completion.
+    ///
+    /// # Errors
+    /// Retryable: GitHub could not say whether `other` is still queued (a 404 says it is
+    /// gone); the cleanup is retried, after GitHub's `Retry-After` when it gave one (the
+    /// compute, and with it the record of `other`, is kept until then).
+    async fn runner_for_displaced_job(
+        &self,
+        pool: &Pool,
+        info: &ComputeInfo,
+        other: u64,
+        completed: &RunnerMessage,
+    ) -> Result<Option<RunnerMessage>, ProvisionError> {
+        // The repository comes from the compute's metadata (tags anyone with access to the
+        // resource group can edit): it reaches a GitHub URL only under the webhook's rules.
+        let recorded = info.repository.as_deref().and_then(|r| Some((r, r.split_once('/')?.0))).filter(|(r, owner)| {
+            crate::names::check_full_name(r, owner).is_ok() && self.pools.github.admits(owner, r).is_ok()
+        });
+        let Some((repository, owner)) = recorded else {
+            tracing::warn!(event = "displaced_job_unknown", job_id = other, runner_name = %info.name, "a job took the runner made for another job, but the runner's compute records no repository the allowlists admit for that job; reconcile's redelivery is its only way back");
+            return Ok(None);
+        };
+        let now = self.now();
+        let created = crate::timestamps::parse_time(info.job_created_at.as_deref()).or(info.created_at);
+        if created.is_none_or(|t| (now - t).try_into().is_ok_and(|age: Duration| age > MAX_JOB_AGE)) {
+            return Ok(None);
+        }
+        // The completed job's installation serves this owner too (one installation per owner).
+        let installation = completed.installation_id.filter(|_| completed.owner == owner);
+        let job = self.context_for(repository, owner, installation);
+        match self.github.job_state(&job, other).await {
+            Ok(JobState::Queued) => {}
+            // Running, done, or gone with its repository: nothing to make.
+            Ok(_) | Err(GitHubError::NotFound(_)) => return Ok(None),
+            Err(e) => {
+                let retry_after = match &e {
+                    GitHubError::RateLimited { retry_after } => Some(*retry_after),
+                    _ => None,
+                };
+                let reason = format!(
+                    "could not check whether job {other}, whose runner {} ran job {}, is still queued: {e}",
+                    info.name, completed.job_id
+                );
+                return Err(ProvisionError::Retryable { reason, retry_after });
+            }
+        }
+        let request = requeue_message(pool, info, &job, other, ORIGIN_DISPLACED);
+        events::displaced_job_requeued(&request, pool, completed);
+        Ok(Some(request))
     }
 
     fn remember_made(&self, runner_id: u64) {
@@ -843,6 +921,42 @@ impl Provisioner {
             }
         }
         Ok(None)
+    }
+}
+
+/// What a cleanup did: the compute it deleted, and the runner requests it makes for jobs
+/// whose runner the completed job took (see [`Provisioner::cleanup`]); the transport puts
+/// them on `runner-requests` (the spool standalone).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    pub deleted: Vec<String>,
+    pub requests: Vec<RunnerMessage>,
+}
+
+/// `origin` of a request made again because another job took the runner made for its job.
+pub const ORIGIN_DISPLACED: &str = "cleanup:displaced";
+
+/// A provision request made again for job `job_id`, whose runner `info` of `pool` is gone
+/// (it never started, or another job took it): the job's own pool, name and times.
+#[must_use]
+pub fn requeue_message(pool: &Pool, info: &ComputeInfo, job: &JobContext, job_id: u64, origin: &str) -> RunnerMessage {
+    RunnerMessage {
+        v: crate::message::MESSAGE_VERSION,
+        kind: crate::message::MessageKind::Provision,
+        job_id,
+        run_id: info.run_id.unwrap_or_default(),
+        repository: job.repository.clone(),
+        owner: job.owner.clone(),
+        installation_id: job.installation_id,
+        labels: pool.labels.clone(),
+        pool: pool.name.clone(),
+        runner_name: pool.runner_name(job_id),
+        delivery_id: format!("{}-{job_id}", origin.split(':').next().unwrap_or(origin)),
+        job_created_at: info.job_created_at.clone(),
+        ran_on: None,
+        ran_on_id: None,
+        job_started_at: None,
+        origin: Some(origin.to_owned()),
     }
 }
 

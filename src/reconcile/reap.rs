@@ -12,7 +12,7 @@ use super::snapshot::{Snapshot, age_of, registration_of};
 use crate::compute::ComputeInfo;
 use crate::config::Pool;
 use crate::github::{JobContext, JobState, RunnerInfo};
-use crate::message::{MESSAGE_VERSION, MessageKind, RunnerMessage};
+use crate::message::RunnerMessage;
 
 /// One of our runners still standing after the reaping, with its registration.
 pub(super) struct Standing {
@@ -156,22 +156,5 @@ async fn reap_one(
 
 /// A new provision request for a job whose runner failed to start.
 fn requeue_message(pool: &Pool, info: &ComputeInfo, job: &JobContext, job_id: u64) -> RunnerMessage {
-    RunnerMessage {
-        v: MESSAGE_VERSION,
-        kind: MessageKind::Provision,
-        job_id,
-        run_id: info.run_id.unwrap_or_default(),
-        repository: job.repository.clone(),
-        owner: job.owner.clone(),
-        installation_id: job.installation_id,
-        labels: pool.labels.clone(),
-        pool: pool.name.clone(),
-        runner_name: pool.runner_name(job_id),
-        delivery_id: format!("reconcile-{job_id}"),
-        job_created_at: info.job_created_at.clone(),
-        ran_on: None,
-        ran_on_id: None,
-        job_started_at: None,
-        origin: Some("reconcile:failed_start".into()),
-    }
+    crate::provision::requeue_message(pool, info, job, job_id, "reconcile:failed_start")
 }
