@@ -385,7 +385,7 @@ azure_test!(
     async {
         let fake = start_arm().await;
         let arm = fake.url.clone();
-        let text = POOLS.replacen("spot = true\n", "spot = true\nidle_runners = 2\n", 1);
+        let text = POOLS.replacen("spot = true\n", "spot = true\nidle_runners = 2\nrunner_group_id = 9\n", 1);
         let pools = Arc::new(vm_pools(&text));
         assert_ne!(text, POOLS, "pool docker keeps 2 idle runners");
         let gh = Arc::new(FakeGitHub::default());

@@ -219,6 +219,9 @@ impl Pool {
             Compute::Aci(aci) if aci.placements.iter().any(|p| p.subnet_id.is_some()) => {
                 Some(Restriction::PlacementSubnet)
             }
+            // A VM always sits in a subnet of yours (`subnet_id` is required).
+            Compute::Vm(vm) if vm.places.subnet_id.is_some() => Some(Restriction::Subnet),
+            Compute::Vm(_) => Some(Restriction::PlacementSubnet),
             _ => None,
         };
         [

@@ -1027,6 +1027,17 @@ identity = "/subscriptions/s/resourceGroups/r/providers/Microsoft.ManagedIdentit
     }
 
     #[test]
+    fn a_vm_pool_that_keeps_idle_runners_needs_its_own_runner_group() {
+        // A VM always sits in a subnet of yours: its idle runners are a restricted pool's.
+        let vm = "[github]\nallowed_owners = [\"octo-org\"]\n[[pools]]\nname = \"d\"\nbackend = \"vm\"\nlabels = [\"docker\"]\nimage = \"Canonical:ubuntu-24_04-lts:server:latest\"\nvm_size = \"Standard_D2ads_v5\"\nlocation = \"westeurope\"\nsubnet_id = \"/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/virtualNetworks/v/subnets/vm\"\nidle_runners = 2\n";
+        let err = PoolsConfig::parse(vm).expect_err("no group of its own");
+        assert_eq!(keys(&err), vec!["pools[0].idle_runners"]);
+        assert!(err.0[0].message.contains("pools[0].subnet_id"), "{}", err.0[0].message);
+        PoolsConfig::parse(&format!("{vm}runner_group_id = 9\n")).expect("its own group");
+        PoolsConfig::parse(&vm.replace("idle_runners = 2", "idle_runners = 0")).expect("no idle runners");
+    }
+
+    #[test]
     fn at_repo_scope_a_restricted_pools_idle_targets_must_be_repositories_it_admits() {
         let scope = "runner_scope = \"repo\"";
         let pool = "repositories = [\"octo-org/api-*\"]\nidle_runners = 1\nidle_targets = [\"octo-org/api-gw\", \"octo-org/web\"]";
