@@ -80,6 +80,18 @@ impl Backend {
         }
     }
 
+    /// The least cold start the idle-runner rule assumes for this backend's runners (the
+    /// measured one reads short, see `idle::IdlePolicy::target`): a container's start, or a
+    /// fresh VM's boot, which Microsoft puts at about two minutes for a VM with its
+    /// extensions (Azure Compute Blog, "How GitHub Actions handles CI/CD scale", May 2022).
+    #[must_use]
+    pub fn cold_start_floor(self) -> Duration {
+        match self {
+            Backend::Aci | Backend::Batch => crate::idle::DEFAULT_COLD_START,
+            Backend::Vm => Duration::from_secs(120),
+        }
+    }
+
     /// The live client.
     ///
     /// # Errors

@@ -346,7 +346,7 @@ fn every_pool_and_github_key_is_documented_in_configuration_md() {
     // A placement's keys are documented in the `placements` row's `{ ... }`.
     let placements_row = text.lines().find(|l| l.starts_with("| `placements` |")).expect("a `placements` row");
     let shape = placements_row.split('{').nth(1).and_then(|s| s.split('}').next()).expect("{ ... } in the row");
-    for key in const_str_list("src/azure/aci.rs", "PLACEMENT_KEYS") {
+    for key in const_str_list("src/azure/arm.rs", "PLACEMENT_KEYS") {
         if !shape.split(',').any(|k| k.trim().trim_end_matches('?') == key) {
             missing.push(format!("placements: {key}"));
         }

@@ -61,11 +61,21 @@ pub struct IdlePolicy {
     /// default (see [`crate::provision::Provisioner::idle_targets`]).
     pub targets: Vec<String>,
     pub max_age: Duration,
+    /// The least cold start `"auto"` and a window's lead assume: the pool's backend's typical
+    /// boot ([`DEFAULT_COLD_START`] for containers, longer for a fresh VM), because the
+    /// measured figure reads short (see [`IdlePolicy::target`]).
+    pub cold_start_floor: Duration,
 }
 
 impl Default for IdlePolicy {
     fn default() -> Self {
-        Self { base: IdleBase::Fixed(0), schedule: Vec::new(), targets: Vec::new(), max_age: DEFAULT_MAX_AGE }
+        Self {
+            base: IdleBase::Fixed(0),
+            schedule: Vec::new(),
+            targets: Vec::new(),
+            max_age: DEFAULT_MAX_AGE,
+            cold_start_floor: DEFAULT_COLD_START,
+        }
     }
 }
 
@@ -111,8 +121,8 @@ impl Demand {
     /// is measured), plus one reconcile period, because the top-up that sees the window
     /// first is the last pass before it starts.
     #[must_use]
-    pub fn window_lead(&self) -> Duration {
-        self.cold_start_p95.map_or(DEFAULT_COLD_START, |c| c.max(DEFAULT_COLD_START)) + PASS_PERIOD
+    pub fn window_lead(&self, floor: Duration) -> Duration {
+        self.cold_start_p95.map_or(floor, |c| c.max(floor)) + PASS_PERIOD
     }
 }
 
@@ -148,7 +158,8 @@ impl IdlePolicy {
     #[must_use]
     pub fn target(&self, now: jiff::Timestamp, demand: &Demand) -> Target {
         let first_at = |t: jiff::Timestamp| self.schedule.iter().enumerate().find(|(_, w)| w.holds(t));
-        let lead = jiff::SignedDuration::try_from(demand.window_lead()).unwrap_or(jiff::SignedDuration::ZERO);
+        let lead = jiff::SignedDuration::try_from(demand.window_lead(self.cold_start_floor))
+            .unwrap_or(jiff::SignedDuration::ZERO);
         let current = first_at(now);
         let soon = now.checked_add(lead).ok().and_then(first_at);
         let figure = |w: Option<(usize, &Window)>| match (self.base, w) {
@@ -170,9 +181,10 @@ impl IdlePolicy {
                 let floor = window.map_or(0, |(_, w)| w.idle_runners);
                 // Measured cold starts read short: a waiting job goes to whichever runner
                 // comes online first, so jobs that ran on their own runner are the fast
-                // boots. Never below the default (the benchmark: p95 24 s without the floor
-                // at 10 jobs/min, 2.5 s with it).
-                let cold = demand.cold_start.map_or(DEFAULT_COLD_START, |c| c.max(DEFAULT_COLD_START));
+                // boots. Never below the backend's typical boot (the benchmark: on ACI, p95 24 s
+                // without the 60 s floor at 10 jobs/min, 2.5 s with it; a VM's, see
+                // `Backend::cold_start_floor`).
+                let cold = demand.cold_start.map_or(self.cold_start_floor, |c| c.max(self.cold_start_floor));
                 let dispersion = demand.dispersion.max(1.0);
                 Target {
                     count: auto_count(demand.arrivals_per_minute, cold, dispersion).max(floor).min(max),
