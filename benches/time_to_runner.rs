@@ -144,6 +144,7 @@ vm_size = "Standard_D2ads_v5"
 resource_group = "rg-runners"
 location = "westeurope"
 subnet_id = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-runners/providers/Microsoft.Network/virtualNetworks/vnet/subnets/vm-runners"
+runner_group_id = 7
 "#
             }
         }
