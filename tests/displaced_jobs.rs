@@ -40,12 +40,16 @@ fn pools() -> Arc<PoolsConfig> {
 /// The real router over the fake GitHub and a scripted backend; `state_dir` adds the
 /// standalone spool.
 async fn world(state_dir: Option<&Path>) -> World {
+    world_with(state_dir, pools()).await
+}
+
+async fn world_with(state_dir: Option<&Path>, pools: Arc<PoolsConfig>) -> World {
     let gh = Arc::new(FakeGitHub::default());
     let backend = ScriptedBackend::with(vec![]);
     let registry: Arc<dyn RunnerRegistry> = gh.clone();
     let queue = state_dir.map(|d| (Spool::open(d).expect("spool"), fast_queue()));
     let state =
-        runner_dispatch::app::assemble_state(&settings(), pools(), registry, Backends::single(backend.clone()), queue);
+        runner_dispatch::app::assemble_state(&settings(), pools, registry, Backends::single(backend.clone()), queue);
     let (url, _task) = serve_fake(runner_dispatch::server::router(state.clone())).await;
     World { state, url, gh, backend, client: runner_dispatch::tls::client_builder().build().expect("client") }
 }
@@ -188,6 +192,20 @@ async fn a_job_that_is_no_longer_queued_gets_no_second_runner() {
         assert!(!w.exists("ghb-101"), "{state:?}");
         assert_eq!(w.job_checks(BIG_JOB), 1, "{state:?}");
     }
+}
+
+#[tokio::test]
+async fn with_check_job_queued_never_the_displaced_job_gets_a_runner_unasked() {
+    let text = String::from_utf8(fixture("pools/overlapping.toml")).expect("utf8");
+    let text = text.replacen("check_job_queued = \"stale\"", "check_job_queued = \"never\"", 1);
+    assert!(text.contains("check_job_queued = \"never\""));
+    let w = world_with(None, Arc::new(PoolsConfig::parse(&text).expect("pools"))).await;
+    w.provision_both_under_the_host().await;
+    let (status, reply) = w.invoke("cleanup-runner", &w.small_job_completed_on_the_big_runner(), 1).await;
+    assert_eq!(status, 200, "{reply}");
+    let request: RunnerMessage = serde_json::from_value(reply["Outputs"]["runnerRequest"].clone()).expect("a request");
+    assert_eq!((request.job_id, request.pool.as_str()), (BIG_JOB, "big"));
+    assert_eq!(w.job_checks(BIG_JOB), 0, "no GitHub call spent on it");
 }
 
 /// Puts a finished `ghb-101` (runner id 7) made for the big job, as its backend reads it

@@ -844,7 +844,14 @@ impl Provisioner {
         // The completed job's installation serves this owner too (one installation per owner).
         let installation = completed.installation_id.filter(|_| completed.owner == owner);
         let job = self.context_for(repository, owner, installation);
-        match self.github.job_state(&job, other).await {
+        // `check_job_queued = "never"` spends no GitHub call on it: the displaced job gets a
+        // runner again unasked (one it no longer needs idles out, as after any check skipped).
+        let state = if self.pools.github.check_job_queued == CheckJobQueued::Never {
+            Ok(JobState::Queued)
+        } else {
+            self.github.job_state(&job, other).await
+        };
+        match state {
             Ok(JobState::Queued) => {}
             // Running, done, or gone with its repository: nothing to make.
             Ok(_) | Err(GitHubError::NotFound(_)) => return Ok(None),
