@@ -186,17 +186,6 @@ impl Compute {
         }
     }
 
-    /// Pools with the same shared listing see each other's compute in `list` (Batch tasks
-    /// of one Batch pool's job): reconcile acts on it once. `None`: the listing is the
-    /// pool's own.
-    #[must_use]
-    pub fn shared_listing(&self) -> Option<&str> {
-        match self {
-            Compute::Aci(_) | Compute::Vm(_) => None,
-            Compute::Batch(b) => Some(&b.batch_pool_id),
-        }
-    }
-
     /// How long reconcile keeps a finished compute before deleting it.
     #[must_use]
     pub fn finished_retention(&self) -> Duration {

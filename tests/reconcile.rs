@@ -89,6 +89,55 @@ async fn each_kind_of_leftover_is_reaped_and_healthy_runners_are_left_alone() {
     );
 }
 
+/// Two pools on one Batch pool list the same tasks; each is reaped by its own prefix and
+/// rules (the pass once acted only on the first pool's listing, so the second pool's
+/// finished and over-TTL tasks stayed forever).
+#[tokio::test]
+async fn pools_sharing_one_batch_pool_each_reap_their_own_runners() {
+    let text = r#"
+[github]
+allowed_owners = ["octo-org"]
+[[pools]]
+name = "win-a"
+backend = "batch"
+os = "windows"
+labels = ["self-hosted", "windows", "a"]
+image = "img"
+batch_pool_id = "shared"
+name_prefix = "wa"
+[[pools]]
+name = "win-b"
+backend = "batch"
+os = "windows"
+labels = ["self-hosted", "windows", "b"]
+image = "img"
+batch_pool_id = "shared"
+name_prefix = "wb"
+runner_ttl = "1h"
+"#;
+    let pools = Arc::new(PoolsConfig::parse(text).expect("pools"));
+    let gh = Arc::new(FakeGitHub::default());
+    let backend = ScriptedBackend::with(vec![]);
+    let r = Reconciler::new(Arc::new(Provisioner::new(pools, gh.clone(), Backends::single(backend.clone()))), false);
+    // Finished past Batch's two hours of retention.
+    let mut a = compute("wa-1", 1, ComputeState::Succeeded, 150);
+    a.pool = Some("win-a".into());
+    let mut b = compute("wb-2", 2, ComputeState::Succeeded, 150);
+    b.pool = Some("win-b".into());
+    // Over win-b's own TTL (1 h), though under win-a's (6 h): win-b's rules apply.
+    let mut old = compute("wb-3", 3, ComputeState::Running, 90);
+    old.pool = Some("win-b".into());
+    gh.add_runner(103, "wb-3", true, true);
+    for c in [a, b, old] {
+        put(&backend, c);
+    }
+    let report = r.run().await;
+    assert!(!exists(&backend, "wa-1"), "win-a's finished task is deleted");
+    assert!(!exists(&backend, "wb-2"), "win-b's finished task is deleted too");
+    assert!(!exists(&backend, "wb-3"), "win-b's task over win-b's TTL is deleted");
+    assert_eq!((report.finished, report.over_ttl), (2, 1), "{report:?}: each task reaped once");
+}
+
 #[tokio::test]
 async fn an_orphan_registration_is_removed_only_when_ours_and_seen_twice() {
     let (r, gh, backend) = setup(false);

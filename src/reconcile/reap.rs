@@ -31,7 +31,9 @@ pub(super) struct Reaped {
     pub recorded: HashSet<u64>,
 }
 
-/// Reaps each pool's compute (a listing shared by pools once, from its first pool).
+/// Reaps each pool's compute, each compute once: pools that share a listing (a Batch pool)
+/// each see the compute named with their own prefix, and one listed for two pools is acted
+/// on by the first.
 pub(super) async fn reap(fleet: &impl Fleet, snapshot: &Snapshot, report: &mut ReconcileReport) -> Reaped {
     let mut reaped = Reaped { standing: BTreeMap::new(), compute_names: BTreeSet::new(), recorded: HashSet::new() };
     // A compute belongs to one pool, however many listings show it.
@@ -39,6 +41,7 @@ pub(super) async fn reap(fleet: &impl Fleet, snapshot: &Snapshot, report: &mut R
     // Pools listed before the reaping: one that another pool's listing showed and this
     // pass removed is gone for the pools after it.
     let mut removed_names: HashSet<String> = HashSet::new();
+    let mut acted: HashSet<String> = HashSet::new();
     for view in &snapshot.pools {
         let pool = &view.pool;
         let Ok(computes) = &view.compute else { continue };
@@ -49,10 +52,18 @@ pub(super) async fn reap(fleet: &impl Fleet, snapshot: &Snapshot, report: &mut R
             }
             reaped.compute_names.insert(info.name.clone());
             reaped.recorded.extend(info.runner_id);
-            if !view.first_listing {
+            if !acted.insert(info.name.clone()) {
                 continue;
             }
             let Some(job) = &ours.job else { continue };
+            // A shared listing (Batch) shows other pools' runners too: each is reaped by the
+            // rules (TTL, boot timeout, retention) of the pool it records, when that pool
+            // would name it so.
+            let pool = info
+                .pool_name()
+                .and_then(|n| fleet.pools().pool(n))
+                .filter(|owner| owner.runner_kind(&info.name).is_some())
+                .unwrap_or(pool);
             // Runners at a target whose registrations could not be listed are left alone.
             let Some(Ok(list)) = snapshot.registrations_at(job) else { continue };
             let registration = registration_of(info, list).cloned();
@@ -68,10 +79,7 @@ pub(super) async fn reap(fleet: &impl Fleet, snapshot: &Snapshot, report: &mut R
                 removed_names.insert(info.name.clone());
             }
             if fate == Fate::Standing && standing_names.insert(info.name.clone()) {
-                // A shared listing (Batch) names each runner's own pool.
-                let owner =
-                    info.pool_name().filter(|n| fleet.pools().pool(n).is_some()).unwrap_or(&pool.name).to_owned();
-                reaped.standing.entry(owner).or_default().push(Standing {
+                reaped.standing.entry(pool.name.clone()).or_default().push(Standing {
                     info: info.clone(),
                     job: job.clone(),
                     registration,

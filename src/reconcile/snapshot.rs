@@ -2,8 +2,8 @@
 //! only), the registrations at each registration target (one list per target), each
 //! pool's demand history, and what could not be read.
 
+use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::fleet::Fleet;
 use crate::compute::ComputeInfo;
-use crate::config::{Backend, Pool, RunnerKind};
+use crate::config::{Pool, RunnerKind};
 use crate::github::{JobContext, RunnerInfo};
 use crate::idle::demand::History;
 
@@ -31,9 +31,6 @@ pub(crate) struct PoolView {
     pub pool: Arc<Pool>,
     /// The compute listed for the pool that is ours (see [`is_ours`]), or why none could be.
     pub compute: Result<Vec<Ours>, String>,
-    /// Whether this pool's listing is the first of the listing it shares with other pools
-    /// (a Batch pool): the pass acts on shared compute once, from the first.
-    pub first_listing: bool,
     /// The pool's demand log over the last [`crate::idle::demand::HISTORY`].
     pub demand: Result<History, String>,
 }
@@ -58,10 +55,7 @@ impl Snapshot {
         let now = fleet.now();
         let mut pools = Vec::new();
         let mut registrations = BTreeMap::new();
-        let mut seen_shared: HashSet<(Backend, String)> = HashSet::new();
         for pool in &fleet.pools().pools {
-            let first_listing =
-                pool.compute.shared_listing().is_none_or(|s| seen_shared.insert((pool.backend(), s.to_owned())));
             let compute = match fleet.list_compute(pool).await {
                 Ok(list) => {
                     let mut ours = Vec::new();
@@ -80,7 +74,7 @@ impl Snapshot {
                 }
                 Err(e) => Err(e),
             };
-            pools.push(PoolView { pool: pool.clone(), compute, first_listing, demand: Ok(History::default()) });
+            pools.push(PoolView { pool: pool.clone(), compute, demand: Ok(History::default()) });
         }
         // Idle runners' registrations are looked for where they register, even where no
         // compute stands any more (the orphan pass needs the list).
